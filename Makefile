@@ -1,0 +1,41 @@
+# Two environments: .venv (TensorFlow, the primary backend) and .venv-jax (Keras on JAX
+# with the TFP nightly JAX substrate). Both are created on first use.
+PYTHON ?= python3
+VENV := .venv
+VENV_JAX := .venv-jax
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+export PYTHONWARNINGS ?= ignore::DeprecationWarning
+PIP_FLAGS := -q --disable-pip-version-check
+DEMO_DIR ?= demo_output
+PYTEST_FLAGS ?= -q -m "not slow" --durations=10
+
+.PHONY: demo test test-tf test-jax venv venv-jax clean
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install $(PIP_FLAGS) --upgrade pip
+	$(VENV)/bin/pip install $(PIP_FLAGS) -c constraints.txt -e ".[tensorflow,test]"
+	touch $@
+
+$(VENV_JAX)/.installed: pyproject.toml constraints-jax.txt
+	$(PYTHON) -m venv $(VENV_JAX)
+	$(VENV_JAX)/bin/pip install $(PIP_FLAGS) --upgrade pip
+	$(VENV_JAX)/bin/pip install $(PIP_FLAGS) -c constraints-jax.txt -e ".[jax,test]" "jax[cpu]" dm-tree
+	touch $@
+
+venv: $(VENV)/.installed
+venv-jax: $(VENV_JAX)/.installed
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/python -m tfp_realnvp demo --output-dir $(DEMO_DIR)
+
+test: test-tf test-jax
+
+test-tf: $(VENV)/.installed
+	KERAS_BACKEND=tensorflow $(VENV)/bin/python -m pytest $(PYTEST_FLAGS)
+
+test-jax: $(VENV_JAX)/.installed
+	KERAS_BACKEND=jax $(VENV_JAX)/bin/python -m pytest $(PYTEST_FLAGS) -m "not slow and not tf_only"
+
+clean:
+	rm -rf $(VENV) $(VENV_JAX) $(DEMO_DIR) .pytest_cache

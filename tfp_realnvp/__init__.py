@@ -1,0 +1,33 @@
+"""tfp_realnvp: Real NVP normalizing flows as TensorFlow Probability bijectors.
+
+``forward`` maps a latent ``z`` to an image ``x`` (generation); ``inverse`` maps ``x``
+to ``z`` (density). See ``MultiScaleFlow`` for the architecture and ``RealNVP`` for
+training with Keras.
+"""
+
+__version__ = "0.1.0"
+
+from tfp_realnvp.backend import tfb, tfd, tfp
+from tfp_realnvp.bijectors import (
+    AffineCoupling,
+    BatchNormalization,
+    FactorOut,
+    LogitPreprocess,
+    MultiScaleFlow,
+    Squeeze,
+)
+from tfp_realnvp.networks import ResNetConditioner, WeightNormConv2D
+
+__all__ = [
+    "AffineCoupling",
+    "BatchNormalization",
+    "FactorOut",
+    "LogitPreprocess",
+    "MultiScaleFlow",
+    "ResNetConditioner",
+    "Squeeze",
+    "WeightNormConv2D",
+    "tfb",
+    "tfd",
+    "tfp",
+]

@@ -1,0 +1,74 @@
+"""The TensorFlow Probability namespace that matches the active Keras backend.
+
+Keras 3 picks its backend once, from ``KERAS_BACKEND`` or ``keras.json``. TFP ships
+one substrate per array library; this module imports the one that matches, so every
+other module writes ``from tfp_realnvp.backend import tfb, tfd`` and works on both.
+
+* ``tensorflow`` -> ``tensorflow_probability``
+* ``jax`` -> ``tensorflow_probability.substrates.jax`` (needs ``tfp-nightly`` with
+  current JAX releases)
+"""
+
+from __future__ import annotations
+
+import types
+
+import keras
+
+SUPPORTED_BACKENDS = ("tensorflow", "jax")
+
+
+def backend_name() -> str:
+    """Returns the name of the active Keras backend."""
+    return keras.backend.backend()
+
+
+def load_tfp(backend: str | None = None) -> types.ModuleType:
+    """Imports the TFP substrate for ``backend`` (default: the active Keras backend).
+
+    Args:
+        backend: ``"tensorflow"`` or ``"jax"``; ``None`` uses ``keras.backend.backend()``.
+
+    Returns:
+        The ``tensorflow_probability`` module (or its JAX substrate).
+
+    Raises:
+        ValueError: if the backend has no TFP substrate.
+    """
+    backend = backend or backend_name()
+    if backend == "tensorflow":
+        import tensorflow_probability as module
+    elif backend == "jax":
+        from tensorflow_probability.substrates import jax as module
+    else:
+        raise ValueError(
+            f"tfp_realnvp runs on the Keras backends {SUPPORTED_BACKENDS}; "
+            f"received KERAS_BACKEND={backend!r}."
+        )
+    return module
+
+
+def is_concrete(x) -> bool:
+    """True when ``x`` holds a value now (eager TF tensor, NumPy or JAX array, not a tracer)."""
+    if backend_name() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.executing_eagerly() and (not tf.is_tensor(x) or hasattr(x, "numpy"))
+    import jax
+
+    return not isinstance(x, jax.core.Tracer)
+
+
+tfp = load_tfp()
+tfb = tfp.bijectors
+tfd = tfp.distributions
+
+
+def _load_prefer_static():
+    import importlib
+
+    root = "tensorflow_probability.python" if backend_name() == "tensorflow" else tfp.__name__
+    return importlib.import_module(root + ".internal.prefer_static")
+
+
+ps = _load_prefer_static()

@@ -1,0 +1,187 @@
+"""Affine coupling bijector with a checkerboard or channel mask."""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from tfp_realnvp.bijectors.masks import check_mask_type, checkerboard
+from tfp_realnvp.bijectors.one_pass import OnePassBijector
+from tfp_realnvp.networks.resnet import ResNetConditioner
+from tfp_realnvp.networks.tanh_scale import TanhScale
+from tfp_realnvp.validation import check_event_shape
+
+
+class AffineCoupling(OnePassBijector):
+    """Real NVP affine coupling on ``[..., H, W, C]`` events.
+
+    A mask splits the event into a fixed part ``a`` and an updated part ``b``. With
+    ``s = scale * tanh(raw_s(x_a))`` and ``t = t(x_a)`` from one conditioner pass:
+
+    * ``inverse`` (data to latent, the paper's ``f``):
+      ``z_a = y_a``, ``z_b = y_b * exp(s(y_a)) + t(y_a)``,
+      ``log|det dz/dy| = sum(s)`` over the event.
+    * ``forward`` (latent to data): ``y_a = z_a``, ``y_b = (z_b - t(z_a)) * exp(-s(z_a))``,
+      ``log|det dy/dz| = -sum(s)``.
+
+    Masks: ``"checkerboard"`` fixes the pixels with ``(i + j) % 2 == parity``;
+    ``"channel"`` fixes the first half of the channels when ``parity == 0`` and the
+    second half when ``parity == 1``.
+
+    The network runs once per transformation: the log-det computed with the values is
+    kept in TFP's bijector cache, so ``log_prob`` and ``sample`` reuse it.
+
+    Args:
+        mask_type: ``"checkerboard"`` or ``"channel"``.
+        parity: 0 or 1, which half of the mask stays fixed.
+        event_shape: ``[H, W, C]``; builds the networks now. ``None`` builds them on
+            first use from the input's last three dimensions.
+        conditioner: a Keras layer mapping ``[N, H, W, C_a]`` to
+            ``[N, H, W, 2 * C_b]`` (raw log-scale, then shift). Default: a
+            ``ResNetConditioner``.
+        num_filters: hidden width of the default conditioner.
+        num_blocks: residual blocks of the default conditioner.
+        dtype: Keras dtype policy of the layers (e.g. ``"float64"``, ``"mixed_bfloat16"``).
+        validate_args: passed to ``tfb.Bijector``.
+        name: bijector name.
+    """
+
+    def __init__(
+        self,
+        *,
+        mask_type: str,
+        parity: int = 0,
+        event_shape=None,
+        conditioner: keras.layers.Layer | None = None,
+        num_filters: int = 64,
+        num_blocks: int = 8,
+        dtype=None,
+        validate_args: bool = False,
+        name: str | None = None,
+    ):
+        parameters = dict(locals())
+        self._mask_type = check_mask_type(mask_type)
+        if parity not in (0, 1):
+            raise ValueError(f"parity must be 0 or 1; received {parity!r}.")
+        self._parity = int(parity)
+        self._conditioner = conditioner
+        self._num_filters = num_filters
+        self._num_blocks = num_blocks
+        self._layer_dtype = dtype
+        self._scale_layer = None
+        self._event_shape = None
+        self._mask = None
+        self.network_calls = 0
+        super().__init__(
+            forward_min_event_ndims=3,
+            validate_args=validate_args,
+            parameters=parameters,
+            name=name or f"affine_coupling_{mask_type}_{parity}",
+        )
+        if event_shape is not None:
+            self.build(event_shape)
+
+    # Building -----------------------------------------------------------------
+    def build(self, event_shape) -> None:
+        """Creates the conditioner and scale layers for an ``[H, W, C]`` event."""
+        h, w, c = check_event_shape(event_shape, name=f"{self.name} event")
+        if self._event_shape is not None:
+            if (h, w, c) != self._event_shape:
+                raise ValueError(
+                    f"{self.name} was built for event shape {list(self._event_shape)}; "
+                    f"received event shape {[h, w, c]}."
+                )
+            return
+        if self._mask_type == "channel" and c % 2:
+            raise ValueError(
+                f"A channel mask splits channels in halves and needs an even channel count; "
+                f"received event shape {[h, w, c]}."
+            )
+        c_a = c if self._mask_type == "checkerboard" else c // 2
+        c_b = c_a
+        if self._conditioner is None:
+            self._conditioner = ResNetConditioner(
+                c_b,
+                num_filters=self._num_filters,
+                num_blocks=self._num_blocks,
+                dtype=self._layer_dtype,
+                name=f"{self.name}_net",
+            )
+        self._scale_layer = TanhScale(dtype=self._layer_dtype, name=f"{self.name}_scale")
+        self._conditioner.build((None, h, w, c_a))
+        self._scale_layer.build((None, h, w, c_b))
+        if self._mask_type == "checkerboard":
+            self._mask = checkerboard(h, w, parity=self._parity)
+        self._event_shape = (h, w, c)
+
+    @property
+    def built(self) -> bool:
+        return self._event_shape is not None
+
+    @property
+    def conditioner(self) -> keras.layers.Layer | None:
+        return self._conditioner
+
+    @property
+    def mask_type(self) -> str:
+        return self._mask_type
+
+    @property
+    def parity(self) -> int:
+        return self._parity
+
+    @property
+    def layers(self) -> list:
+        """The Keras layers this bijector uses (empty until built)."""
+        return [self._conditioner, self._scale_layer] if self.built else []
+
+    @property
+    def variables(self):
+        return [v for layer in self.layers for v in layer.weights]
+
+    @property
+    def trainable_variables(self):
+        return [v for layer in self.layers for v in layer.trainable_weights]
+
+    # Math ---------------------------------------------------------------------
+    def _split(self, x):
+        """Returns ``(fixed, updated)`` parts as the conditioner and the update see them."""
+        if self._mask_type == "checkerboard":
+            mask = ops.cast(self._mask, x.dtype)
+            return x * mask, x
+        half = self._event_shape[-1] // 2
+        first, second = x[..., :half], x[..., half:]
+        return (first, second) if self._parity == 0 else (second, first)
+
+    def _merge(self, fixed, updated):
+        if self._mask_type == "checkerboard":
+            return updated
+        return ops.concatenate([fixed, updated] if self._parity == 0 else [updated, fixed], axis=-1)
+
+    def _scale_and_shift(self, fixed):
+        """One conditioner pass: log-scale ``s`` and shift ``t``, zero on the fixed part."""
+        self.network_calls += 1
+        h, w, _ = self._event_shape
+        batch_shape = ops.shape(fixed)[:-3]
+        flat = ops.reshape(fixed, (-1, h, w, fixed.shape[-1]))
+        out = self._conditioner(flat)
+        raw_s, t = ops.split(out, 2, axis=-1)
+        s = ops.cast(self._scale_layer(raw_s), fixed.dtype)
+        t = ops.cast(t, fixed.dtype)
+        if self._mask_type == "checkerboard":
+            free = 1.0 - ops.cast(self._mask, fixed.dtype)
+            s, t = s * free, t * free
+        out_shape = tuple(batch_shape) + tuple(s.shape[-3:])
+        return ops.reshape(s, out_shape), ops.reshape(t, out_shape)
+
+    def _transform(self, x, *, inverse: bool):
+        self.build(x.shape[-3:])
+        fixed, updated = self._split(x)
+        s, t = self._scale_and_shift(fixed)
+        if inverse:
+            updated = updated * ops.exp(s) + t
+            log_det = ops.sum(s, axis=(-3, -2, -1))
+        else:
+            updated = (updated - t) * ops.exp(-s)
+            log_det = -ops.sum(s, axis=(-3, -2, -1))
+        return self._merge(fixed if self._mask_type == "channel" else None, updated), log_det

@@ -1,0 +1,239 @@
+"""The Real NVP multi-scale architecture as one composite bijector."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from tfp_realnvp.backend import tfb
+from tfp_realnvp.bijectors.batch_norm import BatchNormalization
+from tfp_realnvp.bijectors.coupling import AffineCoupling
+from tfp_realnvp.bijectors.factor_out import FactorOut
+from tfp_realnvp.bijectors.one_pass import OnePassBijector
+from tfp_realnvp.bijectors.preprocess import LogitPreprocess
+from tfp_realnvp.bijectors.squeeze import Squeeze
+from tfp_realnvp.validation import check_event_shape
+
+
+class MultiScaleFlow(OnePassBijector):
+    """Real NVP (Dinh et al., 2017): latent ``z`` (``forward``) to images in ``[0, 256)^D``.
+
+    Read in the data-to-latent direction (``inverse``, the paper's ``f``), for an image
+    ``x`` of event shape ``[H, W, C]``:
+
+    1. ``LogitPreprocess``: ``y = logit(alpha + (1 - 2 alpha) x / 256)``.
+    2. Each scale ``l < num_scales - 1`` on ``[h, w, c]``: 3 checkerboard couplings,
+       squeeze to ``[h/2, w/2, 4c]``, 3 channel couplings, then the first ``2c``
+       channels are factored out and scale ``l + 1`` transforms the other ``2c``;
+       the halves are concatenated and un-squeezed back to ``[h, w, c]``.
+    3. The last scale: 4 checkerboard couplings.
+
+    Mask parities alternate. Scale ``l`` uses ``num_filters * 2**l`` hidden channels
+    (filters double after each squeeze). With ``batch_norm=True`` a
+    ``BatchNormalization`` step follows every coupling. The latent has the data's
+    event shape, so the base is ``tfd.Sample(tfd.Normal(0, 1), [H, W, C])`` and
+
+    ``log p(x) = log N(f(x); 0, I) + sum_k log|det J_k(x)|``
+
+    is the density of the pixels on ``[0, 256)^D``.
+
+    Args:
+        image_shape: ``[H, W, C]`` to build every network now; ``None`` builds the flow
+            from the event shape of its first input.
+        num_scales: number of scales, >= 1; ``H`` and ``W`` must divide by
+            ``2**(num_scales - 1)``.
+        num_filters: hidden width of the first scale's conditioners.
+        num_blocks: residual blocks per conditioner.
+        batch_norm: insert a batch-normalization step after each coupling.
+        preprocess: include the pixel-to-logit step (``False``: the flow acts on
+            real-valued ``[H, W, C]`` events).
+        alpha: margin of the logit preprocessing.
+        batch_norm_momentum: decay of the batch-norm moving averages.
+        dtype: Keras dtype policy for every layer (``"float64"`` for exactness tests,
+            ``"mixed_bfloat16"`` for speed).
+        name: bijector name.
+
+    Raises:
+        ValueError: for a bad argument, or an image shape whose sides do not divide by
+            ``2**(num_scales - 1)``; the message names the received value.
+    """
+
+    def __init__(
+        self,
+        *,
+        image_shape=None,
+        num_scales: int = 2,
+        num_filters: int = 64,
+        num_blocks: int = 8,
+        batch_norm: bool = True,
+        preprocess: bool = True,
+        alpha: float = 0.05,
+        batch_norm_momentum: float = 0.99,
+        dtype=None,
+        validate_args: bool = False,
+        name: str = "multi_scale_flow",
+    ):
+        parameters = dict(locals())
+        for key, value, low in (("num_scales", num_scales, 1), ("num_filters", num_filters, 1), ("num_blocks", num_blocks, 0)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ValueError(f"{key} must be an integer >= {low}; received {value!r}.")
+        self._num_scales = num_scales
+        self._num_filters = num_filters
+        self._num_blocks = num_blocks
+        self._batch_norm = bool(batch_norm)
+        self._batch_norm_momentum = batch_norm_momentum
+        self._layer_dtype = dtype
+        self._preprocess = LogitPreprocess(alpha=alpha) if preprocess else None
+        self._image_shape = None
+        self._chain = None
+        self.couplings: list[AffineCoupling] = []
+        self.batch_norms: list[BatchNormalization] = []
+        super().__init__(forward_min_event_ndims=3, validate_args=validate_args, parameters=parameters, name=name)
+        if image_shape is not None:
+            self.build(image_shape)
+
+    # Construction ---------------------------------------------------------------
+    def check_image_shape(self, image_shape) -> tuple[int, int, int]:
+        """Returns ``(H, W, C)`` or raises ``ValueError`` naming the shape and scale count."""
+        h, w, c = check_event_shape(image_shape, name="image_shape")
+        factor = 2 ** (self._num_scales - 1)
+        if h % factor or w % factor:
+            raise ValueError(
+                f"MultiScaleFlow with num_scales={self._num_scales} needs image height and width "
+                f"divisible by 2**(num_scales - 1) = {factor}; received image shape {[h, w, c]}."
+            )
+        return h, w, c
+
+    def build(self, image_shape) -> None:
+        """Creates every bijector and network for images of shape ``[H, W, C]``."""
+        shape = self.check_image_shape(image_shape)
+        if self._image_shape is not None:
+            if shape != self._image_shape:
+                raise ValueError(
+                    f"{self.name} was built for image shape {list(self._image_shape)}; "
+                    f"received image shape {list(shape)}."
+                )
+            return
+        steps = [self._preprocess] if self._preprocess is not None else []
+        steps.append(self._scale(0, shape))
+        self._chain = tfb.Chain(steps, name=f"{self.name}_chain")
+        self._image_shape = shape
+
+    def _coupling(self, scale: int, kind: str, index: int, parity: int, shape) -> list:
+        coupling = AffineCoupling(
+            mask_type=kind,
+            parity=parity,
+            event_shape=shape,
+            num_filters=self._num_filters * 2**scale,
+            num_blocks=self._num_blocks,
+            dtype=self._layer_dtype,
+            name=f"scale{scale}_{kind}{index}",
+        )
+        self.couplings.append(coupling)
+        steps = [coupling]
+        if self._batch_norm:
+            bn = BatchNormalization(
+                event_shape=shape,
+                momentum=self._batch_norm_momentum,
+                dtype=self._layer_dtype,
+                name=f"scale{scale}_{kind}{index}_bn",
+            )
+            self.batch_norms.append(bn)
+            steps.append(bn)
+        return steps
+
+    def _scale(self, scale: int, shape) -> tfb.Bijector:
+        """The bijector of scale ``scale`` on ``[h, w, c]``, listed in data-to-latent order."""
+        h, w, c = shape
+        steps = []
+        last = scale == self._num_scales - 1
+        for i in range(4 if last else 3):
+            steps += self._coupling(scale, "checkerboard", i, i % 2, shape)
+        if not last:
+            squeezed = (h // 2, w // 2, 4 * c)
+            steps.append(tfb.Invert(Squeeze(name=f"scale{scale}_squeeze")))
+            for i in range(3):
+                steps += self._coupling(scale, "channel", i, i % 2, squeezed)
+            inner = self._scale(scale + 1, (h // 2, w // 2, 2 * c))
+            steps.append(FactorOut(inner, name=f"scale{scale}_factor_out"))
+            steps.append(Squeeze(name=f"scale{scale}_unsqueeze"))
+        # tfb.Chain applies its last bijector first in `forward`, its first in `inverse`.
+        return tfb.Chain(steps, name=f"scale{scale}")
+
+    # Introspection --------------------------------------------------------------
+    @property
+    def built(self) -> bool:
+        return self._image_shape is not None
+
+    @property
+    def image_shape(self) -> tuple[int, int, int] | None:
+        return self._image_shape
+
+    @property
+    def chain(self):
+        """The underlying ``tfb.Chain`` (``None`` until built)."""
+        return self._chain
+
+    @property
+    def config(self) -> dict:
+        """The constructor arguments that rebuild this flow."""
+        return {
+            "image_shape": list(self._image_shape) if self._image_shape else None,
+            "num_scales": self._num_scales,
+            "num_filters": self._num_filters,
+            "num_blocks": self._num_blocks,
+            "batch_norm": self._batch_norm,
+            "preprocess": self._preprocess is not None,
+            "alpha": self._preprocess.alpha if self._preprocess is not None else None,
+            "batch_norm_momentum": self._batch_norm_momentum,
+        }
+
+    @property
+    def layers(self) -> list:
+        """Every Keras layer of the flow (conditioners, scales, batch-norm weights)."""
+        return [layer for b in self.couplings + self.batch_norms for layer in b.layers]
+
+    @property
+    def variables(self):
+        return [v for layer in self.layers for v in layer.weights]
+
+    @property
+    def trainable_variables(self):
+        return [v for layer in self.layers for v in layer.trainable_weights]
+
+    def weight_scales(self) -> list:
+        """The weight-norm scales of every conditioner (the paper's L2 target)."""
+        return [g for c in self.couplings for g in c.conditioner.weight_scales()]
+
+    @property
+    def network_calls(self) -> int:
+        """Conditioner passes run so far, summed over couplings (for one-pass checks)."""
+        return sum(c.network_calls for c in self.couplings)
+
+    # Training mode --------------------------------------------------------------
+    @property
+    def training(self) -> bool:
+        return any(bn.training for bn in self.batch_norms)
+
+    def set_training(self, training: bool) -> None:
+        """Batch norm uses batch statistics (and updates its averages) when ``training``."""
+        for bn in self.batch_norms:
+            bn.training = bool(training)
+
+    @contextlib.contextmanager
+    def training_mode(self, training: bool = True) -> Iterator[None]:
+        """Context in which batch-norm steps run in training (or inference) mode."""
+        previous = [bn.training for bn in self.batch_norms]
+        self.set_training(training)
+        try:
+            yield
+        finally:
+            for bn, mode in zip(self.batch_norms, previous):
+                bn.training = mode
+
+    # Math -----------------------------------------------------------------------
+    def _transform(self, x, *, inverse: bool):
+        self.build(x.shape[-3:])
+        if inverse:
+            return self._chain.inverse(x), self._chain.inverse_log_det_jacobian(x, event_ndims=3)
+        return self._chain.forward(x), self._chain.forward_log_det_jacobian(x, event_ndims=3)

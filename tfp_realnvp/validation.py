@@ -1,0 +1,63 @@
+"""Input checks that fail loudly, with the received value, on every backend."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+import numpy as np
+
+from tfp_realnvp.backend import backend_name, is_concrete
+
+
+def check_event_shape(shape: Sequence[int | None], *, expected_rank: int = 3, name: str = "input") -> tuple:
+    """Checks that ``shape`` ends in a fully known ``[H, W, C]`` event.
+
+    Raises:
+        ValueError: naming the received shape when the rank is too small or a
+            dimension of the event is unknown or not positive.
+    """
+    shape = tuple(shape)
+    if len(shape) < expected_rank:
+        raise ValueError(
+            f"{name} must have at least rank {expected_rank} (..., height, width, channels); "
+            f"received shape {list(shape)}."
+        )
+    event = shape[-expected_rank:]
+    if any(d is None or int(d) <= 0 for d in event):
+        raise ValueError(
+            f"{name} needs a known, positive event shape [height, width, channels]; "
+            f"received shape {list(shape)}."
+        )
+    return tuple(int(d) for d in event)
+
+
+def assert_in_range(x, low: float, high: float, *, name: str = "images"):
+    """Returns ``x`` after checking ``low <= x < high`` and no NaN.
+
+    Concrete values are checked now and raise ``ValueError`` with the offending
+    range. Inside a ``tf.function`` the check becomes a graph assertion that raises
+    ``InvalidArgumentError`` with the same message when it runs. Traced JAX code
+    cannot raise on values, so it is checked where concrete data enters (the model
+    and the data pipelines).
+    """
+    if is_concrete(x):
+        arr = np.asarray(keras.ops.convert_to_numpy(x))
+        if arr.size and (np.isnan(arr).any() or arr.min() < low or arr.max() >= high):
+            nan = " and NaN" if np.isnan(arr).any() else ""
+            raise ValueError(
+                f"{name} must lie in [{low:g}, {high:g}); received values in "
+                f"[{np.nanmin(arr):g}, {np.nanmax(arr):g}]{nan}."
+            )
+        return x
+    if backend_name() == "tensorflow":
+        import tensorflow as tf
+
+        message = f"{name} must lie in [{low:g}, {high:g}) with no NaN"
+        checks = [
+            tf.debugging.assert_greater_equal(x, tf.cast(low, x.dtype), message=message),
+            tf.debugging.assert_less(x, tf.cast(high, x.dtype), message=message),
+        ]
+        with tf.control_dependencies(checks):
+            return tf.identity(x)
+    return x
