@@ -16,6 +16,7 @@ from tfp_realnvp.bijectors import (
     MultiScaleFlow,
     Squeeze,
 )
+from tfp_realnvp.model import RealNVP
 from tfp_realnvp.networks import ResNetConditioner, WeightNormConv2D
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "FactorOut",
     "LogitPreprocess",
     "MultiScaleFlow",
+    "RealNVP",
     "ResNetConditioner",
     "Squeeze",
     "WeightNormConv2D",

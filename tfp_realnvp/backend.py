@@ -72,3 +72,33 @@ def _load_prefer_static():
 
 
 ps = _load_prefer_static()
+
+
+def stateless_normal(shape, seed, dtype="float32"):
+    """Standard-normal draws fixed by an int32 ``seed`` of shape ``[2]`` (a tensor or array).
+
+    Unlike ``keras.random.normal`` this accepts a seed *tensor*, so a compiled function
+    or a served signature can take the seed as an input without retracing.
+    """
+    if backend_name() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.random.stateless_normal(shape, seed=tf.cast(seed, tf.int32), dtype=dtype)
+    import jax
+    import jax.numpy as jnp
+
+    key = jax.random.wrap_key_data(jnp.asarray(seed).astype(jnp.uint32))
+    return jax.random.normal(key, tuple(shape), dtype=dtype)
+
+
+def stateless_uniform(shape, seed, dtype="float32"):
+    """Uniform ``[0, 1)`` draws fixed by an int32 ``seed`` of shape ``[2]``."""
+    if backend_name() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.random.stateless_uniform(shape, seed=tf.cast(seed, tf.int32), dtype=dtype)
+    import jax
+    import jax.numpy as jnp
+
+    key = jax.random.wrap_key_data(jnp.asarray(seed).astype(jnp.uint32))
+    return jax.random.uniform(key, tuple(shape), dtype=dtype)

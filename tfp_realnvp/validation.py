@@ -61,3 +61,27 @@ def assert_in_range(x, low: float, high: float, *, name: str = "images"):
         with tf.control_dependencies(checks):
             return tf.identity(x)
     return x
+
+
+def as_image_batch(images, *, image_shape: Sequence[int], name: str = "images") -> np.ndarray:
+    """Returns ``images`` as a NumPy ``[N, H, W, C]`` batch with values in ``[0, 256)``.
+
+    The dtype is kept (integers mean "dequantize me"); a single ``[H, W, C]`` image
+    becomes a batch of one.
+
+    Raises:
+        ValueError: naming the received shape, dtype or value range when the batch
+            does not match ``image_shape`` or holds values outside ``[0, 256)``.
+    """
+    arr = np.asarray(keras.ops.convert_to_numpy(images))
+    expected = tuple(int(d) for d in image_shape)
+    if arr.ndim == 3 and arr.shape == expected:
+        arr = arr[None]
+    if arr.ndim != 4 or tuple(arr.shape[1:]) != expected:
+        raise ValueError(
+            f"{name} must have shape [N, {', '.join(map(str, expected))}]; received shape {list(arr.shape)}."
+        )
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise ValueError(f"{name} must hold integer or float pixel values; received dtype {arr.dtype}.")
+    assert_in_range(arr, 0.0, 256.0, name=name)
+    return arr
