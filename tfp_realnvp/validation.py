@@ -32,8 +32,8 @@ def check_event_shape(shape: Sequence[int | None], *, expected_rank: int = 3, na
     return tuple(int(d) for d in event)
 
 
-def assert_in_range(x, low: float, high: float, *, name: str = "images"):
-    """Returns ``x`` after checking ``low <= x < high`` and no NaN.
+def assert_in_range(x, low: float, high: float, *, name: str = "images", closed: bool = False):
+    """Returns ``x`` after checking ``low <= x < high`` (``<= high`` if ``closed``) and no NaN.
 
     Concrete values are checked now and raise ``ValueError`` with the offending
     range. Inside a ``tf.function`` the check becomes a graph assertion that raises
@@ -43,20 +43,22 @@ def assert_in_range(x, low: float, high: float, *, name: str = "images"):
     """
     if is_concrete(x):
         arr = np.asarray(keras.ops.convert_to_numpy(x))
-        if arr.size and (np.isnan(arr).any() or arr.min() < low or arr.max() >= high):
+        above = arr.max() > high if closed else arr.max() >= high
+        if arr.size and (np.isnan(arr).any() or arr.min() < low or above):
             nan = " and NaN" if np.isnan(arr).any() else ""
             raise ValueError(
-                f"{name} must lie in [{low:g}, {high:g}); received values in "
+                f"{name} must lie in [{low:g}, {high:g}{']' if closed else ')'}; received values in "
                 f"[{np.nanmin(arr):g}, {np.nanmax(arr):g}]{nan}."
             )
         return x
     if backend_name() == "tensorflow":
         import tensorflow as tf
 
-        message = f"{name} must lie in [{low:g}, {high:g}) with no NaN"
+        message = f"{name} must lie in [{low:g}, {high:g}{']' if closed else ')'} with no NaN"
+        upper = tf.debugging.assert_less_equal if closed else tf.debugging.assert_less
         checks = [
             tf.debugging.assert_greater_equal(x, tf.cast(low, x.dtype), message=message),
-            tf.debugging.assert_less(x, tf.cast(high, x.dtype), message=message),
+            upper(x, tf.cast(high, x.dtype), message=message),
         ]
         with tf.control_dependencies(checks):
             return tf.identity(x)

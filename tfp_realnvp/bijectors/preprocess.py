@@ -24,7 +24,7 @@ class LogitPreprocess(OnePassBijector):
 
     Args:
         alpha: the margin, in ``(0, 0.5)``.
-        check_range: check that inverse inputs lie in ``[0, 256)`` with no NaN
+        check_range: check that inverse inputs lie in ``[0, 256]`` with no NaN
             (``ValueError`` eagerly, a graph assertion inside ``tf.function``).
         name: bijector name.
     """
@@ -51,7 +51,8 @@ class LogitPreprocess(OnePassBijector):
         log_slope = math.log((1.0 - 2.0 * a) / 256.0)
         if inverse:
             if self._check_range:
-                x = assert_in_range(x, 0.0, 256.0, name="pixel values")
+                # 256 itself is allowed: float32 rounds 255 + u up to 256 for u near 1.
+                x = assert_in_range(x, 0.0, 256.0, name="pixel values", closed=True)
             p = a + (1.0 - 2.0 * a) * x / 256.0
             y = ops.log(p) - ops.log1p(-p)
             per_element = log_slope + ops.softplus(y) + ops.softplus(-y)
