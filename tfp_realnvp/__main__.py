@@ -1,0 +1,3 @@
+from tfp_realnvp.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,55 @@
+"""Keras callbacks for flow training: sample grids on disk and in TensorBoard."""
+
+from __future__ import annotations
+
+import os
+
+import keras
+import numpy as np
+
+from tfp_realnvp.backend import backend_name
+from tfp_realnvp.visualize import image_grid, save_png
+
+
+class SampleGrid(keras.callbacks.Callback):
+    """Writes a grid of samples after every ``every`` epochs (same latent seed each time).
+
+    Files are ``<directory>/samples_epoch{NNN}.png``. With ``log_dir`` on the TensorFlow
+    backend, the grid is also logged as a TensorBoard image under ``samples``.
+
+    Args:
+        directory: where PNG files go.
+        num_samples: images per grid.
+        temperature: latent standard deviation.
+        seed: sampling seed, fixed so grids are comparable across epochs.
+        every: epoch interval.
+        log_dir: TensorBoard log directory, or ``None``.
+    """
+
+    def __init__(self, directory: str, *, num_samples: int = 64, temperature: float = 0.7, seed: int = 0, every: int = 1, log_dir: str | None = None):
+        super().__init__()
+        if int(every) < 1:
+            raise ValueError(f"every must be >= 1; received {every!r}.")
+        self.directory = directory
+        self.num_samples = int(num_samples)
+        self.temperature = float(temperature)
+        self.seed = int(seed)
+        self.every = int(every)
+        self.log_dir = log_dir
+        self.paths: list[str] = []
+        self._writer = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every:
+            return
+        images = self.model.sample(self.num_samples, temperature=self.temperature, seed=self.seed)
+        grid = image_grid(images)
+        self.paths.append(save_png(grid, os.path.join(self.directory, f"samples_epoch{epoch + 1:03d}.png"), scale=2))
+        if self.log_dir and backend_name() == "tensorflow":
+            import tensorflow as tf
+
+            if self._writer is None:
+                self._writer = tf.summary.create_file_writer(os.path.join(self.log_dir, "samples"))
+            with self._writer.as_default():
+                tf.summary.image("samples", grid[None].astype(np.uint8), step=epoch + 1)
+            self._writer.flush()
