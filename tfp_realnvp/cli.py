@@ -15,7 +15,7 @@ from tfp_realnvp import data as data_lib
 from tfp_realnvp.baselines import independent_pixel_bits_per_dim
 from tfp_realnvp.callbacks import SampleGrid
 from tfp_realnvp.model import RealNVP
-from tfp_realnvp.training import TimeBudget, as_fit_input, recalibrate_batch_norm, write_json
+from tfp_realnvp.training import StopAfterSteps, TimeBudget, as_fit_input, recalibrate_batch_norm, write_json
 from tfp_realnvp.visualize import save_grid
 
 
@@ -31,6 +31,9 @@ def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pad-to", type=_positive_int, default=None, help="zero-pad images to this side (e.g. 32 for 28x28 data with 3 scales).")
     parser.add_argument("--image-size", type=_positive_int, default=None, help="center-crop and resize local images to this side.")
     parser.add_argument("--batch-size", type=_positive_int, default=64, help="images per batch (default: 64, as in the paper).")
+    parser.add_argument("--data-dir", default=None, help="tfds data directory (tfds names only).")
+    parser.add_argument("--max-images", type=_positive_int, default=None, help="use at most N images of each split held in memory (tfds sources: N images of the evaluation split; default 10000 there).")
+    parser.add_argument("--test-split", default="test", help="split for the final bits/dim report (default: test; tfds also accepts e.g. validation).")
 
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,22 +43,37 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-batch-norm", action="store_true", help="leave out the batch-normalization steps between couplings.")
 
 
+def _is_tfds(args) -> bool:
+    return data_lib._tfds_key(str(args.data)) is not None and not os.path.exists(str(args.data))
+
+
 def _load(args, split: str) -> np.ndarray:
-    return data_lib.load_images(args.data, split=split, pad_to=args.pad_to, image_size=args.image_size)
+    """Local images as a uint8 array, or a tfds split materialised up to ``--max-images``."""
+    if _is_tfds(args):
+        dataset = data_lib.get_dataset(args.data, split=split, image_size=args.image_size, pad_to=args.pad_to, data_dir=args.data_dir)
+        return np.stack(list(dataset.take(args.max_images or 10000).as_numpy_iterator()))
+    images = data_lib.load_images(args.data, split=split, pad_to=args.pad_to, image_size=args.image_size)
+    return images[: args.max_images] if args.max_images else images
 
 
 def _report(model: RealNVP, test: np.ndarray, batch_size: int) -> float:
     return float(np.mean(model.bits_per_dim(test, batch_size=batch_size)))
 
 
+def _train_input(args, train_images):
+    """``(x, fit_kwargs)``: a streamed tfds pipeline or the in-memory images."""
+    if _is_tfds(args):
+        dataset = data_lib.get_dataset(args.data, split="train", image_size=args.image_size, pad_to=args.pad_to, data_dir=args.data_dir, shuffle_files=True)
+        return data_lib.make_dataset(dataset, batch_size=args.batch_size, seed=args.seed, flip=args.flip, repeat=True), {"shuffle": False}
+    return as_fit_input(train_images, batch_size=args.batch_size, shuffle=True, seed=args.seed, flip=args.flip)
+
+
 def train(args) -> dict:
-    """Trains a RealNVP on local images and writes the model, sample grids and a report."""
+    """Trains a RealNVP and writes the model, sample grids and ``report.json``."""
     keras.utils.set_random_seed(args.seed)
     if args.precision != "float32":
         keras.mixed_precision.set_global_policy(args.precision)
-    train_images, test_images = _load(args, "train"), _load(args, "test")
-    if args.max_train_images:
-        train_images = train_images[: args.max_train_images]
+    train_images, test_images = _load(args, "train"), _load(args, args.test_split)
     model = RealNVP(
         train_images.shape[1:],
         num_scales=args.num_scales,
@@ -67,15 +85,25 @@ def train(args) -> dict:
     )
     model.compile(learning_rate=args.learning_rate, jit_compile=args.jit_compile)
     os.makedirs(args.output_dir, exist_ok=True)
-    x, fit_kwargs = as_fit_input(train_images, batch_size=args.batch_size, shuffle=True, seed=args.seed, flip=args.flip)
+    x, fit_kwargs = _train_input(args, train_images)
     callbacks = [SampleGrid(args.output_dir, num_samples=64, temperature=args.temperature, seed=args.seed, log_dir=args.tensorboard)]
     if args.tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(args.tensorboard))
     budget = TimeBudget(args.time_budget) if args.time_budget else None
     if budget:
         callbacks.append(budget)
+    epochs, steps_per_epoch = args.epochs, args.steps_per_epoch
+    if args.steps:
+        batches = math.inf if _is_tfds(args) else math.ceil(len(train_images) / args.batch_size)
+        steps_per_epoch = int(min(args.steps, batches, 1000))
+        epochs = math.ceil(args.steps / steps_per_epoch)
+        callbacks.append(StopAfterSteps(args.steps))
+        if not _is_tfds(args) and "batch_size" not in fit_kwargs:
+            x = x.repeat()
+    elif _is_tfds(args) and steps_per_epoch is None:
+        raise ValueError(f"a tfds source streams without end: pass --steps or --steps-per-epoch; received --data {args.data!r}.")
     started = time.perf_counter()
-    history = model.fit(x, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, callbacks=callbacks, verbose=args.verbose, **fit_kwargs)
+    history = model.fit(x, epochs=epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=args.verbose, **fit_kwargs)
     train_seconds = time.perf_counter() - started
     if args.recalibrate_batch_norm:
         recalibrate_batch_norm(model, train_images, seed=args.seed)
@@ -148,14 +176,14 @@ def build_parser() -> argparse.ArgumentParser:
             _add_model_arguments(p)
         else:
             p.add_argument("--batch-size", type=_positive_int, default=64, help="images per batch (default: 64).")
-            p.set_defaults(num_scales=2, num_filters=32, num_blocks=2, no_batch_norm=False)
+            p.set_defaults(num_scales=2, num_filters=32, num_blocks=2, no_batch_norm=False, data_dir=None, max_images=None, test_split="test")
         p.add_argument("--epochs", type=_positive_int, default=1 if name == "demo" else 10, help="training epochs.")
+        p.add_argument("--steps", type=_positive_int, default=None, help="total training steps (overrides --epochs).")
         p.add_argument("--steps-per-epoch", type=_positive_int, default=None, help="batches per epoch (default: one pass over the data).")
         p.add_argument("--time-budget", type=float, default=330.0 if name == "demo" else None, help="stop training after this many seconds (checked after every batch).")
         p.add_argument("--learning-rate", type=float, default=1e-3, help="Adam learning rate (default: 1e-3, as in the paper).")
         p.add_argument("--batch-norm-momentum", type=float, default=0.95 if name == "demo" else 0.99, help="decay of the batch-norm moving averages.")
         p.add_argument("--no-recalibrate-batch-norm", dest="recalibrate_batch_norm", action="store_false", help="keep the batch-norm moving averages from training instead of re-estimating them on training batches after fit.")
-        p.add_argument("--max-train-images", type=_positive_int, default=None, help="use only the first N training images.")
         p.add_argument("--flip", action="store_true", help="random horizontal flips (TensorFlow backend).")
         p.add_argument("--precision", choices=["float32", "mixed_bfloat16", "mixed_float16"], default="float32", help="Keras dtype policy.")
         p.add_argument("--jit-compile", choices=["auto", "true", "false"], default="auto", help="XLA-compile the train step (auto: on where Keras deems it faster).")

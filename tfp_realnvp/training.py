@@ -32,6 +32,22 @@ class TimeBudget(keras.callbacks.Callback):
             self.stopped_early = True
 
 
+class StopAfterSteps(keras.callbacks.Callback):
+    """Stops ``fit`` once ``steps`` optimizer steps have run in this ``fit`` call."""
+
+    def __init__(self, steps: int):
+        super().__init__()
+        if int(steps) < 1:
+            raise ValueError(f"steps must be >= 1; received {steps!r}.")
+        self.steps = int(steps)
+        self._done = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._done += 1
+        if self._done >= self.steps:
+            self.model.stop_training = True
+
+
 def as_fit_input(images: np.ndarray, *, batch_size: int, shuffle: bool, seed: int | None, flip: bool = False):
     """``(x, fit_kwargs)`` for ``fit``/``evaluate``: a tf.data pipeline on TensorFlow,
     the array itself (with ``batch_size``) on other backends."""
