@@ -16,12 +16,14 @@ from tfp_realnvp.bijectors import (
     MultiScaleFlow,
     Squeeze,
 )
+from tfp_realnvp.export import ExportExistsError, describe_export, export_saved_model, load_metadata
 from tfp_realnvp.model import RealNVP
 from tfp_realnvp.networks import ResNetConditioner, WeightNormConv2D
 
 __all__ = [
     "AffineCoupling",
     "BatchNormalization",
+    "ExportExistsError",
     "FactorOut",
     "LogitPreprocess",
     "MultiScaleFlow",
@@ -29,6 +31,9 @@ __all__ = [
     "ResNetConditioner",
     "Squeeze",
     "WeightNormConv2D",
+    "describe_export",
+    "export_saved_model",
+    "load_metadata",
     "tfb",
     "tfd",
     "tfp",

@@ -1,0 +1,567 @@
+"""SavedModel export of a trained ``RealNVP`` for TensorFlow Serving.
+
+Loading the exported directory needs only TensorFlow: neither ``tfp_realnvp`` nor
+TensorFlow Probability is imported. It holds four signatures, traced in inference mode
+(batch norm on its moving averages) with float32 outputs whatever the training
+precision:
+
+* ``serving_default``: ``images`` uint8 ``[N, H, W, C]`` ->
+  ``log_prob`` float32 ``[N]`` (nats) and ``bits_per_dim`` float32 ``[N]``. Images are
+  dequantized with the same seeded noise as :meth:`RealNVP.log_prob`, so the served
+  values equal the in-process ones.
+* ``sample``: ``num_samples`` int32 scalar, ``seed`` int32 ``[2]``, ``temperature``
+  float32 scalar -> ``images`` uint8 ``[num_samples, H, W, C]``; the same seed gives
+  the same images.
+* ``encode``: ``images`` uint8 ``[N, H, W, C]`` -> ``z`` float32 ``[N, H, W, C]``.
+* ``decode``: ``z`` float32 ``[N, H, W, C]`` -> ``images`` uint8 ``[N, H, W, C]``.
+
+``assets/realnvp.json`` records the image shape, the flow configuration, the package,
+TensorFlow and Keras versions, the export time and the bits/dim measured at export.
+
+Example::
+
+    path = tfp_realnvp.export_saved_model(model, "export", version="auto")
+    served = tf.saved_model.load(path)
+    served.signatures["serving_default"](images=tf.constant(batch, tf.uint8))
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+import numpy as np
+
+#: Names of the exported signatures, in the order they are listed.
+SIGNATURE_NAMES = ("serving_default", "sample", "encode", "decode")
+
+#: File name of the export metadata inside the SavedModel's ``assets/`` directory.
+METADATA_FILENAME = "realnvp.json"
+
+#: Version of the layout of ``assets/realnvp.json``.
+METADATA_FORMAT_VERSION = 1
+
+_BPD_BATCH_SIZE = 256
+_TRACE_ATTRIBUTE = "_saved_model_signatures"
+
+
+class ExportExistsError(FileExistsError, ValueError):
+    """The export directory already holds files and ``overwrite`` was not given.
+
+    A ``FileExistsError`` that is also a ``ValueError``, so callers may catch either.
+    """
+
+
+# Paths ---------------------------------------------------------------------------
+def _existing_versions(base: pathlib.Path) -> list[int]:
+    """Integer-named subdirectories of ``base`` (TF Serving model versions)."""
+    if not base.is_dir():
+        return []
+    return sorted(int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def _resolve_target(path: str | os.PathLike, version: int | str | None) -> pathlib.Path:
+    """The directory to write: ``path``, ``path/<version>`` or ``path/<next version>``."""
+    base = pathlib.Path(os.fspath(path)).expanduser()
+    if version is None:
+        return base
+    if isinstance(version, str) and version == "auto":
+        versions = _existing_versions(base)
+        return base / str(versions[-1] + 1 if versions else 1)
+    if isinstance(version, str) and version.isdigit():
+        version = int(version)
+    if isinstance(version, bool) or not isinstance(version, (int, np.integer)) or version < 0:
+        raise ValueError(
+            f"version must be None, 'auto' or a non-negative integer (a TF Serving model "
+            f"version); received {version!r}."
+        )
+    return base / str(int(version))
+
+
+def _check_writable(target: pathlib.Path, overwrite: bool) -> None:
+    if target.exists() and not target.is_dir():
+        raise ExportExistsError(f"cannot export to {str(target)!r}: it exists and is not a directory.")
+    if target.is_dir() and any(target.iterdir()) and not overwrite:
+        raise ExportExistsError(
+            f"export directory {str(target)!r} already exists and is not empty; pass "
+            "overwrite=True to replace it, or export under a new version."
+        )
+
+
+def _move_into_place(staging: pathlib.Path, target: pathlib.Path) -> None:
+    """Renames the finished export to ``target``, replacing what ``target`` held."""
+    if target.is_dir():
+        shutil.rmtree(target)
+    os.replace(staging, target)
+
+
+# Checks --------------------------------------------------------------------------
+def _require_tensorflow_backend() -> None:
+    backend = keras.backend.backend()
+    if backend != "tensorflow":
+        raise RuntimeError(
+            "SavedModel export needs the TensorFlow Keras backend; the active backend is "
+            f"{backend!r} (set KERAS_BACKEND=tensorflow)."
+        )
+
+
+def _check_model(model: Any) -> None:
+    from tfp_realnvp.model import RealNVP
+
+    if not isinstance(model, RealNVP):
+        raise TypeError(f"export_saved_model needs a tfp_realnvp.RealNVP model; received {type(model).__name__}.")
+
+
+def _bpd_images(images: Any, image_shape: Sequence[int]) -> np.ndarray:
+    """``images_for_bpd`` as a uint8 batch, or ``ValueError`` naming what was received."""
+    from tfp_realnvp.validation import as_image_batch
+
+    arr = as_image_batch(images, image_shape=image_shape, name="images_for_bpd")
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(
+            "images_for_bpd must hold integer pixel values (the export serves uint8 images); "
+            f"received dtype {arr.dtype}."
+        )
+    if len(arr) == 0:
+        raise ValueError(f"images_for_bpd is empty; received shape {list(arr.shape)}.")
+    return arr.astype(np.uint8)
+
+
+def _check_measured(value: Any) -> float | None:
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"measured_bits_per_dim must be a number; received {value!r}.") from None
+    if not math.isfinite(number):
+        raise ValueError(f"measured_bits_per_dim must be finite; received {value!r}.")
+    return number
+
+
+# The servable --------------------------------------------------------------------
+def _trace_signatures(model) -> dict:
+    """The four signatures of ``model`` as concrete functions, traced in inference mode.
+
+    The functions read the model's variables when they run, so one trace serves every
+    later export of the same model (e.g. a new version after more training); it is
+    kept on the model, outside Keras' attribute tracking.
+
+    Returns:
+        The ``ConcreteFunction`` of each name in ``SIGNATURE_NAMES``.
+    """
+    cached = getattr(model, _TRACE_ATTRIBUTE, None)
+    if cached is not None:
+        return dict(cached)
+    import tensorflow as tf
+
+    height, width, channels = (int(d) for d in model.image_shape)
+    event = [height, width, channels]
+    flow = model.flow
+
+    # TF Serving feeds tensors of any shape to a signature: check them in the graph so
+    # that a wrong shape fails with "Shape of tensor images [1,9,8,1] is not
+    # compatible with expected shape [?,8,8,1]" rather than deep inside the flow.
+    def checked_images(images):
+        return tf.ensure_shape(images, [None, *event], name="check_images_shape")
+
+    def log_prob(images):
+        log_p = tf.cast(model(checked_images(images), training=False), tf.float32)
+        bits = tf.cast(model.to_bits_per_dim(log_p), tf.float32)
+        return {"log_prob": tf.identity(log_p, name="log_prob"), "bits_per_dim": tf.identity(bits, name="bits_per_dim")}
+
+    def sample(num_samples, seed, temperature):
+        num_samples = tf.ensure_shape(num_samples, [], name="check_num_samples_shape")
+        seed = tf.ensure_shape(seed, [2], name="check_seed_shape")
+        temperature = tf.ensure_shape(temperature, [], name="check_temperature_shape")
+        checks = [
+            tf.debugging.assert_positive(num_samples, message="sample: num_samples must be a positive int32 scalar"),
+            tf.debugging.assert_positive(temperature, message="sample: temperature must be a positive float32 scalar"),
+            tf.debugging.assert_all_finite(temperature, message="sample: temperature must be finite"),
+        ]
+        with tf.control_dependencies(checks):
+            images = model._sample(num_samples, seed, temperature)
+        return {"images": tf.identity(tf.cast(images, tf.uint8), name="images")}
+
+    def encode(images):
+        z = tf.cast(model._encode(checked_images(images)), tf.float32)
+        return {"z": tf.identity(z, name="z")}
+
+    def decode(z):
+        z = tf.ensure_shape(z, [None, *event], name="check_z_shape")
+        z = tf.debugging.assert_all_finite(z, message="decode: z must be finite (no NaN or Inf)")
+        return {"images": tf.identity(tf.cast(model._decode(z), tf.uint8), name="images")}
+
+    specs = {
+        "serving_default": (log_prob, [tf.TensorSpec([None, *event], tf.uint8, name="images")]),
+        "sample": (
+            sample,
+            [
+                tf.TensorSpec([], tf.int32, name="num_samples"),
+                tf.TensorSpec([2], tf.int32, name="seed"),
+                tf.TensorSpec([], tf.float32, name="temperature"),
+            ],
+        ),
+        "encode": (encode, [tf.TensorSpec([None, *event], tf.uint8, name="images")]),
+        "decode": (decode, [tf.TensorSpec([None, *event], tf.float32, name="z")]),
+    }
+
+    concrete = {}
+    with flow.training_mode(False):
+        for name in SIGNATURE_NAMES:
+            fn, signature = specs[name]
+            concrete[name] = tf.function(fn, input_signature=signature, autograph=False).get_concrete_function()
+    object.__setattr__(model, _TRACE_ATTRIBUTE, dict(concrete))
+    return concrete
+
+
+def _servable(concrete: dict, metadata_file: str):
+    """A ``tf.Module`` that owns what the signatures capture, plus the metadata asset.
+
+    Keras 3 variables are not ``tf.Variable`` objects, so ``tf.Module`` does not find
+    them on a Keras model. The module keeps the ``tf.Variable`` behind every Keras
+    variable the signatures read (``ConcreteFunction.variables``): exactly what the
+    SavedModel must hold, restored as ``model_variables`` after loading.
+    """
+    import tensorflow as tf
+
+    seen, variables = set(), []
+    for function in concrete.values():
+        for variable in function.variables:
+            if id(variable) not in seen:
+                seen.add(id(variable))
+                variables.append(variable)
+    module = tf.Module(name="realnvp")
+    module.model_variables = variables
+    module.metadata = tf.saved_model.Asset(metadata_file)
+    return module
+
+
+def _measure_bits_per_dim(log_prob_fn, images: np.ndarray) -> float:
+    import tensorflow as tf
+
+    total = 0.0
+    for start in range(0, len(images), _BPD_BATCH_SIZE):
+        bits = log_prob_fn(images=tf.constant(images[start : start + _BPD_BATCH_SIZE]))["bits_per_dim"]
+        total += float(np.sum(bits.numpy(), dtype=np.float64))
+    return total / len(images)
+
+
+def _spec_text(spec) -> str:
+    """``"uint8 [None, 8, 8, 1]"`` for a ``tf.TensorSpec`` or tensor."""
+    return f"{spec.dtype.name} {spec.shape.as_list()}".replace("'", "")
+
+
+def _signature_summary(concrete: dict) -> dict:
+    """Inputs and outputs of each signature, as dtype and shape strings."""
+    summary = {}
+    for name, function in concrete.items():
+        args, kwargs = function.structured_input_signature
+        inputs = {spec.name: _spec_text(spec) for spec in (*args, *kwargs.values())}
+        outputs = {key: _spec_text(value) for key, value in function.structured_outputs.items()}
+        summary[name] = {"inputs": inputs, "outputs": outputs}
+    return summary
+
+
+def _metadata(
+    model, concrete: dict, *, bits_per_dim: float | None, source: str | None, num_images: int | None
+) -> dict:
+    import tensorflow as tf
+
+    import tfp_realnvp
+    from tfp_realnvp.model import EVAL_NOISE_SEED
+
+    height, width, channels = (int(d) for d in model.image_shape)
+    return {
+        "format": "tfp_realnvp.RealNVP SavedModel",
+        "format_version": METADATA_FORMAT_VERSION,
+        "image_shape": [height, width, channels],
+        "flow_config": model.flow.config,
+        "dtype_policy": model.dtype_policy.name,
+        "tfp_realnvp_version": tfp_realnvp.__version__,
+        "tensorflow_version": tf.__version__,
+        "keras_version": keras.__version__,
+        "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "bits_per_dim": bits_per_dim,
+        "bits_per_dim_source": source,
+        "bits_per_dim_num_images": num_images,
+        "eval_noise_seed": list(EVAL_NOISE_SEED),
+        "signatures": _signature_summary(concrete),
+    }
+
+
+# Public API ----------------------------------------------------------------------
+def export_saved_model(
+    model,
+    path: str | os.PathLike,
+    *,
+    version: int | str | None = None,
+    overwrite: bool = False,
+    measured_bits_per_dim: float | None = None,
+    images_for_bpd: Any = None,
+) -> pathlib.Path:
+    """Writes ``model`` as a TF SavedModel with serving signatures.
+
+    The signatures (``serving_default``, ``sample``, ``encode``, ``decode``; see the
+    module docstring) are traced with batch norm in inference mode; their float outputs
+    are float32 whatever the model's dtype policy. Loading the export needs only
+    TensorFlow. The SavedModel is assembled in a temporary sibling directory and moved
+    into place when complete, so a server watching ``path`` never sees half an export.
+
+    Args:
+        model: a ``tfp_realnvp.RealNVP`` (TensorFlow backend).
+        path: the export directory, or with ``version`` the model's base directory.
+        version: ``None`` writes into ``path`` itself; an integer writes into
+            ``path/<version>`` (the TF Serving layout); ``"auto"`` picks the largest
+            existing integer version under ``path`` plus one (1 when there is none).
+        overwrite: replace an existing non-empty export directory.
+        measured_bits_per_dim: bits/dim measured elsewhere (e.g. on a test set) to
+            record in ``assets/realnvp.json``.
+        images_for_bpd: integer images ``[N, H, W, C]`` on which to measure the mean
+            bits/dim with the exported ``serving_default`` function and record it.
+            Give this or ``measured_bits_per_dim``, not both.
+
+    Returns:
+        The directory written (``path`` or ``path/<version>``).
+
+    Raises:
+        ExportExistsError: (a ``FileExistsError`` and ``ValueError``) naming the
+            directory when it exists, is not empty and ``overwrite`` is false.
+        ValueError: for a bad ``version``, ``measured_bits_per_dim`` or
+            ``images_for_bpd``, naming the received value.
+        TypeError: when ``model`` is not a ``RealNVP``.
+        RuntimeError: when the Keras backend is not TensorFlow.
+    """
+    _require_tensorflow_backend()
+    _check_model(model)
+    import tensorflow as tf
+
+    measured = _check_measured(measured_bits_per_dim)
+    if measured is not None and images_for_bpd is not None:
+        raise ValueError("give images_for_bpd or measured_bits_per_dim, not both.")
+    bpd_images = _bpd_images(images_for_bpd, model.image_shape) if images_for_bpd is not None else None
+    target = _resolve_target(path, version)
+    _check_writable(target, overwrite)
+
+    concrete = _trace_signatures(model)
+    if bpd_images is not None:
+        bits = _measure_bits_per_dim(concrete["serving_default"], bpd_images)
+        source, count = "images_for_bpd", len(bpd_images)
+    elif measured is not None:
+        bits, source, count = measured, "measured_bits_per_dim", None
+    else:
+        bits, source, count = None, None, None
+    metadata = _metadata(model, concrete, bits_per_dim=bits, source=source, num_images=count)
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.parent / f".{target.name}.partial-{uuid.uuid4().hex[:8]}"
+    try:
+        with tempfile.TemporaryDirectory() as scratch:
+            metadata_file = pathlib.Path(scratch) / METADATA_FILENAME
+            metadata_file.write_text(json.dumps(metadata, indent=2) + "\n")
+            module = _servable(concrete, str(metadata_file))
+            tf.saved_model.save(module, str(staging), signatures=concrete)
+        _move_into_place(staging, target)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def load_metadata(path: str | os.PathLike) -> dict:
+    """Reads ``assets/realnvp.json`` of an export (no TensorFlow needed).
+
+    Raises:
+        FileNotFoundError: naming the file when ``path`` is not such an export.
+    """
+    file = pathlib.Path(os.fspath(path)) / "assets" / METADATA_FILENAME
+    if not file.is_file():
+        raise FileNotFoundError(f"no export metadata at {str(file)!r}; is {str(path)!r} a tfp_realnvp export?")
+    return json.loads(file.read_text())
+
+
+def _saved_model_cli() -> str | None:
+    local = pathlib.Path(sys.executable).parent / "saved_model_cli"
+    if local.is_file() and os.access(local, os.X_OK):
+        return str(local)
+    return shutil.which("saved_model_cli")
+
+
+def _describe_without_cli(path: pathlib.Path) -> str:
+    """The ``SignatureDef`` part of ``saved_model_cli show --all``, read from ``saved_model.pb``."""
+    from tensorflow.core.framework import types_pb2
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved_model = saved_model_pb2.SavedModel()
+    saved_model.ParseFromString((path / "saved_model.pb").read_bytes())
+
+    def tensor_lines(kind: str, key: str, info) -> list[str]:
+        if info.tensor_shape.unknown_rank:
+            shape = "unknown_rank"
+        else:
+            shape = "(" + ", ".join(str(d.size) for d in info.tensor_shape.dim) + ")"
+        return [
+            f"    {kind}['{key}'] tensor_info:",
+            f"        dtype: {types_pb2.DataType.Name(info.dtype)}",
+            f"        shape: {shape}",
+            f"        name: {info.name}",
+        ]
+
+    lines = []
+    for meta_graph in sorted(saved_model.meta_graphs, key=lambda m: list(m.meta_info_def.tags)):
+        tags = ", ".join(meta_graph.meta_info_def.tags)
+        lines += ["", f"MetaGraphDef with tag-set: '{tags}' contains the following SignatureDefs:"]
+        for key in sorted(meta_graph.signature_def):
+            signature = meta_graph.signature_def[key]
+            lines += ["", f"signature_def['{key}']:"]
+            lines.append("  The given SavedModel SignatureDef contains the following input(s):")
+            for name in sorted(signature.inputs):
+                lines += tensor_lines("inputs", name, signature.inputs[name])
+            lines.append("  The given SavedModel SignatureDef contains the following output(s):")
+            for name in sorted(signature.outputs):
+                lines += tensor_lines("outputs", name, signature.outputs[name])
+            lines.append(f"  Method name is: {signature.method_name}")
+    return "\n".join(lines) + "\n"
+
+
+def describe_export(path: str | os.PathLike, *, use_cli: bool = True) -> str:
+    """The signatures of an export, as ``saved_model_cli show --all --dir path`` lists them.
+
+    Args:
+        path: the export directory.
+        use_cli: run ``saved_model_cli`` (from the Python environment's ``bin``
+            directory, else ``PATH``). Without it, or when the tool is missing or
+            fails, the same ``SignatureDef`` listing (without the op list and
+            the concrete functions) is read from ``saved_model.pb`` directly.
+
+    Returns:
+        The listing text.
+
+    Raises:
+        FileNotFoundError: naming ``path`` when it holds no ``saved_model.pb``.
+    """
+    directory = pathlib.Path(os.fspath(path))
+    if not (directory / "saved_model.pb").is_file():
+        raise FileNotFoundError(f"no SavedModel at {str(directory)!r} (saved_model.pb not found).")
+    cli = _saved_model_cli() if use_cli else None
+    if cli is not None:
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3"))
+        result = subprocess.run(
+            [cli, "show", "--all", "--dir", str(directory)], capture_output=True, text=True, env=env, check=False
+        )
+        if result.returncode == 0 and "signature_def[" in result.stdout:
+            return result.stdout
+    return _describe_without_cli(directory)
+
+
+# Command line --------------------------------------------------------------------
+def _version_argument(text: str) -> int | str:
+    if text == "auto":
+        return text
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a non-negative integer; received {text!r}")
+    return int(text)
+
+
+def add_export_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Adds the ``export`` command's flags to ``parser`` and returns it."""
+    parser.add_argument(
+        "--model", required=True, metavar="PATH", help="path of the trained model (.keras file written by model.save)."
+    )
+    parser.add_argument(
+        "--output",
+        required=True,
+        metavar="DIR",
+        help="export directory; with --version, the model's base directory holding version subdirectories.",
+    )
+    parser.add_argument(
+        "--version",
+        type=_version_argument,
+        default=None,
+        metavar="N|auto",
+        help="write into OUTPUT/<version> (TF Serving layout): an integer, or 'auto' for the "
+        "largest existing version + 1 (default: write into OUTPUT itself).",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing non-empty export directory.")
+    bpd = parser.add_mutually_exclusive_group()
+    bpd.add_argument(
+        "--bits-per-dim",
+        type=float,
+        default=None,
+        metavar="BPD",
+        help="bits/dim measured elsewhere, recorded in assets/realnvp.json.",
+    )
+    bpd.add_argument(
+        "--eval-data",
+        default=None,
+        metavar="SOURCE",
+        help="measure bits/dim at export on these images ('shipped', a .npz file, an IDX or image "
+        "directory; see tfp_realnvp.data.load_images) and record it in assets/realnvp.json.",
+    )
+    parser.add_argument(
+        "--eval-split", default="test", metavar="SPLIT", help="split of --eval-data to measure on (default: test)."
+    )
+    parser.add_argument(
+        "--eval-images",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="measure on at most this many images of --eval-data (default: 1000).",
+    )
+    parser.add_argument(
+        "--no-describe",
+        action="store_true",
+        help="do not print the signature listing (saved_model_cli show --all) after exporting.",
+    )
+    return parser
+
+
+def run_export(args: argparse.Namespace) -> pathlib.Path:
+    """Runs the ``export`` command: load ``--model``, export it, print the path and signatures.
+
+    Args:
+        args: parsed flags of :func:`add_export_arguments`.
+
+    Returns:
+        The directory written.
+    """
+    model_path = pathlib.Path(args.model)
+    if not model_path.is_file():
+        raise FileNotFoundError(f"no such model file: {str(model_path)!r}.")
+    import tfp_realnvp.model  # noqa: F401  (registers RealNVP for deserialization)
+
+    model = keras.models.load_model(model_path, compile=False)
+    images = None
+    if args.eval_data is not None:
+        from tfp_realnvp.data import load_images
+
+        if args.eval_images < 1:
+            raise ValueError(f"--eval-images must be >= 1; received {args.eval_images}.")
+        images = load_images(args.eval_data, split=args.eval_split)[: args.eval_images]
+    target = export_saved_model(
+        model,
+        args.output,
+        version=args.version,
+        overwrite=args.overwrite,
+        measured_bits_per_dim=args.bits_per_dim,
+        images_for_bpd=images,
+    )
+    print(f"exported {model_path} to {target}")
+    bits = load_metadata(target)["bits_per_dim"]
+    if bits is not None:
+        print(f"bits/dim at export: {bits:.4f}")
+    if not args.no_describe:
+        print(describe_export(target))
+    return target
