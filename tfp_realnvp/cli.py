@@ -209,11 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default="samples.png", help="PNG path (default: samples.png).")
     p.set_defaults(func=sample)
 
-    try:
+    if keras.backend.backend() == "tensorflow":  # SavedModel export needs TensorFlow
         from tfp_realnvp import export as export_lib
-    except ImportError:  # the export needs TensorFlow
-        export_lib = None
-    if export_lib is not None:
+
         p = sub.add_parser("export", help="export a saved model as a TF SavedModel for serving", description="Exports a .keras model as a TF SavedModel.")
         export_lib.add_export_arguments(p)
         p.set_defaults(func=export_lib.run_export)
