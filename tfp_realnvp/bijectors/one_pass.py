@@ -14,6 +14,15 @@ class OnePassBijector(tfb.Bijector):
     ``sample`` and ``experimental_sample_and_log_prob`` evaluate every network once.
     """
 
+    def _get_parameterization(self):
+        # TFP's bijector cache is shared by all instances and keyed by bijector
+        # equality, which by default compares constructor arguments. These bijectors
+        # own their weights, so equal arguments do not make two instances equal: each
+        # instance is its own cache key (as TFP does for bijectors without
+        # ``parameters``). Hashing by identity also avoids walking nested bijectors
+        # on every cache lookup.
+        return id(self)
+
     def _transform(self, x, *, inverse: bool):
         raise NotImplementedError(f"{type(self).__name__} must implement _transform.")
 

@@ -1,0 +1,280 @@
+"""Backend-agnostic test helpers: conversion, seeds, Jacobians, gradients, error records.
+
+Everything here dispatches on ``keras.backend.backend()`` so that a test body reads
+the same on TensorFlow and on JAX.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+import pytest
+
+BACKEND = keras.backend.backend()
+
+# Keras on JAX maps 64-bit result types to 32-bit, so a few ops (``tanh``, ``mean``)
+# return float32 even for float64 inputs. Float64 results that pass through them agree
+# with another evaluation order (eager against compiled, finite differences) only to
+# about float32 precision there; on TensorFlow float64 stays float64 throughout.
+REORDER_RTOL = 1e-5 if BACKEND == "jax" else 1e-9
+
+# Largest errors seen by the tests, keyed by (kind, dtype name).
+_MAX_ERRORS: dict[tuple[str, str], float] = {}
+
+
+# Conversion --------------------------------------------------------------------------
+def to_numpy(x) -> np.ndarray:
+    """A NumPy copy of a backend tensor, Keras variable or array-like."""
+    return np.asarray(keras.ops.convert_to_numpy(x))
+
+
+def tensor(x, dtype="float64"):
+    """A backend tensor holding ``x`` as ``dtype``."""
+    return keras.ops.convert_to_tensor(np.asarray(x, dtype=dtype))
+
+
+def fresh(x):
+    """``x + 0``: a new tensor with the same values, unknown to any bijector cache."""
+    return x + 0
+
+
+def sample_seed(i: int = 0):
+    """The plain seed a user passes to ``sample``: an int on TF, a PRNG key on JAX."""
+    if BACKEND == "jax":
+        import jax
+
+        return jax.random.PRNGKey(i)
+    return i
+
+
+def stateless_seed(i: int = 0):
+    """A seed that gives the same samples on every call, eager or compiled."""
+    if BACKEND == "jax":
+        import jax
+
+        return jax.random.PRNGKey(i)
+    import tensorflow as tf
+
+    return tf.constant([i, 0], dtype=tf.int32)
+
+
+def pixels(rng: np.random.Generator, shape, low: float = 8.0, high: float = 248.0) -> np.ndarray:
+    """Continuous pixel values in ``[low, high)``, inside ``[0, 256)`` and away from its edges."""
+    return rng.uniform(low, high, size=shape)
+
+
+# Weights -----------------------------------------------------------------------------
+def randomize(variables, seed: int, stddev: float = 0.3) -> None:
+    """Assigns Gaussian noise to every variable, moving all weights off their initial values.
+
+    Variances (``moving_variance``) get a positive value in ``[0.5, 2)`` instead.
+    """
+    rng = np.random.default_rng(seed)
+    for v in variables:
+        shape = tuple(v.shape)
+        if "moving_variance" in v.path:
+            value = rng.uniform(0.5, 2.0, size=shape)
+        else:
+            value = rng.normal(0.0, stddev, size=shape)
+        v.assign(value.astype(v.dtype))
+
+
+# Compilation and differentiation ------------------------------------------------------
+@pytest.fixture(autouse=True, scope="module")
+def fast_jax_compilation():
+    """On JAX, skips most XLA optimisations while a module runs.
+
+    These tests run many small programs once each, where compile time dominates;
+    numerics stay IEEE (fusion changes only the evaluation order).
+    """
+    if BACKEND != "jax":
+        yield
+        return
+    import jax
+
+    previous = jax.config.read("jax_disable_most_optimizations")
+    jax.config.update("jax_disable_most_optimizations", True)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_disable_most_optimizations", previous)
+
+
+def compiled(fn):
+    """``fn`` compiled for the backend: ``tf.function`` or ``jax.jit``."""
+    if BACKEND == "jax":
+        import jax
+
+        return jax.jit(fn)
+    import tensorflow as tf
+
+    return tf.function(fn)
+
+
+def jacobian_log_det(fn, x) -> np.ndarray:
+    """``log|det d fn(x_i) / d x_i|`` for each example of a batch, from autodiff.
+
+    Args:
+        fn: maps ``[B, *event]`` to ``[B, *event]``, each example independently of the
+            others (same event size in and out).
+        x: the batch, a backend tensor (use float64 for exact comparisons).
+
+    Returns:
+        A float64 NumPy array of shape ``[B]``.
+    """
+    batch = int(x.shape[0])
+    size = math.prod(int(d) for d in x.shape[1:])
+    if BACKEND == "jax":
+        import jax
+
+        def one(example):
+            return fn(example[None])[0]
+
+        jac = jax.vmap(jax.jacfwd(one))(x)
+    else:
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = fn(x)
+        jac = tape.batch_jacobian(y, x)
+    jac = to_numpy(jac).astype(np.float64).reshape(batch, size, -1)
+    assert jac.shape == (batch, size, size), f"not a square Jacobian: {jac.shape}"
+    sign, log_det = np.linalg.slogdet(jac)
+    assert np.all(sign != 0), "singular Jacobian"
+    return log_det
+
+
+def value_and_gradients(loss_fn, variables, *args, compile: bool = False):
+    """The scalar ``loss_fn(*args)`` and its gradients with respect to ``variables``.
+
+    On TensorFlow this is a ``GradientTape`` (inside ``tf.function`` when ``compile``).
+    On JAX the loss becomes a pure function of the variables' values through
+    ``keras.StatelessScope`` and is differentiated with ``jax.value_and_grad``
+    (under ``jax.jit`` when ``compile``).
+
+    Returns:
+        ``(loss, grads)`` as NumPy values, ``grads`` in the order of ``variables``.
+    """
+    variables = list(variables)
+    if BACKEND == "jax":
+        import jax
+
+        def pure(values, *inputs):
+            mapping = list(zip(variables, values))
+            with keras.StatelessScope(state_mapping=mapping):
+                return loss_fn(*inputs)
+
+        step = jax.value_and_grad(pure)
+        if compile:
+            step = jax.jit(step)
+        loss, grads = step([v.value for v in variables], *args)
+    else:
+        import tensorflow as tf
+
+        def step(*inputs):
+            with tf.GradientTape() as tape:
+                loss = loss_fn(*inputs)
+            return loss, tape.gradient(loss, variables)
+
+        if compile:
+            step = tf.function(step)
+        loss, grads = step(*args)
+    return to_numpy(loss), [None if g is None else to_numpy(g) for g in grads]
+
+
+# Error records -----------------------------------------------------------------------
+def record_error(kind: str, error: float, dtype="float64") -> float:
+    """Keeps the largest ``error`` seen per ``kind`` ("round-trip", "log-det") and dtype."""
+    key = (kind, keras.backend.standardize_dtype(dtype))
+    error = float(error)
+    if math.isnan(error):
+        error = math.inf
+    _MAX_ERRORS[key] = max(_MAX_ERRORS.get(key, 0.0), error)
+    return error
+
+
+def assert_close(actual, expected, *, atol: float, rtol: float = 0.0, kind: str | None = None, dtype="float64"):
+    """Asserts ``actual`` equals ``expected`` within tolerance, everything finite.
+
+    With ``kind`` the largest absolute difference is recorded for the summary.
+    """
+    actual = to_numpy(actual).astype(np.float64)
+    expected = to_numpy(expected).astype(np.float64)
+    assert actual.shape == expected.shape, f"shape {actual.shape} != expected {expected.shape}"
+    assert np.all(np.isfinite(actual)), "non-finite values"
+    assert np.all(np.isfinite(expected)), "non-finite expected values"
+    error = float(np.max(np.abs(actual - expected))) if actual.size else 0.0
+    if kind is not None:
+        record_error(kind, error, dtype)
+    np.testing.assert_allclose(actual, expected, atol=atol, rtol=rtol)
+    return error
+
+
+def error_summary() -> str | None:
+    """One line with the largest round-trip and log-det errors, or ``None`` if none."""
+    if not _MAX_ERRORS:
+        return None
+
+    def part(kind):
+        found = sorted((dtype, err) for (k, dtype), err in _MAX_ERRORS.items() if k == kind)
+        if not found:
+            return "n/a"
+        return ", ".join(f"{err:.3g} ({dtype})" for dtype, err in found)
+
+    return f"max round-trip error: {part('round-trip')}; max log-det error: {part('log-det')} [backend {BACKEND}]"
+
+
+# Bijector checks ---------------------------------------------------------------------
+def check_round_trips(bijector, x, y, *, atol: float, event_ndims: int = 3, dtype="float64"):
+    """Checks ``x -> y -> x``, ``y -> x -> y`` and ``fldj(x) == -ildj(forward(x))``.
+
+    Inputs are recomputed (``fresh``) before each reverse call, so a cached value cannot
+    stand in for a wrong inverse or forward.
+
+    Args:
+        bijector: the bijector under test.
+        x: a point in the forward domain (latent side).
+        y: a point in the inverse domain (data side).
+        atol: tolerance for the round trips and the log-det identity.
+    """
+    # x -> y -> x
+    fy = bijector.forward(x)
+    x_back = bijector.inverse(fresh(fy))
+    assert_close(x_back, x, atol=atol, kind="round-trip", dtype=dtype)
+    fldj = bijector.forward_log_det_jacobian(x, event_ndims=event_ndims)
+    ildj = bijector.inverse_log_det_jacobian(fresh(fy), event_ndims=event_ndims)
+    assert_close(fldj, -to_numpy(ildj), atol=atol, kind="log-det", dtype=dtype)
+
+    # y -> x -> y
+    iy = bijector.inverse(y)
+    y_back = bijector.forward(fresh(iy))
+    assert_close(y_back, y, atol=atol, kind="round-trip", dtype=dtype)
+    ildj = bijector.inverse_log_det_jacobian(y, event_ndims=event_ndims)
+    fldj = bijector.forward_log_det_jacobian(fresh(iy), event_ndims=event_ndims)
+    assert_close(ildj, -to_numpy(fldj), atol=atol, kind="log-det", dtype=dtype)
+    for value in (fy, iy, fldj, ildj):
+        assert np.all(np.isfinite(to_numpy(value)))
+
+
+def check_log_det(bijector, x, y, *, atol: float, event_ndims: int = 3, directions=("forward", "inverse")):
+    """Checks analytic log-dets against autodiff Jacobians (use float64 inputs).
+
+    ``forward_log_det_jacobian(x)`` against ``slogdet(d forward / d x)`` and
+    ``inverse_log_det_jacobian(y)`` against ``slogdet(d inverse / d y)``, per example.
+
+    Args:
+        directions: which of ``"forward"`` and ``"inverse"`` to check.
+    """
+    for direction, point in (("forward", x), ("inverse", y)):
+        if direction not in directions:
+            continue
+        assert point is not None, f"no point given for the {direction} direction"
+        transform = getattr(bijector, direction)
+        log_det = getattr(bijector, f"{direction}_log_det_jacobian")
+        expected = jacobian_log_det(transform, fresh(point))
+        actual = log_det(fresh(point), event_ndims=event_ndims)
+        assert tuple(actual.shape) == (int(point.shape[0]),)
+        assert_close(actual, expected, atol=atol, rtol=0.0, kind="log-det")
