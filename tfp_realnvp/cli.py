@@ -177,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             p.add_argument("--batch-size", type=_positive_int, default=64, help="images per batch (default: 64).")
             p.set_defaults(num_scales=2, num_filters=32, num_blocks=2, no_batch_norm=False, data_dir=None, max_images=None, test_split="test")
-        p.add_argument("--epochs", type=_positive_int, default=1 if name == "demo" else 10, help="training epochs.")
+        p.add_argument("--epochs", type=_positive_int, default=100 if name == "demo" else 10, help="training epochs (the demo stops at its --time-budget first).")
         p.add_argument("--steps", type=_positive_int, default=None, help="total training steps (overrides --epochs).")
         p.add_argument("--steps-per-epoch", type=_positive_int, default=None, help="batches per epoch (default: one pass over the data).")
         p.add_argument("--time-budget", type=float, default=330.0 if name == "demo" else None, help="stop training after this many seconds (checked after every batch).")
