@@ -8,7 +8,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from tfp_realnvp.backend import stateless_normal, stateless_uniform, tfd
+from tfp_realnvp.backend import backend_name, stateless_normal, tfd
 from tfp_realnvp.bijectors.multiscale import MultiScaleFlow
 from tfp_realnvp.compiled import CompiledFunction
 from tfp_realnvp.validation import as_image_batch
@@ -16,6 +16,75 @@ from tfp_realnvp.validation import as_image_batch
 #: Seed of the dequantization noise used when integer images are evaluated, so that
 #: ``log_prob``/``bits_per_dim`` of the same images are reproducible.
 EVAL_NOISE_SEED = (20170, 1605)
+
+# Key under which the model saves the state of its training-noise seed generator.
+_NOISE_STATE_KEY = "dequantization_seed_state"
+
+
+def _hash32_numpy(x: np.ndarray) -> np.ndarray:
+    """The ``lowbias32`` integer hash (C. Wellons) of a ``uint32`` NumPy array."""
+    x = np.asarray(x, dtype=np.uint32)
+    with np.errstate(over="ignore"):
+        x = x ^ (x >> np.uint32(16))
+        x = x * np.uint32(0x7FEB352D)
+        x = x ^ (x >> np.uint32(15))
+        x = x * np.uint32(0x846CA68B)
+        return x ^ (x >> np.uint32(16))
+
+
+def _hash32(x):
+    """``_hash32_numpy`` on a ``uint32`` backend tensor (multiplications wrap mod 2**32)."""
+
+    def u32(value):
+        return ops.convert_to_tensor(np.uint32(value))
+
+    x = ops.bitwise_xor(x, ops.right_shift(x, u32(16)))
+    x = ops.multiply(x, u32(0x7FEB352D))
+    x = ops.bitwise_xor(x, ops.right_shift(x, u32(15)))
+    x = ops.multiply(x, u32(0x846CA68B))
+    return ops.bitwise_xor(x, ops.right_shift(x, u32(16)))
+
+
+def dequantization_noise(images, seed=EVAL_NOISE_SEED):
+    """Uniform ``[0, 1)`` noise for integer images that depends only on each image.
+
+    The noise of an image is a fixed pseudo-random function of its pixels and
+    ``seed`` (a counter-based integer hash, identical on every backend), so the
+    dequantized image ``x + u``, and with it ``log_prob`` and ``bits_per_dim``, does
+    not depend on the batch size, on the image's position in its batch, or on the
+    other images in the batch. Each ``u`` is uniform on the 2**24 grid points of
+    ``[0, 1)``; different images get effectively independent noise.
+
+    Args:
+        images: integer tensor ``[..., H, W, C]`` with values in ``[0, 256)``.
+        seed: two integers.
+
+    Returns:
+        float32 noise of the shape of ``images``.
+    """
+    shape = ops.shape(images)
+    num_dims = int(np.prod(images.shape[-3:]))
+    seed = np.asarray(seed, dtype=np.int64).astype(np.uint32)
+    seed_key = _hash32_numpy(seed[0] ^ _hash32_numpy(seed[1]))
+    # One key per pixel position, then one key per image from all (position, value) pairs.
+    position_key = _hash32_numpy(np.arange(num_dims, dtype=np.uint32) ^ seed_key)
+    values = ops.reshape(ops.cast(images, "uint32"), (-1, num_dims))
+    golden = ops.convert_to_tensor(np.uint32(0x9E3779B9))
+    pair_hash = _hash32(ops.add(ops.convert_to_tensor(position_key), ops.multiply(values, golden)))
+    image_key = ops.cast(ops.sum(pair_hash, axis=-1, keepdims=True), "uint32")
+    image_key = _hash32(ops.bitwise_xor(image_key, ops.convert_to_tensor(seed_key)))
+    bits = _hash32(ops.bitwise_xor(image_key, ops.convert_to_tensor(position_key)))
+    noise = ops.cast(ops.right_shift(bits, ops.convert_to_tensor(np.uint32(8))), "float32") * (2.0**-24)
+    return ops.reshape(noise, shape)
+
+
+def _num_replicas() -> int:
+    """Replicas that each compute a share of the batch (TensorFlow distribution strategies)."""
+    if backend_name() != "tensorflow":
+        return 1
+    import tensorflow as tf
+
+    return int(tf.distribute.get_strategy().num_replicas_in_sync)
 
 
 @keras.saving.register_keras_serializable(package="tfp_realnvp")
@@ -26,7 +95,9 @@ class RealNVP(keras.Model):
     pixel cube ``[0, 256)^D``. Integer images (any integer dtype) are dequantized
     first, ``x + u`` with ``u ~ U[0, 1)^D``: fresh noise while training, a fixed seeded
     draw otherwise, so ``bits_per_dim = -log p(x + u) / (D ln 2)`` is the usual upper
-    bound for the discrete data. Float images are taken as already continuous.
+    bound for the discrete data. The evaluation noise of an image depends only on its
+    pixels (``dequantization_noise``), so its ``log_prob`` does not change with the
+    batch it is evaluated in. Float images are taken as already continuous.
 
     ``compile()`` needs no loss: the loss is the mean negative log-likelihood in
     bits/dim plus ``l2_scale * sum(g**2)`` over the weight-norm scales ``g``
@@ -118,6 +189,23 @@ class RealNVP(keras.Model):
     def build(self, input_shape=None):
         self.built = True
 
+    def save_own_variables(self, store):
+        """Saves the state of the training dequantization noise with the weights.
+
+        Keras does not save the state of a ``keras.random.SeedGenerator``; without it a
+        model restored from ``model.save``, ``save_weights`` or a ``BackupAndRestore``
+        backup would draw the noise of the first steps again when training resumes.
+        """
+        super().save_own_variables(store)
+        store[_NOISE_STATE_KEY] = ops.convert_to_numpy(self._noise.state.value)
+
+    def load_own_variables(self, store):
+        """Restores what ``save_own_variables`` saved (files without the noise state load too)."""
+        keys = list(store.keys())
+        if _NOISE_STATE_KEY in keys:
+            self._noise.state.assign(np.asarray(store[_NOISE_STATE_KEY]))
+        super().load_own_variables({key: store[key] for key in keys if key != _NOISE_STATE_KEY})
+
     def compile(self, optimizer=None, *, learning_rate: float = 1e-3, clipnorm: float | None = 1.0, **kwargs):
         """``keras.Model.compile`` with the paper's recipe as defaults.
 
@@ -134,14 +222,26 @@ class RealNVP(keras.Model):
         if optimizer is None:
             optimizer = keras.optimizers.Adam(learning_rate=learning_rate, global_clipnorm=clipnorm)
         super().compile(optimizer=optimizer, **kwargs)
+        # The model is built from the start, so the optimizer can be too. Otherwise
+        # TensorFlow creates the slots while tracing the first train step and then
+        # traces the whole step a second time.
+        self._build_optimizer()
+
+    def _build_optimizer(self):
+        """Creates the optimizer's slots for the trainable weights, under the model's strategy."""
+        if self.optimizer is None or self.optimizer.built:
+            return
+        if backend_name() == "tensorflow":
+            with self.distribute_strategy.scope():
+                self.optimizer.build(self.trainable_variables)
+        else:
+            self.optimizer.build(self.trainable_variables)
 
     def compile_from_config(self, config):
         """Re-compiles a loaded model with its saved optimizer (so training resumes)."""
         config = keras.saving.deserialize_keras_object(config)
         config.pop("loss", None)
         self.compile(**{k: v for k, v in config.items() if k in ("optimizer", "jit_compile", "steps_per_execution")})
-        if self.built and self.optimizer is not None:
-            self.optimizer.build(self.trainable_variables)
 
     # Likelihood -----------------------------------------------------------------
     def _pixels(self, images, *, training: bool):
@@ -153,7 +253,7 @@ class RealNVP(keras.Model):
         if training:
             noise = keras.random.uniform(ops.shape(x), seed=self._noise, dtype="float32")
         else:
-            noise = stateless_uniform(ops.shape(x), np.asarray(EVAL_NOISE_SEED, np.int32))
+            noise = dequantization_noise(images, EVAL_NOISE_SEED)
         return x + noise
 
     def call(self, images, training=False):
@@ -166,23 +266,31 @@ class RealNVP(keras.Model):
         """``-log_prob / (D ln 2)``."""
         return -log_prob / (self.num_dims * math.log(2.0))
 
+    def l2_penalty(self):
+        """``l2_scale * sum(g**2)`` over the weight-norm scales, float32."""
+        squares = [ops.sum(ops.square(ops.cast(g, "float32"))) for g in self._flow.weight_scales()]
+        return self.l2_scale * ops.sum(ops.stack(squares))
+
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        nll = ops.mean(self.to_bits_per_dim(y_pred))
+        """Mean bits/dim of the batch plus the L2 penalty (and any ``add_loss`` terms).
+
+        Under a TensorFlow distribution strategy each replica sees its share of the
+        batch and the replicas' gradients are summed, so the value is divided by the
+        number of replicas, as Keras does for its own losses.
+        """
+        loss = ops.mean(self.to_bits_per_dim(y_pred))
         if self.l2_scale:
-            nll = nll + self.l2_scale * ops.sum(
-                ops.stack([ops.sum(ops.square(ops.cast(g, "float32"))) for g in self._flow.weight_scales()])
-            )
+            loss = loss + self.l2_penalty()
         if self.losses:
-            nll = nll + ops.sum(ops.stack([ops.cast(l, "float32") for l in self.losses]))
-        return nll
+            loss = loss + ops.sum(ops.stack([ops.cast(l, "float32") for l in self.losses]))
+        replicas = _num_replicas()
+        if replicas > 1:
+            loss = loss / float(replicas)
+        return loss
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         self._bpd_tracker.update_state(self.to_bits_per_dim(y_pred))
         return self.get_metrics_result()
-
-    @property
-    def metrics(self):
-        return super().metrics + [self._bpd_tracker]
 
     # Inference API --------------------------------------------------------------
     def _compiled_fn(self, key, fn, **kwargs) -> CompiledFunction:
@@ -190,18 +298,43 @@ class RealNVP(keras.Model):
             self._compiled[key] = CompiledFunction(self, fn, **kwargs)
         return self._compiled[key]
 
-    def _batched(self, key, fn, images, batch_size: int):
-        images = as_image_batch(images, image_shape=self.image_shape)
+    def _image_batch(self, images) -> np.ndarray:
+        """``images`` as a checked NumPy ``[N, H, W, C]`` batch with ``N >= 1``."""
+        arr = np.asarray(keras.ops.convert_to_numpy(images))
+        if arr.size == 0:
+            raise ValueError(f"images must hold at least one image; received shape {list(arr.shape)}.")
+        return as_image_batch(arr, image_shape=self.image_shape)
+
+    def _batched(self, key, fn, inputs: np.ndarray, batch_size: int) -> np.ndarray:
+        """``fn`` compiled once and run over ``inputs`` in slices of ``batch_size``."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer; received {batch_size!r}.")
+        if len(inputs) == 0:
+            raise ValueError(f"received an empty batch of shape {list(inputs.shape)}.")
         compiled = self._compiled_fn(key, fn)
-        outs = [keras.ops.convert_to_numpy(compiled(images[i : i + batch_size])) for i in range(0, len(images), batch_size)]
+        outs = [keras.ops.convert_to_numpy(compiled(inputs[i : i + batch_size])) for i in range(0, len(inputs), batch_size)]
         return np.concatenate(outs, axis=0)
 
     def log_prob(self, images, *, batch_size: int = 256) -> np.ndarray:
-        """``log p(x)`` in nats per image (inference mode; integer images seeded-dequantized)."""
+        """``log p(x)`` in nats per image, with batch norm in inference mode.
+
+        Args:
+            images: ``[N, H, W, C]`` (or one ``[H, W, C]`` image) in ``[0, 256)``.
+                Integer images are dequantized with ``dequantization_noise``; float
+                images are evaluated as they are.
+            batch_size: images per compiled call.
+
+        Returns:
+            float32 ``[N]``.
+
+        Raises:
+            ValueError: naming the shape, value range or ``batch_size`` received.
+        """
+        images = self._image_batch(images)
         return self._batched("log_prob", lambda x: self(x, training=False), images, batch_size)
 
     def bits_per_dim(self, images, *, batch_size: int = 256) -> np.ndarray:
-        """Bits per dimension per image, ``-log p(x) / (D ln 2)``."""
+        """Bits per dimension per image, ``-log p(x) / (D ln 2)`` (see ``log_prob``)."""
         return self.to_bits_per_dim(self.log_prob(images, batch_size=batch_size))
 
     def _encode(self, images):
@@ -215,16 +348,38 @@ class RealNVP(keras.Model):
         return ops.cast(ops.clip(ops.floor(x), 0.0, 255.0), "uint8")
 
     def encode(self, images, *, batch_size: int = 256) -> np.ndarray:
-        """Latent ``z = f(x)`` of shape ``[N, H, W, C]`` (the flow's ``inverse``)."""
+        """Latent ``z = f(x)`` (the flow's ``inverse``), batch norm in inference mode.
+
+        Args:
+            images: as for ``log_prob``; integer images are dequantized first, so
+                ``decode(encode(x)) == x`` for integer ``x``.
+            batch_size: images per compiled call.
+
+        Returns:
+            float32 ``[N, H, W, C]``.
+        """
+        images = self._image_batch(images)
         return self._batched("encode", self._encode, images, batch_size)
 
     def decode(self, z, *, batch_size: int = 256) -> np.ndarray:
-        """uint8 images ``floor(g(z))`` clipped to ``[0, 255]`` (the flow's ``forward``)."""
+        """uint8 images ``floor(g(z))`` clipped to ``[0, 255]`` (the flow's ``forward``).
+
+        Args:
+            z: finite latents ``[N, H, W, C]``.
+            batch_size: latents per compiled call.
+
+        Returns:
+            uint8 ``[N, H, W, C]``.
+
+        Raises:
+            ValueError: for a wrong shape or non-finite values, naming them.
+        """
         z = np.asarray(z, dtype=np.float32)
         if z.ndim != 4 or tuple(z.shape[1:]) != self.image_shape:
             raise ValueError(f"z must have shape [N, {', '.join(map(str, self.image_shape))}]; received shape {list(z.shape)}.")
-        compiled = self._compiled_fn("decode", self._decode)
-        return np.concatenate([keras.ops.convert_to_numpy(compiled(z[i : i + batch_size])) for i in range(0, len(z), batch_size)])
+        if not np.all(np.isfinite(z)):
+            raise ValueError(f"z must be finite; received {int(np.sum(~np.isfinite(z)))} NaN or infinite values.")
+        return self._batched("decode", self._decode, z, batch_size)
 
     def _sample(self, num_samples, seed, temperature):
         z = stateless_normal((num_samples,) + self.image_shape, seed) * temperature
@@ -238,11 +393,17 @@ class RealNVP(keras.Model):
             temperature: standard deviation of the latent, > 0 (the paper samples at 1;
                 lower values trade diversity for cleaner images).
             seed: integer seed; the same seed gives the same images. ``None`` draws one.
+
+        Returns:
+            uint8 ``[num_samples, H, W, C]``.
+
+        Raises:
+            ValueError: naming a bad ``num_samples`` or ``temperature``.
         """
-        if not isinstance(num_samples, (int, np.integer)) or num_samples < 1:
+        if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) or num_samples < 1:
             raise ValueError(f"num_samples must be a positive integer; received {num_samples!r}.")
-        if not float(temperature) > 0:
-            raise ValueError(f"temperature must be positive; received {temperature!r}.")
+        if not (float(temperature) > 0 and math.isfinite(float(temperature))):
+            raise ValueError(f"temperature must be positive and finite; received {temperature!r}.")
         if seed is None:
             seed = int(np.random.default_rng().integers(2**31 - 1))
         seed_pair = np.asarray([int(seed) % (2**31 - 1), 0], dtype=np.int32)
@@ -257,8 +418,16 @@ class RealNVP(keras.Model):
         keeps the norm of a typical latent, so every point decodes to a plausible image.
         The ends decode to (the dequantized) ``image_a`` and ``image_b``.
 
+        Args:
+            image_a: ``[H, W, C]`` image at ``phi = 0``.
+            image_b: ``[H, W, C]`` image at ``phi = pi / 2``.
+            steps: number of images on the path, >= 2.
+
         Returns:
             uint8 ``[steps, H, W, C]``.
+
+        Raises:
+            ValueError: naming a bad ``steps`` or image shape.
         """
         if int(steps) < 2:
             raise ValueError(f"steps must be >= 2; received {steps!r}.")
