@@ -13,7 +13,9 @@ What to expect from two replicas, each computing on half of every global batch:
   batch, as Keras' ``BatchNormalization`` does without ``synchronized=True``: the
   log-likelihood of a step is that of two half batches, close to but not equal to
   one device's, and the moving averages are the mean over replicas (exact for the
-  moving mean, missing the between-halves spread for the moving variance).
+  moving mean, missing the between-halves spread for the moving variance);
+* every replica holds the same state of the training-noise generator, yet each must
+  dequantize its images with noise of its own.
 """
 
 from __future__ import annotations
@@ -78,6 +80,14 @@ SCRIPT = textwrap.dedent(
         "batch_norm": dict(batch_norm=True, images=uint8_images, optimizer=lambda: None),
     }
     mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+
+    # Training dequantization noise as each replica draws it, for the same images.
+    with mirrored.scope():
+        model = tfp_realnvp.RealNVP((8, 8, 1), num_scales=1, num_filters=8, num_blocks=1, seed=1)
+    batch = tf.constant(uint8_images[:4])
+    step = tf.function(lambda: mirrored.run(lambda: model._pixels(batch, training=True) - tf.cast(batch, tf.float32)))
+    replica_noise = [[np.asarray(v).tolist() for v in mirrored.experimental_local_results(step())] for _ in range(2)]
+
     results = {
         name: {
             "one": run(tf.distribute.get_strategy(), **config),
@@ -85,6 +95,7 @@ SCRIPT = textwrap.dedent(
         }
         for name, config in configs.items()
     }
+    results["replica_noise"] = replica_noise
     print("RESULTS " + json.dumps(results))
     """
 )
@@ -104,8 +115,21 @@ def results(tmp_path_factory):
     return json.loads(lines[-1][len("RESULTS ") :])
 
 
+def test_replicas_draw_different_dequantization_noise(results):
+    (first_a, first_b), (second_a, _) = (np.asarray(step) for step in results["replica_noise"])
+    for noise in (first_a, first_b, second_a):
+        assert noise.shape == (4, 8, 8, 1)
+        assert noise.min() >= 0.0 and noise.max() < 1.0
+        assert 0.4 < noise.mean() < 0.6
+    # The replicas' generators share one state; their noise must still differ, and
+    # each step draws new noise.
+    assert np.mean(first_a == first_b) < 0.01
+    assert np.mean(first_a == second_a) < 0.01
+
+
 def test_two_replicas_really_run(results):
-    for config in results.values():
+    for name in ("plain", "batch_norm"):
+        config = results[name]
         assert config["one"]["replicas"] == 1
         assert config["two"]["replicas"] == 2
         assert config["one"]["iterations"] == config["two"]["iterations"] == 4

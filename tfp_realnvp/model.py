@@ -87,6 +87,18 @@ def _num_replicas() -> int:
     return int(tf.distribute.get_strategy().num_replicas_in_sync)
 
 
+def _replica_id():
+    """Index of the replica running this code, or ``None`` outside a multi-replica step."""
+    if backend_name() != "tensorflow":
+        return None
+    import tensorflow as tf
+
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync < 2:
+        return None
+    return context.replica_id_in_sync_group
+
+
 @keras.saving.register_keras_serializable(package="tfp_realnvp")
 class RealNVP(keras.Model):
     """Real NVP density model of ``[H, W, C]`` images with pixel values in ``[0, 256)``.
@@ -251,7 +263,15 @@ class RealNVP(keras.Model):
         if "int" not in dtype:
             return x
         if training:
-            noise = keras.random.uniform(ops.shape(x), seed=self._noise, dtype="float32")
+            replica = _replica_id()
+            if replica is None:
+                noise = keras.random.uniform(ops.shape(x), seed=self._noise, dtype="float32")
+            else:
+                # Every replica holds the same generator state: draw for all of them
+                # and keep this replica's share, so no two replicas share noise.
+                shape = (_num_replicas(),) + tuple(ops.shape(x))
+                noise = keras.random.uniform(shape, seed=self._noise, dtype="float32")
+                noise = ops.take(noise, replica, axis=0)
         else:
             noise = dequantization_noise(images, EVAL_NOISE_SEED)
         return x + noise
