@@ -1,0 +1,1 @@
+"""Performance harnesses: throughput against a plain-Keras baseline, GPU check script."""

@@ -1,0 +1,475 @@
+"""Real NVP written directly in Keras 3, without TensorFlow Probability.
+
+``PlainRealNVP`` computes the same log-likelihood as ``tfp_realnvp.RealNVP`` with the
+same layers and weights, but as straight-line Keras code: no ``tfb.Bijector``, no
+``tfb.Chain``, no bijector cache, no ``TransformedDistribution``. It is the baseline
+against which the throughput harness measures the cost of the TFP machinery.
+
+The computation, in the data-to-latent direction, for images ``x`` in ``[0, 256)``:
+
+1. dequantize integer images (``x + u``, ``u ~ U[0, 1)``; outside training the
+   package's seeded evaluation noise), then ``y = logit(alpha + (1 - 2 alpha) x / 256)`` with its log-det;
+2. per scale: 3 checkerboard couplings, squeeze, 3 channel couplings, factor out
+   half of the channels and recurse on the other half, un-squeeze; the last scale has
+   4 checkerboard couplings; a batch-norm step follows every coupling;
+3. ``log p(x) = log N(z; 0, I) + sum of the log-dets``.
+
+The loss is the mean negative log-likelihood in bits/dim plus ``l2_scale`` times the
+sum of squared weight-norm scales, as in the package.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+from keras import ops
+
+from tfp_realnvp.networks.resnet import ResNetConditioner
+from tfp_realnvp.networks.tanh_scale import TanhScale
+
+try:  # The package's evaluation noise (plain keras.ops code), so both see the same pixels.
+    from tfp_realnvp.model import dequantization_noise as _eval_noise
+except ImportError:  # pragma: no cover - older package versions
+    _eval_noise = None
+
+#: Seed of the dequantization noise for integer images outside training (the
+#: package's value, so that both evaluate the same dequantized images).
+EVAL_NOISE_SEED = (20170, 1605)
+
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+def _stateless(kind: str, shape, seed, dtype="float32"):
+    """Uniform or normal draws fixed by an int32 seed pair, usable inside compiled code."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        fn = tf.random.stateless_uniform if kind == "uniform" else tf.random.stateless_normal
+        return fn(shape, seed=tf.cast(seed, tf.int32), dtype=dtype)
+    import jax
+    import jax.numpy as jnp
+
+    key = jax.random.wrap_key_data(jnp.asarray(seed).astype(jnp.uint32))
+    fn = jax.random.uniform if kind == "uniform" else jax.random.normal
+    return fn(key, tuple(shape), dtype=dtype)
+
+
+def squeeze(x):
+    """``[N, H, W, C] -> [N, H/2, W/2, 4C]``; channel ``(2 di + dj) C + c`` holds pixel ``(2i+di, 2j+dj)``."""
+    _, h, w, c = x.shape
+    y = ops.reshape(x, (-1, h // 2, 2, w // 2, 2, c))
+    y = ops.transpose(y, (0, 1, 3, 2, 4, 5))
+    return ops.reshape(y, (-1, h // 2, w // 2, 4 * c))
+
+
+def unsqueeze(y):
+    """Inverse of ``squeeze``: ``[N, H, W, 4C] -> [N, 2H, 2W, C]``."""
+    _, h, w, c4 = y.shape
+    c = c4 // 4
+    x = ops.reshape(y, (-1, h, w, 2, 2, c))
+    x = ops.transpose(x, (0, 1, 3, 2, 4, 5))
+    return ops.reshape(x, (-1, 2 * h, 2 * w, c))
+
+
+class Coupling(keras.layers.Layer):
+    """Affine coupling ``z_b = y_b * exp(s(y_a)) + t(y_a)`` with one conditioner pass.
+
+    Args:
+        mask_type: ``"checkerboard"`` (fixes pixels with ``(i + j) % 2 == parity``) or
+            ``"channel"`` (fixes the first half of the channels for parity 0, the second
+            for parity 1).
+        parity: 0 or 1.
+        event_shape: ``(H, W, C)`` of the input.
+        num_filters: conditioner width.
+        num_blocks: conditioner residual blocks.
+        **kwargs: ``keras.layers.Layer`` arguments (``name``, ``dtype``).
+    """
+
+    def __init__(self, mask_type: str, parity: int, event_shape, *, num_filters: int, num_blocks: int, **kwargs):
+        super().__init__(**kwargs)
+        h, w, c = (int(d) for d in event_shape)
+        self.mask_type = mask_type
+        self.parity = int(parity)
+        self.event_shape = (h, w, c)
+        c_in = c if mask_type == "checkerboard" else c // 2
+        policy = self.dtype_policy
+        self.conditioner = ResNetConditioner(c_in, num_filters=num_filters, num_blocks=num_blocks, dtype=policy, name="net")
+        self.scale = TanhScale(dtype=policy, name="scale")
+        self.conditioner.build((None, h, w, c_in))
+        self.scale.build((None, h, w, c_in))
+        if mask_type == "checkerboard":
+            i, j = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+            self._mask = ((i + j) % 2 == self.parity).astype(np.float32)[..., None]
+        else:
+            self._mask = None
+        self.built = True
+
+    def _split(self, x):
+        if self.mask_type == "checkerboard":
+            return x * ops.cast(self._mask, x.dtype), x
+        half = self.event_shape[-1] // 2
+        first, second = x[..., :half], x[..., half:]
+        return (first, second) if self.parity == 0 else (second, first)
+
+    def _merge(self, fixed, updated):
+        if self.mask_type == "checkerboard":
+            return updated
+        return ops.concatenate([fixed, updated] if self.parity == 0 else [updated, fixed], axis=-1)
+
+    def _scale_and_shift(self, fixed):
+        raw_s, t = ops.split(self.conditioner(fixed), 2, axis=-1)
+        s = ops.cast(self.scale(raw_s), fixed.dtype)
+        t = ops.cast(t, fixed.dtype)
+        if self.mask_type == "checkerboard":
+            free = 1.0 - ops.cast(self._mask, fixed.dtype)
+            s, t = s * free, t * free
+        return s, t
+
+    def inverse(self, x):
+        """Data to latent: returns ``(z, log|det dz/dx|)`` per example."""
+        fixed, updated = self._split(x)
+        s, t = self._scale_and_shift(fixed)
+        return self._merge(fixed, updated * ops.exp(s) + t), ops.sum(s, axis=(1, 2, 3))
+
+    def forward(self, z):
+        """Latent to data (no log-det: sampling does not need it)."""
+        fixed, updated = self._split(z)
+        s, t = self._scale_and_shift(fixed)
+        return self._merge(fixed, (updated - t) * ops.exp(-s))
+
+
+class BatchNorm(keras.layers.Layer):
+    """Invertible per-channel batch normalization with moving averages.
+
+    ``inverse``: ``z = (y - m) / sqrt(v + eps) * exp(log_gamma) + beta`` with batch
+    statistics while training (and a moving-average update), moving averages otherwise;
+    ``log|det| = H W sum_c(log_gamma_c - 0.5 log(v_c + eps))``.
+
+    Args:
+        momentum: decay of the moving averages.
+        epsilon: variance floor.
+        **kwargs: ``keras.layers.Layer`` arguments.
+    """
+
+    def __init__(self, *, momentum: float = 0.99, epsilon: float = 1e-4, **kwargs):
+        super().__init__(**kwargs)
+        self.momentum = float(momentum)
+        self.epsilon = float(epsilon)
+
+    def build(self, input_shape):
+        c = (int(input_shape[-1]),)
+        self.log_gamma = self.add_weight(name="log_gamma", shape=c, initializer="zeros")
+        self.beta = self.add_weight(name="beta", shape=c, initializer="zeros")
+        stats = {"trainable": False, "autocast": False, "aggregation": "mean"}
+        self.moving_mean = self.add_weight(name="moving_mean", shape=c, initializer="zeros", **stats)
+        self.moving_variance = self.add_weight(name="moving_variance", shape=c, initializer="ones", **stats)
+        self._hw = float(int(input_shape[-3]) * int(input_shape[-2]))
+        self.built = True
+
+    def _log_scale(self, var, dtype):
+        return ops.cast(self.log_gamma, dtype) - 0.5 * ops.log(var + self.epsilon)
+
+    def inverse(self, y, training: bool):
+        """Data to latent: returns ``(z, log|det dz/dy|)`` per example."""
+        dtype = y.dtype
+        if training:
+            mean = ops.mean(y, axis=(0, 1, 2))
+            var = ops.mean(ops.square(y - mean), axis=(0, 1, 2))
+            m = self.momentum
+            self.moving_mean.assign(m * self.moving_mean + (1.0 - m) * ops.stop_gradient(mean))
+            self.moving_variance.assign(m * self.moving_variance + (1.0 - m) * ops.stop_gradient(var))
+        else:
+            mean = ops.cast(self.moving_mean, dtype)
+            var = ops.cast(self.moving_variance, dtype)
+        log_scale = self._log_scale(var, dtype)
+        z = (y - mean) * ops.exp(log_scale) + ops.cast(self.beta, dtype)
+        ldj = ops.zeros(ops.shape(y)[:1], dtype=dtype) + ops.sum(log_scale) * self._hw
+        return z, ldj
+
+    def forward(self, z):
+        """Latent to data with the moving averages."""
+        dtype = z.dtype
+        mean = ops.cast(self.moving_mean, dtype)
+        var = ops.cast(self.moving_variance, dtype)
+        return (z - ops.cast(self.beta, dtype)) * ops.exp(-self._log_scale(var, dtype)) + mean
+
+
+class _Compiled:
+    """``fn(*args)`` compiled once per input signature, reading the model's live weights."""
+
+    def __init__(self, model: keras.Model, fn, *, static_argnums=(), jit_compile: bool = False):
+        self._model = model
+        self._backend = keras.backend.backend()
+        if self._backend == "tensorflow":
+            import tensorflow as tf
+
+            self._fn = tf.function(fn, reduce_retracing=True, jit_compile=jit_compile, autograph=False)
+        else:
+            import jax
+
+            def pure(values, *args):
+                with keras.StatelessScope(state_mapping=list(zip(model.variables, values))):
+                    return fn(*args)
+
+            self._fn = jax.jit(pure, static_argnums=tuple(i + 1 for i in static_argnums))
+
+    def __call__(self, *args):
+        if self._backend == "tensorflow":
+            return self._fn(*args)
+        return self._fn([v.value for v in self._model.variables], *args)
+
+
+class PlainRealNVP(keras.Model):
+    """Real NVP density of ``[H, W, C]`` images on ``[0, 256)^D``, in plain Keras.
+
+    ``call(images, training)`` returns ``log p(images)`` in nats. Constructor arguments
+    and defaults mirror ``tfp_realnvp.RealNVP``, and so do the loss (``compile()``
+    needs none), the ``bits_per_dim`` metric, the default optimizer (Adam with global
+    gradient-norm clipping) and the inference methods ``log_prob`` and ``sample``.
+
+    Args:
+        image_shape: ``(H, W, C)``; ``H`` and ``W`` divide by ``2**(num_scales - 1)``.
+        num_scales: scales of the multi-scale architecture.
+        num_filters: conditioner width at the first scale (doubles per scale).
+        num_blocks: residual blocks per conditioner.
+        batch_norm: a batch-normalization step after every coupling.
+        alpha: margin of the logit preprocessing.
+        batch_norm_momentum: decay of the batch-norm moving averages.
+        l2_scale: L2 coefficient on the weight-norm scales.
+        seed: seed of the training dequantization noise.
+        inference_jit_compile: XLA-compile ``log_prob``/``sample`` on TensorFlow
+            (JAX always compiles them).
+        **kwargs: ``keras.Model`` arguments (``name``, ``dtype``).
+    """
+
+    def __init__(
+        self,
+        image_shape,
+        *,
+        num_scales: int = 2,
+        num_filters: int = 64,
+        num_blocks: int = 8,
+        batch_norm: bool = True,
+        alpha: float = 0.05,
+        batch_norm_momentum: float = 0.99,
+        l2_scale: float = 5e-5,
+        seed: int | None = None,
+        inference_jit_compile: bool = False,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        h, w, c = (int(d) for d in image_shape)
+        factor = 2 ** (num_scales - 1)
+        if h % factor or w % factor:
+            raise ValueError(
+                f"num_scales={num_scales} needs image sides divisible by {factor}; received image shape {[h, w, c]}."
+            )
+        self.image_shape = (h, w, c)
+        self.num_dims = h * w * c
+        self.num_scales = int(num_scales)
+        self.alpha = float(alpha)
+        self.l2_scale = float(l2_scale)
+        self.inference_jit_compile = bool(inference_jit_compile)
+        self.couplings = []
+        self.batch_norms = []
+        # Per scale: (indices of the checkerboard units, indices of the channel units).
+        self._plan = []
+        shape = (h, w, c)
+        for scale in range(self.num_scales):
+            last = scale == self.num_scales - 1
+            filters = num_filters * 2**scale
+            checker = [
+                self._add_unit("checkerboard", i % 2, shape, filters, num_blocks, batch_norm, batch_norm_momentum, f"s{scale}_cb{i}")
+                for i in range(4 if last else 3)
+            ]
+            channel = []
+            if not last:
+                squeezed = (shape[0] // 2, shape[1] // 2, 4 * shape[2])
+                channel = [
+                    self._add_unit("channel", i % 2, squeezed, filters, num_blocks, batch_norm, batch_norm_momentum, f"s{scale}_ch{i}")
+                    for i in range(3)
+                ]
+                shape = (squeezed[0], squeezed[1], squeezed[2] // 2)
+            self._plan.append((tuple(checker), tuple(channel)))
+        self._noise = keras.random.SeedGenerator(seed)
+        self._bpd_tracker = keras.metrics.Mean(name="bits_per_dim")
+        self._compiled = {}
+        self.built = True
+
+    def _add_unit(self, kind, parity, shape, filters, blocks, batch_norm, momentum, name) -> int:
+        policy = self.dtype_policy
+        self.couplings.append(
+            Coupling(kind, parity, shape, num_filters=filters, num_blocks=blocks, dtype=policy, name=name)
+        )
+        if batch_norm:
+            bn = BatchNorm(momentum=momentum, dtype=policy, name=f"{name}_bn")
+            bn.build((None,) + tuple(shape))
+            self.batch_norms.append(bn)
+        return len(self.couplings) - 1
+
+    def build(self, input_shape=None):
+        self.built = True
+
+    def compile(self, optimizer=None, *, learning_rate: float = 1e-3, clipnorm: float | None = 1.0, **kwargs):
+        """``keras.Model.compile`` with the default optimizer of ``tfp_realnvp.RealNVP``."""
+        if optimizer is None:
+            optimizer = keras.optimizers.Adam(learning_rate=learning_rate, global_clipnorm=clipnorm)
+        super().compile(optimizer=optimizer, **kwargs)
+
+    # Flow -----------------------------------------------------------------------
+    def _unit_inverse(self, i, x, training):
+        x, ldj = self.couplings[i].inverse(x)
+        if self.batch_norms:
+            x, d = self.batch_norms[i].inverse(x, training)
+            ldj = ldj + d
+        return x, ldj
+
+    def _unit_forward(self, i, z):
+        if self.batch_norms:
+            z = self.batch_norms[i].forward(z)
+        return self.couplings[i].forward(z)
+
+    def _scale_inverse(self, scale, x, training):
+        checker, channel = self._plan[scale]
+        ldj = 0.0
+        for i in checker:
+            x, d = self._unit_inverse(i, x, training)
+            ldj = ldj + d
+        if not channel:
+            return x, ldj
+        x = squeeze(x)
+        for i in channel:
+            x, d = self._unit_inverse(i, x, training)
+            ldj = ldj + d
+        half = x.shape[-1] // 2
+        rest, d = self._scale_inverse(scale + 1, x[..., half:], training)
+        x = ops.concatenate([x[..., :half], rest], axis=-1)
+        return unsqueeze(x), ldj + d
+
+    def _scale_forward(self, scale, z):
+        checker, channel = self._plan[scale]
+        if channel:
+            z = squeeze(z)
+            half = z.shape[-1] // 2
+            z = ops.concatenate([z[..., :half], self._scale_forward(scale + 1, z[..., half:])], axis=-1)
+            for i in reversed(channel):
+                z = self._unit_forward(i, z)
+            z = unsqueeze(z)
+        for i in reversed(checker):
+            z = self._unit_forward(i, z)
+        return z
+
+    def encode_with_log_det(self, x, training: bool = False):
+        """Pixels ``[N, H, W, C]`` in ``[0, 256)`` to ``(z, log|det dz/dx|)``."""
+        a = self.alpha
+        p = a + (1.0 - 2.0 * a) * x / 256.0
+        y = ops.log(p) - ops.log1p(-p)
+        ldj = ops.sum(math.log((1.0 - 2.0 * a) / 256.0) + ops.softplus(y) + ops.softplus(-y), axis=(1, 2, 3))
+        z, d = self._scale_inverse(0, y, training)
+        return z, ldj + d
+
+    def decode_to_pixels(self, z):
+        """Latent ``[N, H, W, C]`` to continuous pixels in ``[0, 256)``."""
+        y = self._scale_forward(0, z)
+        a = self.alpha
+        return 256.0 * (ops.sigmoid(y) - a) / (1.0 - 2.0 * a)
+
+    # Likelihood -----------------------------------------------------------------
+    def _pixels(self, images, training: bool):
+        dtype = keras.backend.standardize_dtype(images.dtype)
+        x = ops.cast(images, "float32")
+        if "int" not in dtype:
+            return x
+        if training:
+            return x + keras.random.uniform(ops.shape(x), seed=self._noise, dtype="float32")
+        if _eval_noise is not None:
+            return x + _eval_noise(images, EVAL_NOISE_SEED)
+        return x + _stateless("uniform", ops.shape(x), np.asarray(EVAL_NOISE_SEED, np.int32))
+
+    def call(self, images, training=False):
+        """``log p(images)`` in nats, shape ``[batch]``."""
+        x = self._pixels(images, bool(training))
+        z, ldj = self.encode_with_log_det(x, bool(training))
+        log_pz = -0.5 * ops.sum(ops.square(z), axis=(1, 2, 3)) - self.num_dims * _HALF_LOG_2PI
+        return ops.cast(log_pz + ldj, "float32")
+
+    def to_bits_per_dim(self, log_prob):
+        """``-log_prob / (D ln 2)``."""
+        return -log_prob / (self.num_dims * math.log(2.0))
+
+    def weight_scales(self) -> list:
+        """The weight-norm scales of every conditioner."""
+        return [g for c in self.couplings for g in c.conditioner.weight_scales()]
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        loss = ops.mean(self.to_bits_per_dim(y_pred))
+        if self.l2_scale:
+            loss = loss + self.l2_scale * ops.sum(
+                ops.stack([ops.sum(ops.square(ops.cast(g, "float32"))) for g in self.weight_scales()])
+            )
+        return loss
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        self._bpd_tracker.update_state(self.to_bits_per_dim(y_pred))
+        return self.get_metrics_result()
+
+    @property
+    def metrics(self):
+        return super().metrics + [self._bpd_tracker]
+
+    # Inference ------------------------------------------------------------------
+    def _compiled_fn(self, key, fn, **kwargs):
+        if key not in self._compiled:
+            self._compiled[key] = _Compiled(self, fn, jit_compile=self.inference_jit_compile, **kwargs)
+        return self._compiled[key]
+
+    def log_prob(self, images, *, batch_size: int = 256) -> np.ndarray:
+        """``log p(x)`` in nats per image, inference mode."""
+        images = np.asarray(images)
+        fn = self._compiled_fn("log_prob", lambda x: self(x, training=False))
+        outs = [ops.convert_to_numpy(fn(images[i : i + batch_size])) for i in range(0, len(images), batch_size)]
+        return np.concatenate(outs, axis=0)
+
+    def _sample(self, num_samples, seed, temperature):
+        z = _stateless("normal", (num_samples,) + self.image_shape, seed) * temperature
+        x = self.decode_to_pixels(z)
+        return ops.cast(ops.clip(ops.floor(x), 0.0, 255.0), "uint8")
+
+    def sample(self, num_samples: int, *, temperature: float = 1.0, seed: int = 0) -> np.ndarray:
+        """uint8 images ``floor(g(T z))``, ``z ~ N(0, I)``, with the package's seeding."""
+        seed_pair = np.asarray([int(seed) % (2**31 - 1), 0], dtype=np.int32)
+        fn = self._compiled_fn("sample", self._sample, static_argnums=(0,))
+        return ops.convert_to_numpy(fn(int(num_samples), seed_pair, np.float32(temperature)))
+
+    # Weights --------------------------------------------------------------------
+    def load_weights_from(self, model) -> None:
+        """Copies every weight of a ``tfp_realnvp.RealNVP`` with the same configuration.
+
+        Raises:
+            ValueError: if the two models do not have the same structure.
+        """
+        flow = model.flow
+        if len(flow.couplings) != len(self.couplings) or len(flow.batch_norms) != len(self.batch_norms):
+            raise ValueError(
+                f"structure mismatch: package has {len(flow.couplings)} couplings and "
+                f"{len(flow.batch_norms)} batch norms; baseline has {len(self.couplings)} and {len(self.batch_norms)}."
+            )
+        pairs = []
+        for theirs, ours in zip(flow.couplings, self.couplings):
+            conditioner, scale = theirs.layers
+            pairs += zip(conditioner.weights, ours.conditioner.weights)
+            pairs += zip(scale.weights, ours.scale.weights)
+        for theirs, ours in zip(flow.batch_norms, self.batch_norms):
+            pairs += zip(theirs.variables, ours.weights)
+        for src, dst in pairs:
+            if tuple(src.shape) != tuple(dst.shape) or src.name != dst.name:
+                raise ValueError(f"cannot copy {src.path} {tuple(src.shape)} into {dst.path} {tuple(dst.shape)}.")
+            dst.assign(ops.convert_to_numpy(src))
+
+
+def parameter_count(model, trainable_only: bool = False) -> int:
+    """Number of scalars in ``model.weights`` (or ``trainable_weights``)."""
+    weights = model.trainable_weights if trainable_only else model.weights
+    return int(sum(int(np.prod(v.shape)) for v in weights))

@@ -1,0 +1,251 @@
+"""Tests for the benchmark harness: the plain-Keras baseline is the package's computation,
+and ``throughput.py`` produces a complete report."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import tfp_realnvp  # noqa: E402
+from benchmarks import summarize, throughput  # noqa: E402
+from benchmarks.plain_keras import PlainRealNVP, parameter_count  # noqa: E402
+
+# Small configurations: the harness' "tiny" one, and one with three scales and RGB.
+CONFIGS = [
+    dict(throughput.CONFIGS["tiny"]),
+    dict(image_shape=(8, 8, 3), num_scales=3, num_filters=4, num_blocks=2),
+]
+IDS = ["tiny", "three_scales_rgb"]
+
+
+def _numpy(x) -> np.ndarray:
+    return np.asarray(keras.ops.convert_to_numpy(x))
+
+
+def _randomize(variables, seed: int, stddev: float = 0.3) -> None:
+    """Gaussian values for every weight (variances: uniform in [0.5, 2))."""
+    rng = np.random.default_rng(seed)
+    for v in variables:
+        shape = tuple(v.shape)
+        if "moving_variance" in v.path:
+            value = rng.uniform(0.5, 2.0, size=shape)
+        else:
+            value = rng.normal(0.0, stddev, size=shape)
+        v.assign(value.astype(v.dtype))
+
+
+def _pair(config, seed=3):
+    """A package model with weights away from the identity initialisation, and a baseline
+    holding the same weights."""
+    package = tfp_realnvp.RealNVP(**config, seed=seed)
+    baseline = PlainRealNVP(**config, seed=seed)
+    _randomize(package.weights, seed=1)
+    baseline.load_weights_from(package)
+    return package, baseline
+
+
+def _images(config, n=6, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, size=(n, *config["image_shape"])).astype(np.uint8)
+
+
+# Baseline equivalence ----------------------------------------------------------------
+@pytest.mark.parametrize("config", CONFIGS, ids=IDS)
+def test_parameter_counts_match_package(config):
+    package = tfp_realnvp.RealNVP(**config)
+    baseline = PlainRealNVP(**config)
+    assert parameter_count(baseline) == parameter_count(package)
+    assert parameter_count(baseline, trainable_only=True) == parameter_count(package, trainable_only=True)
+    assert len(baseline.weights) == len(package.weights)
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=IDS)
+def test_log_prob_matches_package_in_inference_mode(config):
+    package, baseline = _pair(config)
+    images = _images(config)
+    # Integer images (dequantized with the evaluation noise) and continuous ones.
+    for x in (images, images.astype(np.float32) + 0.5):
+        expected = package.log_prob(x)
+        actual = baseline.log_prob(x)
+        assert np.all(np.isfinite(expected))
+        np.testing.assert_allclose(actual, expected, rtol=1e-4)
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=IDS)
+def test_training_mode_matches_package(config):
+    package, baseline = _pair(config)
+    x = keras.ops.convert_to_tensor(_images(config).astype(np.float32) + 0.5)
+    expected = _numpy(package(x, training=True))
+    actual = _numpy(baseline(x, training=True))
+    np.testing.assert_allclose(actual, expected, rtol=1e-4)
+    # Batch statistics moved the moving averages alike.
+    for theirs, ours in zip(package.flow.batch_norms, baseline.batch_norms):
+        for a, b in zip(theirs.variables, ours.weights):
+            np.testing.assert_allclose(_numpy(b), _numpy(a), rtol=1e-4, atol=1e-6)
+
+
+def test_train_step_loss_matches_package():
+    config = CONFIGS[0]
+    package, baseline = _pair(config)
+    # Eager steps: the same arithmetic as compiled ones, without compiling two train steps.
+    package.compile(run_eagerly=True)
+    baseline.compile(run_eagerly=True)
+    images = _images(config)
+    for _ in range(2):
+        expected = package.train_on_batch(images, return_dict=True)
+        actual = baseline.train_on_batch(images, return_dict=True)
+        for key in ("loss", "bits_per_dim"):
+            assert np.isfinite(expected[key])
+            np.testing.assert_allclose(actual[key], expected[key], rtol=1e-4)
+
+
+def test_sample_matches_package():
+    config = CONFIGS[1]
+    package, baseline = _pair(config)
+    expected = package.sample(4, seed=7, temperature=0.7).astype(np.int32)
+    actual = baseline.sample(4, seed=7, temperature=0.7).astype(np.int32)
+    assert actual.shape == expected.shape == (4, *config["image_shape"])
+    # floor() may round a value that sits on an integer either way.
+    assert np.mean(actual != expected) < 0.01
+    assert np.max(np.abs(actual - expected)) <= 1
+
+
+def test_load_weights_from_rejects_another_structure():
+    package = tfp_realnvp.RealNVP(**CONFIGS[0])
+    baseline = PlainRealNVP(**CONFIGS[1])
+    with pytest.raises(ValueError, match="structure mismatch|cannot copy"):
+        baseline.load_weights_from(package)
+
+
+# throughput.py -------------------------------------------------------------------------
+def test_every_flag_has_help():
+    parser = throughput.build_parser()
+    for action in parser._actions:
+        if action.help is not argparse.SUPPRESS:
+            assert action.help, f"{action.option_strings} has no help"
+    help_text = parser.format_help()
+    for flag in ("--config", "--batch-sizes", "--precision", "--repeats", "--warmup", "--jit", "--no-jit",
+                 "--steps", "--output", "--skip-baseline"):
+        assert flag in help_text
+
+
+def test_bad_arguments_are_rejected():
+    parser = throughput.build_parser()
+    for argv in (["--batch-sizes", "0"], ["--batch-sizes", "a"], ["--measure", "train,nope"], ["--precision", "float8"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(argv)
+    assert parser.parse_args(["--batch-sizes", "256,64,256"]).batch_sizes == [256, 64]
+
+
+def _check_stats(stats, batch):
+    assert stats["batch_size"] == batch
+    assert stats["images_per_s"] > 0
+    assert len(stats["images_per_s_repeats"]) == 1
+    assert all(v > 0 for v in stats["images_per_s_repeats"])
+    assert stats["first_call_s"] > 0
+    assert stats["peak_memory_bytes"] > 0
+
+
+def test_throughput_cli_writes_complete_report(tmp_path):
+    output = tmp_path / "tiny.json"
+    env = dict(os.environ, KERAS_BACKEND=keras.backend.backend(), TF_CPP_MIN_LOG_LEVEL="3")
+    argv = [
+        sys.executable, str(REPO / "benchmarks" / "throughput.py"),
+        "--config", "tiny", "--batch-sizes", "4", "--repeats", "1", "--warmup", "0", "--steps", "1",
+        "--schedule", "interleaved", "--output", str(output),
+    ]
+    proc = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "pkg/base" in proc.stdout
+    report = json.loads(output.read_text())
+
+    assert report["schema_version"] == throughput.SCHEMA_VERSION
+    assert report["backend"] == keras.backend.backend()
+    assert report["config"] == "tiny" and report["model"]["image_shape"] == [8, 8, 1]
+    assert report["precision"] == "float32"
+    assert report["batch_sizes"] == [4] and report["inference_batch_size"] == 4
+    assert "throughput.py" in report["command"] and "--config tiny" in report["command"]
+    for key in ("started", "finished"):
+        datetime.datetime.fromisoformat(report[key])
+    assert report["device"]["platform"] and report["device"]["devices"]
+    assert report["cpu"]["logical_cores"] >= 1
+    versions = report["versions"]
+    assert versions["keras"] == keras.__version__ and versions["python"]
+    if report["backend"] == "jax":
+        assert versions["jax"]
+    else:
+        assert versions["tensorflow"] and versions["tensorflow-probability"]
+    assert report["errors"] == {}
+
+    for impl in ("package", "baseline"):
+        result = report["results"][impl]
+        assert result["implementation"] == impl
+        assert result["trainable_parameters"] == report["results"]["package"]["trainable_parameters"]
+        train = result["train"]["4"]
+        _check_stats(train, 4)
+        assert np.isfinite(train["loss"])
+        _check_stats(result["log_prob"], 4)
+        _check_stats(result["sample"], 4)
+        assert result["peak_memory_bytes"] > 0
+    # One conditioner pass per coupling per trace, and no retracing while timing.
+    calls = report["results"]["package"]["train"]["4"]["network_calls"]
+    assert calls["after_first_call"] == 0
+    assert calls["first_call"] % calls["couplings"] == 0
+
+    for what in ("log_prob", "sample"):
+        assert report["ratios"][what]["images_per_s"] > 0
+    assert report["ratios"]["train"]["4"]["images_per_s"] > 0
+
+    printed = summarize.load_reports([output])
+    assert printed[0][1]["results"]["package"]["train"]["4"]["images_per_s"] > 0
+
+
+def test_summarize_merges_partial_runs(tmp_path, capsys):
+    stats = {"images_per_s": 10.0, "images_per_s_repeats": [10.0], "batch_size": 2, "peak_memory_bytes": 2**20}
+    worker = {"backend": "jax", "device": {"platform": "gpu", "devices": ["gpu:0"]}, "train": {"2": stats}}
+    # A run cut short: its report lacks the baseline, which left a partial file.
+    report = {
+        "config": "tiny", "precision": "float32", "backend": "jax", "device": worker["device"], "step_mode": "loop",
+        "jit": None, "results": {"package": {**worker, "implementation": "package"}}, "errors": {"baseline": "timeout"},
+    }
+    (tmp_path / "run.json").write_text(json.dumps(report))
+    half = {**stats, "images_per_s": 20.0, "images_per_s_repeats": [20.0]}
+    (tmp_path / "run.baseline.partial.json").write_text(json.dumps({"baseline": {**worker, "train": {"2": half}}}))
+    # A run whose report was never written.
+    (tmp_path / "lost.package.partial.json").write_text(json.dumps({"package": worker}))
+
+    assert summarize.main([str(p) for p in sorted(tmp_path.iterdir())]) == 0
+    out = capsys.readouterr().out
+    assert "run.json (partial: baseline)" in out and "lost.json (partial: package)" in out
+    assert "0.500" in out  # package 10 img/s over baseline 20 img/s
+    assert summarize.main([str(tmp_path / "missing.json")]) == 1
+
+
+def test_gpu_check_script_runs_within_its_budget(tmp_path):
+    """With no time budget every run is skipped: the script still reports and fails."""
+    env = dict(
+        os.environ,
+        PYTHON=sys.executable,
+        OUT=str(tmp_path / "out"),
+        GPU_CHECK_CONFIG="tiny",
+        GPU_CHECK_SKIP_INSTALL="1",
+        GPU_CHECK_BUDGET_S="0",
+    )
+    proc = subprocess.run(
+        ["bash", str(REPO / "benchmarks" / "gpu_check.sh")], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.stdout.count("skipped") == 2
+    assert "== summary" in proc.stdout
+    assert (tmp_path / "out").is_dir()
