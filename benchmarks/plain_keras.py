@@ -288,7 +288,7 @@ class PlainRealNVP(keras.Model):
             if not last:
                 squeezed = (shape[0] // 2, shape[1] // 2, 4 * shape[2])
                 channel = [
-                    self._add_unit("channel", i % 2, squeezed, filters, num_blocks, batch_norm, batch_norm_momentum, f"s{scale}_ch{i}")
+                    self._add_unit("channel", i % 2, squeezed, 2 * filters, num_blocks, batch_norm, batch_norm_momentum, f"s{scale}_ch{i}")
                     for i in range(3)
                 ]
                 shape = (squeezed[0], squeezed[1], squeezed[2] // 2)

@@ -28,7 +28,7 @@ class CompiledFunction:
         if self._backend == "tensorflow":
             import tensorflow as tf
 
-            self._compiled = tf.function(fn, reduce_retracing=True, jit_compile=jit_compile)
+            self._compiled = tf.function(fn, reduce_retracing=True, jit_compile=jit_compile, autograph=False)
         else:
             import jax
 

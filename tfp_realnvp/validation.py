@@ -43,12 +43,16 @@ def assert_in_range(x, low: float, high: float, *, name: str = "images", closed:
     """
     if is_concrete(x):
         arr = np.asarray(keras.ops.convert_to_numpy(x))
-        above = arr.max() > high if closed else arr.max() >= high
-        if arr.size and (np.isnan(arr).any() or arr.min() < low or above):
-            nan = " and NaN" if np.isnan(arr).any() else ""
+        if arr.size == 0:
+            return x
+        nan = np.isnan(arr).any()
+        finite = arr[~np.isnan(arr)]
+        above = finite.size and (finite.max() > high if closed else finite.max() >= high)
+        if nan or (finite.size and finite.min() < low) or above:
+            seen = f"[{finite.min():g}, {finite.max():g}]" if finite.size else "none but NaN"
             raise ValueError(
                 f"{name} must lie in [{low:g}, {high:g}{']' if closed else ')'}; received values in "
-                f"[{np.nanmin(arr):g}, {np.nanmax(arr):g}]{nan}."
+                f"{seen}{' and NaN' if nan else ''}."
             )
         return x
     if backend_name() == "tensorflow":

@@ -88,11 +88,12 @@ def test_architecture(num_scales):
     assert len(kinds) == num_couplings(num_scales) == len(flow.batch_norms)
     per_scale = [("checkerboard", 0), ("checkerboard", 1), ("checkerboard", 0)] + [("channel", 0), ("channel", 1), ("channel", 0)]
     assert kinds == per_scale * (num_scales - 1) + [("checkerboard", 0), ("checkerboard", 1)] * 2
-    # Filters double after each squeeze.
+    # Filters double after each squeeze: checkerboard couplings of scale l use 4 * 2**l,
+    # the channel couplings after its squeeze 4 * 2**(l + 1).
     widths = [c.conditioner.num_filters for c in flow.couplings]
     expected = []
     for scale in range(num_scales - 1):
-        expected += [4 * 2**scale] * 6
+        expected += [4 * 2**scale] * 3 + [4 * 2 ** (scale + 1)] * 3
     expected += [4 * 2 ** (num_scales - 1)] * 4
     assert widths == expected
     assert flow.network_calls == 0

@@ -28,8 +28,9 @@ class MultiScaleFlow(OnePassBijector):
        the halves are concatenated and un-squeezed back to ``[h, w, c]``.
     3. The last scale: 4 checkerboard couplings.
 
-    Mask parities alternate. Scale ``l`` uses ``num_filters * 2**l`` hidden channels
-    (filters double after each squeeze). With ``batch_norm=True`` a
+    Mask parities alternate. Filters double after each squeeze: the checkerboard
+    couplings of scale ``l`` use ``num_filters * 2**l`` hidden channels, its channel
+    couplings (after the squeeze) ``num_filters * 2**(l + 1)``. With ``batch_norm=True`` a
     ``BatchNormalization`` step follows every coupling. The latent has the data's
     event shape, so the base is ``tfd.Sample(tfd.Normal(0, 1), [H, W, C])`` and
 
@@ -124,7 +125,9 @@ class MultiScaleFlow(OnePassBijector):
             mask_type=kind,
             parity=parity,
             event_shape=shape,
-            num_filters=self._num_filters * 2**scale,
+            # Filters double after each squeeze: the channel couplings of a scale work
+            # on squeezed tensors and use twice the width of its checkerboard couplings.
+            num_filters=self._num_filters * 2 ** (scale + (kind == "channel")),
             num_blocks=self._num_blocks,
             dtype=self._layer_dtype,
             name=f"scale{scale}_{kind}{index}",
