@@ -57,7 +57,7 @@ def run(args) -> dict:
         train = train[: args.max_train]
     if args.max_test:
         test = test[: args.max_test]
-    model = RealNVP(train.shape[1:], seed=args.seed, **CONFIGS[args.config])
+    model = RealNVP(train.shape[1:], seed=args.seed, batch_norm_momentum=args.batch_norm_momentum, **CONFIGS[args.config])
     model.compile(learning_rate=args.learning_rate)
     x, kwargs = as_fit_input(train, batch_size=args.batch_size, shuffle=True, seed=args.seed)
     budget = TimeBudget(args.minutes * 60.0)
@@ -73,6 +73,8 @@ def run(args) -> dict:
         "train_images": int(len(train)),
         "test_images": int(len(test)),
         "batch_size": args.batch_size,
+        "learning_rate": args.learning_rate,
+        "batch_norm_momentum": args.batch_norm_momentum,
         "steps": int(model.optimizer.iterations),
         "train_seconds": round(seconds, 1),
         "test_bits_per_dim": test_bpd,
@@ -96,6 +98,7 @@ def main(argv=None) -> int:
     parser.add_argument("--max-epochs", type=int, default=1000, help="upper bound on epochs (the time budget usually stops first).")
     parser.add_argument("--batch-size", type=int, default=64, help="images per batch (default: 64).")
     parser.add_argument("--learning-rate", type=float, default=1e-3, help="Adam learning rate (default: 1e-3).")
+    parser.add_argument("--batch-norm-momentum", type=float, default=0.95, help="decay of the batch-norm moving averages (default: 0.95, as the demo).")
     parser.add_argument("--max-train", type=int, default=None, help="use only the first N training images.")
     parser.add_argument("--max-test", type=int, default=None, help="use only the first N test images.")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0).")
