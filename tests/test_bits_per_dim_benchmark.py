@@ -1,0 +1,25 @@
+"""benchmarks/bits_per_dim.py trains for its budget and reports against the baseline."""
+
+import importlib.util
+import json
+import os
+
+import numpy as np
+
+SCRIPT = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", "bits_per_dim.py")
+
+
+def test_bits_per_dim_benchmark_writes_measured_json(tmp_path):
+    spec = importlib.util.spec_from_file_location("bits_per_dim_benchmark", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "bpd.json"
+    argv = ["--config", "tiny", "--data", "shipped", "--minutes", "0.02", "--max-epochs", "1",
+            "--max-train", "256", "--max-test", "64", "--verbose", "0", "--output", str(out)]
+    assert module.main(argv) == 0
+    report = json.loads(out.read_text())
+    assert report["train_images"] == 256 and report["test_images"] == 64
+    assert report["steps"] >= 1
+    assert np.isfinite(report["test_bits_per_dim"]) and report["test_bits_per_dim"] > 0
+    assert 3.0 < report["independent_pixel_test_bits_per_dim"] < 8.0
+    assert report["versions"]["backend"] in ("tensorflow", "jax")
