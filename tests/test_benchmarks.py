@@ -21,6 +21,7 @@ sys.path.insert(0, str(REPO))
 import tfp_realnvp  # noqa: E402
 from benchmarks import summarize, throughput  # noqa: E402
 from benchmarks.plain_keras import PlainRealNVP, parameter_count  # noqa: E402
+from helpers import randomize
 
 # Small configurations: the harness' "tiny" one, and one with three scales and RGB.
 CONFIGS = [
@@ -34,24 +35,12 @@ def _numpy(x) -> np.ndarray:
     return np.asarray(keras.ops.convert_to_numpy(x))
 
 
-def _randomize(variables, seed: int, stddev: float = 0.3) -> None:
-    """Gaussian values for every weight (variances: uniform in [0.5, 2))."""
-    rng = np.random.default_rng(seed)
-    for v in variables:
-        shape = tuple(v.shape)
-        if "moving_variance" in v.path:
-            value = rng.uniform(0.5, 2.0, size=shape)
-        else:
-            value = rng.normal(0.0, stddev, size=shape)
-        v.assign(value.astype(v.dtype))
-
-
 def _pair(config, seed=3):
     """A package model with weights away from the identity initialisation, and a baseline
     holding the same weights."""
     package = tfp_realnvp.RealNVP(**config, seed=seed)
     baseline = PlainRealNVP(**config, seed=seed)
-    _randomize(package.weights, seed=1)
+    randomize(package.weights, seed=1)
     baseline.load_weights_from(package)
     return package, baseline
 
