@@ -1,0 +1,411 @@
+"""Attributes the operations of a compiled XLA program, and their profiled time, to parts of a flow.
+
+Two inputs, both plain text, so nothing beyond the standard library is needed:
+
+* the optimized HLO module of a compiled JAX function (``jax.jit(f).lower(...).compile()
+  .as_text()``). Every instruction carries ``metadata={op_name=... stack_frame_id=N}``,
+  and the module ends with tables (``FileNames``, ``FunctionNames``, ``FileLocations``,
+  ``StackFrames``) that resolve a frame id to the Python call stack that created it;
+* a profiler trace in the Chrome trace-event JSON that ``jax.profiler.trace(...,
+  create_perfetto_trace=True)`` writes. Each XLA operation that ran (a GPU kernel, or a
+  CPU thunk) is an event with ``args.hlo_module`` and ``args.hlo_op``.
+
+An operation's *part* comes from its opcode (convolutions and matrix products, and the
+library calls that implement them on a GPU, are ``conv``; top-level copies and
+transposes are ``layout``) and otherwise from the innermost frame of its call stack that
+belongs to a known function (``RULES``), e.g. ``BatchNormalization._transform`` ->
+``batch_norm``. A fusion takes the part most of its fused instructions have. The
+backward pass keeps the call stack of the forward operation it differentiates, and its
+``op_name`` contains ``transpose(jvp(``; that gives the *pass* (forward, backward,
+update).
+"""
+
+from __future__ import annotations
+
+import collections
+import gzip
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+#: Parts, in report order.
+PARTS = ("conv", "network", "coupling", "batch_norm", "reshape", "layout", "loss", "optimizer", "other")
+PART_DESCRIPTIONS = {
+    "conv": "convolutions of the conditioner networks (forward and backward)",
+    "network": "rest of the conditioners: weight norm, ReLU, residual adds, biases",
+    "coupling": "coupling arithmetic: masks, tanh scale, exp, affine update, log-det",
+    "batch_norm": "batch statistics, normalisation, log-det, moving averages",
+    "reshape": "squeeze and factor-out work fused with arithmetic (slicing, concatenation)",
+    "layout": "operations that only move data: copies, transposes (squeeze's and the compiler's)",
+    "loss": "dequantisation, logit preprocessing, prior, bits/dim, L2 penalty, metric",
+    "optimizer": "gradient clipping and the Adam update",
+    "other": "not attributed to a part",
+}
+PASSES = ("forward", "backward", "update", "unlabelled")
+
+#: (function qualname prefix, file name suffix or None, part); the innermost frame that
+#: matches a rule decides. Package classes and the plain-Keras baseline's are both here.
+RULES = (
+    # Optimizer (Keras) and gradient clipping.
+    ("BaseOptimizer.", None, "optimizer"),
+    ("JaxOptimizer.", None, "optimizer"),
+    ("Adam.", None, "optimizer"),
+    ("clip_by_global_norm", None, "optimizer"),
+    ("global_norm", None, "optimizer"),
+    # Conditioner networks.
+    ("WeightNormConv2D.", None, "network"),
+    ("ResNetConditioner.", None, "network"),
+    # Coupling arithmetic.
+    ("TanhScale.", None, "coupling"),
+    ("AffineCoupling.", None, "coupling"),
+    ("Coupling.", "plain_keras.py", "coupling"),
+    ("checkerboard", "masks.py", "coupling"),
+    ("channel", "masks.py", "coupling"),
+    # Batch norm.
+    ("BatchNormalization.", "batch_norm.py", "batch_norm"),
+    ("FlowBatchNormState.", None, "batch_norm"),
+    ("BatchNorm.", "plain_keras.py", "batch_norm"),
+    # Reshapes between scales.
+    ("Squeeze.", None, "reshape"),
+    ("FactorOut.", None, "reshape"),
+    ("MultiScaleFlow.", None, "reshape"),
+    ("squeeze", "plain_keras.py", "reshape"),
+    ("unsqueeze", "plain_keras.py", "reshape"),
+    ("PlainRealNVP._scale_", "plain_keras.py", "reshape"),
+    # Preprocessing, prior, loss and metric.
+    ("LogitPreprocess.", None, "loss"),
+    ("dequantization_noise", None, "loss"),
+    ("Normal._log_prob", None, "loss"),
+    ("RealNVP.", "model.py", "loss"),
+    ("PlainRealNVP.", "plain_keras.py", "loss"),
+    ("Mean.", None, "loss"),
+    ("JAXTrainer._update_metrics_variables", None, "loss"),
+)
+
+_CONV_OPCODES = {"convolution", "dot"}
+_LAYOUT_OPCODES = {"copy", "transpose", "copy-start", "copy-done", "reshape"}
+_IGNORED_OPCODES = {"parameter", "constant", "tuple", "get-tuple-element", "bitcast"}
+_COMPUTATION = re.compile(r"^(?:ENTRY\s+)?%([\w.\-]+)\s*\(.*\{\s*$")
+_INSTRUCTION = re.compile(r"^\s*(?:ROOT\s+)?%([\w.\-]+)\s*=\s*(.*)$")
+_OP_NAME = re.compile(r'op_name="([^"]*)"')
+_FRAME_ID = re.compile(r"stack_frame_id=(\d+)")
+_CALLS = re.compile(r"calls=(\{[^}]*\}|%[\w.\-]+)")
+_TARGET = re.compile(r'custom_call_target="([^"]*)"')
+_TABLE_ROW = re.compile(r"^(\d+)\s+(.*)$")
+_FIELDS = re.compile(r"(\w+)=(-?\d+)")
+
+
+@dataclass
+class Instruction:
+    """One HLO instruction: name, opcode, op_name, call-stack frame and called computations."""
+
+    name: str
+    opcode: str
+    op_name: str = ""
+    frame: int | None = None
+    calls: tuple = ()
+    target: str = ""
+
+
+@dataclass
+class HloModule:
+    """The parts of an optimized HLO module's text that attribution needs."""
+
+    name: str
+    computations: dict = field(default_factory=dict)  # name -> [Instruction]
+    entry: str = ""
+    files: dict = field(default_factory=dict)
+    functions: dict = field(default_factory=dict)
+    locations: dict = field(default_factory=dict)  # id -> (file id, function id, line)
+    frames: dict = field(default_factory=dict)  # id -> (location id, parent id or None)
+
+    def instructions(self):
+        """``{name: Instruction}`` over all computations."""
+        return {i.name: i for body in self.computations.values() for i in body}
+
+
+def _split_type(rest: str) -> str:
+    """Strips the result type in front of the opcode (a tuple type has nested parentheses)."""
+    rest = rest.lstrip()
+    if not rest.startswith("("):
+        return rest.split(" ", 1)[1] if " " in rest else ""
+    depth = 0
+    for i, char in enumerate(rest):
+        depth += char == "("
+        depth -= char == ")"
+        if depth == 0:
+            return rest[i + 1 :].lstrip()
+    return ""
+
+
+def parse_instruction(line: str) -> Instruction | None:
+    """An ``Instruction`` from one line of HLO text, or ``None`` for other lines."""
+    match = _INSTRUCTION.match(line)
+    if not match:
+        return None
+    name, rest = match.groups()
+    after_type = _split_type(rest)
+    opcode = after_type.split("(", 1)[0].strip()
+    if not opcode or " " in opcode:
+        return None
+    op_name = _OP_NAME.search(rest)
+    frame = _FRAME_ID.search(rest)
+    calls = _CALLS.search(rest)
+    target = _TARGET.search(rest)
+    called = ()
+    if calls:
+        called = tuple(c.strip().lstrip("%") for c in calls.group(1).strip("{}").split(",") if c.strip())
+    return Instruction(
+        name=name,
+        opcode=opcode,
+        op_name=op_name.group(1) if op_name else "",
+        frame=int(frame.group(1)) if frame else None,
+        calls=called,
+        target=target.group(1) if target else "",
+    )
+
+
+def parse_hlo(text: str) -> HloModule:
+    """Parses optimized HLO text (``Compiled.as_text()``)."""
+    header = re.search(r"^HloModule\s+([\w.\-]+)", text, re.MULTILINE)
+    module = HloModule(name=header.group(1) if header else "")
+    table = None
+    current = None
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped in ("FileNames", "FunctionNames", "FileLocations", "StackFrames"):
+            table, current = stripped, None
+            continue
+        if table is not None:
+            row = _TABLE_ROW.match(stripped)
+            if row:
+                key, value = int(row.group(1)), row.group(2)
+                if table == "FileNames":
+                    module.files[key] = value.strip('"')
+                elif table == "FunctionNames":
+                    module.functions[key] = value.strip('"')
+                else:
+                    fields = {k: int(v) for k, v in _FIELDS.findall(value)}
+                    if table == "FileLocations":
+                        module.locations[key] = (fields.get("file_name_id"), fields.get("function_name_id"), fields.get("line"))
+                    else:
+                        # The printed parent id is one more than the parent's row; 1 marks the root.
+                        parent = fields.get("parent_frame_id", 0) - 1
+                        module.frames[key] = (fields.get("file_location_id"), parent if parent > 0 else None)
+                continue
+            if stripped:
+                table = None
+        computation = _COMPUTATION.match(line)
+        if computation:
+            current = computation.group(1)
+            module.computations[current] = []
+            if line.startswith("ENTRY"):
+                module.entry = current
+            continue
+        if stripped == "}":
+            current = None
+            continue
+        if current is not None:
+            instruction = parse_instruction(line)
+            if instruction is not None:
+                module.computations[current].append(instruction)
+    return module
+
+
+def call_stack(module: HloModule, frame: int | None) -> list[tuple[str, str]]:
+    """``[(file, function qualname), ...]`` from the innermost frame outwards."""
+    stack, seen = [], set()
+    while frame is not None and frame in module.frames and frame not in seen:
+        seen.add(frame)
+        location, parent = module.frames[frame]
+        file_id, function_id, _ = module.locations.get(location, (None, None, None))
+        stack.append((module.files.get(file_id, ""), module.functions.get(function_id, "")))
+        frame = parent
+    return stack
+
+
+def part_of_stack(stack) -> str:
+    """The part named by the innermost frame that matches ``RULES``; ``other`` if none does."""
+    for file, function in stack:
+        for prefix, suffix, part in RULES:
+            if function.startswith(prefix) and (suffix is None or file.endswith(suffix)):
+                return part
+    return "other"
+
+
+def pass_of(op_name: str) -> str:
+    """``backward`` (a transposed JVP), ``forward`` (inside a JVP), ``update``, or
+    ``unlabelled`` for instructions the compiler created without metadata."""
+    if not op_name:
+        return "unlabelled"
+    if "transpose(jvp(" in op_name:
+        return "backward"
+    if "jvp(" in op_name:
+        return "forward"
+    return "update"
+
+
+def _is_conv(instruction: Instruction) -> bool:
+    if instruction.opcode in _CONV_OPCODES:
+        return True
+    target = instruction.target.lower()
+    return instruction.opcode == "custom-call" and any(k in target for k in ("conv", "gemm", "matmul", "dot"))
+
+
+class Attribution:
+    """Maps each instruction of a module to ``(part, pass)``."""
+
+    def __init__(self, module: HloModule):
+        self.module = module
+        self._instructions = module.instructions()
+        self._frame_parts: dict = {}
+        self._cache: dict = {}
+
+    def _frame_part(self, frame):
+        if frame not in self._frame_parts:
+            self._frame_parts[frame] = part_of_stack(call_stack(self.module, frame))
+        return self._frame_parts[frame]
+
+    def _leaves(self, instruction: Instruction, depth: int = 0) -> list[Instruction]:
+        """The instruction itself, or the instructions of the computations it calls."""
+        if not instruction.calls or depth > 4:
+            return [instruction]
+        leaves = []
+        for computation in instruction.calls:
+            for inner in self.module.computations.get(computation, []):
+                leaves.extend(self._leaves(inner, depth + 1))
+        return leaves or [instruction]
+
+    def __call__(self, name: str) -> tuple[str, str]:
+        """``(part, pass)`` of the instruction called ``name`` (``("other", "update")`` if unknown)."""
+        if name in self._cache:
+            return self._cache[name]
+        instruction = self._instructions.get(name)
+        if instruction is None:
+            result = ("other", "update")
+        else:
+            leaves = [leaf for leaf in self._leaves(instruction) if leaf.opcode not in _IGNORED_OPCODES]
+            passes = collections.Counter(pass_of(leaf.op_name) for leaf in leaves if leaf.op_name)
+            step_pass = passes.most_common(1)[0][0] if passes else pass_of(instruction.op_name)
+            if any(_is_conv(leaf) for leaf in leaves) or _is_conv(instruction):
+                part = "conv"
+            elif instruction.opcode in _LAYOUT_OPCODES or (leaves and all(leaf.opcode in _LAYOUT_OPCODES for leaf in leaves)):
+                part = "layout"
+            else:
+                votes = collections.Counter(self._frame_part(leaf.frame) for leaf in leaves)
+                votes.pop("other", None)
+                if votes:
+                    top = max(votes.values())
+                    part = next(p for p in PARTS if votes.get(p) == top)
+                else:
+                    part = self._frame_part(instruction.frame)
+            result = (part, step_pass)
+        self._cache[name] = result
+        return result
+
+
+def static_counts(module: HloModule) -> dict:
+    """Top-level instructions of the entry computation (each one a kernel or thunk, roughly) by kind."""
+    entry = module.computations.get(module.entry, [])
+    counts = collections.Counter()
+    attribution = Attribution(module)
+    for instruction in entry:
+        if instruction.opcode in _IGNORED_OPCODES:
+            continue
+        counts["instructions"] += 1
+        counts[f"opcode:{instruction.opcode}"] += 1
+        counts[f"part:{attribution(instruction.name)[0]}"] += 1
+    converts = sum(
+        1 for body in module.computations.values() for i in body if i.opcode == "convert"
+    )
+    counts["converts_anywhere"] = converts
+    return dict(sorted(counts.items()))
+
+
+# Traces -------------------------------------------------------------------------------
+def load_trace_events(path: str | Path) -> list[dict]:
+    """Trace events from a (gzipped) Chrome trace-event JSON file."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt") as handle:
+        data = json.load(handle)
+    return data.get("traceEvents", []) if isinstance(data, dict) else list(data)
+
+
+def find_trace(directory: str | Path) -> Path:
+    """The newest ``perfetto_trace.json.gz`` (or ``*.trace.json.gz``) under ``directory``."""
+    directory = Path(directory)
+    found = sorted(directory.rglob("perfetto_trace.json.gz")) or sorted(directory.rglob("*.trace.json.gz"))
+    if not found:
+        raise FileNotFoundError(f"no perfetto_trace.json.gz or *.trace.json.gz under {directory}")
+    return max(found, key=lambda p: p.stat().st_mtime)
+
+
+def operation_events(events: list[dict], module_name: str) -> tuple[list[dict], str]:
+    """The complete events of ``module_name``'s XLA operations, and where they were taken from.
+
+    On a GPU the device's events are used (the "XLA Ops" line if the trace has one, else
+    the kernel streams), so host-side launches are not counted twice; on a CPU, the
+    thunk events of the host.
+    """
+    process_names, thread_names = {}, {}
+    for event in events:
+        if event.get("ph") == "M" and event.get("name") == "process_name":
+            process_names[event.get("pid")] = str(event.get("args", {}).get("name", ""))
+        if event.get("ph") == "M" and event.get("name") == "thread_name":
+            thread_names[(event.get("pid"), event.get("tid"))] = str(event.get("args", {}).get("name", ""))
+    ops = [
+        e for e in events
+        if e.get("ph") == "X"
+        and isinstance(e.get("args"), dict)
+        and e["args"].get("hlo_op")
+        and e["args"].get("hlo_module", "").split("(")[0] == module_name
+        and not str(e.get("name", "")).startswith("end:")
+    ]
+    device = [e for e in ops if "/device:" in process_names.get(e.get("pid"), "")
+              and "CPU" not in process_names.get(e.get("pid"), "")]
+    if device:
+        xla_ops = [e for e in device if thread_names.get((e.get("pid"), e.get("tid")), "") == "XLA Ops"]
+        return (xla_ops, "device XLA Ops line") if xla_ops else (device, "device kernel streams")
+    return ops, "host operation events"
+
+
+def profile_events(events: list[dict], module: HloModule, steps: int) -> dict:
+    """Per-step operation time by part and pass, from the trace events of ``steps`` steps."""
+    selected, source = operation_events(events, module.name)
+    attribution = Attribution(module)
+    by_part = collections.defaultdict(float)
+    by_pass = collections.defaultdict(float)
+    counts = collections.Counter()
+    by_op = collections.defaultdict(float)
+    for event in selected:
+        name = event["args"]["hlo_op"]
+        part, step_pass = attribution(name)
+        duration = float(event.get("dur", 0.0)) * 1e-3  # microseconds -> ms
+        by_part[part] += duration
+        by_pass[step_pass] += duration
+        counts[part] += 1
+        by_op[name] += duration
+    total = sum(by_part.values())
+    top = sorted(by_op.items(), key=lambda kv: -kv[1])[:15]
+    return {
+        "event_source": source,
+        "events": len(selected),
+        "steps": steps,
+        "op_ms_per_step": total / steps if steps else 0.0,
+        "ops_per_step": len(selected) / steps if steps else 0.0,
+        "parts": {
+            part: {
+                "ms_per_step": by_part.get(part, 0.0) / steps,
+                "fraction": (by_part.get(part, 0.0) / total) if total else 0.0,
+                "ops_per_step": counts.get(part, 0) / steps,
+            }
+            for part in PARTS
+        },
+        "passes": {p: by_pass.get(p, 0.0) / steps for p in PASSES},
+        "top_ops": [
+            {"op": name, "part": attribution(name)[0], "pass": attribution(name)[1], "ms_per_step": ms / steps}
+            for name, ms in top
+        ],
+    }

@@ -1,0 +1,284 @@
+"""Where a train step's time goes: a per-part profile of the compiled step, package against baseline.
+
+JAX backend only (``KERAS_BACKEND=jax``), on a CPU or a GPU. For each implementation
+(``tfp_realnvp.RealNVP``, and the plain-Keras ``PlainRealNVP`` unless
+``--skip-baseline``) it:
+
+1. builds and compiles the model, runs one ``train_on_batch`` (which builds the
+   optimizer), then compiles Keras' own ``train_step`` (forward, loss, gradients,
+   clipped Adam update, metric) with ``jax.jit`` and keeps the compiled program;
+2. times ``--repeats`` runs of ``--steps`` back-to-back steps on a device-resident uint8
+   batch (median milliseconds per step: the wall time, including any gaps between
+   operations);
+3. records ``--profile-steps`` further steps with ``jax.profiler`` and sums the time of
+   every XLA operation of the step (a GPU kernel, or a CPU thunk) by *part* and *pass*,
+   as ``hlo_profile.py`` attributes them: ``conv`` (the conditioners' convolutions),
+   ``network``, ``coupling``, ``batch_norm``, ``reshape``, ``layout``, ``loss``,
+   ``optimizer``, ``other``; forward, backward, update.
+
+It also counts the instructions of the compiled program by opcode and part (each one is
+a kernel launch on a GPU), and the ``convert`` instructions (precision casts).
+
+On a GPU, XLA may launch a step's kernels as CUDA graphs ("command buffers"), which the
+profiler records as one operation; ``--no-command-buffers`` turns them off (set before
+JAX starts) so that every kernel is seen. The wall times then describe that setting.
+
+Example::
+
+    KERAS_BACKEND=jax python benchmarks/step_profile.py --config cifar10 --batch-size 64 \\
+        --precision float32 --output profile_cifar10_b64.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from benchmarks import hlo_profile  # noqa: E402
+from benchmarks.throughput import (  # noqa: E402
+    CONFIGS,
+    IMPLEMENTATIONS,
+    PRECISIONS,
+    _now,
+    _positive,
+    build_model,
+    cpu_description,
+    device_description,
+    versions,
+)
+
+SCHEMA_VERSION = 1
+_STATE_KEYS = ("trainable_variables", "non_trainable_variables", "optimizer_variables", "metrics_variables")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    parser = argparse.ArgumentParser(
+        description="Per-part profile (convolutions, batch norm, coupling, optimizer, ...) of one "
+        "compiled train step of tfp_realnvp.RealNVP and of the plain-Keras baseline (JAX backend).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--config", choices=sorted(CONFIGS), default="cifar10", help="Model size (see throughput.py).")
+    parser.add_argument("--batch-size", type=_positive, default=64, help="Images per train step.")
+    parser.add_argument("--precision", choices=PRECISIONS, default="float32", help="Keras dtype policy.")
+    parser.add_argument("--warmup", type=int, default=2, help="Untimed steps after compiling.")
+    parser.add_argument("--repeats", type=_positive, default=3, help="Timed repeats (median reported).")
+    parser.add_argument("--steps", type=_positive, default=5, help="Steps per timed repeat.")
+    parser.add_argument("--profile-steps", type=_positive, default=3, help="Steps recorded by the profiler.")
+    parser.add_argument("--skip-baseline", action="store_true", help="Profile the package only.")
+    parser.add_argument(
+        "--no-command-buffers", action="store_true",
+        help="GPU: add --xla_gpu_enable_command_buffer= to XLA_FLAGS (before JAX starts), so the "
+        "profiler sees every kernel instead of whole CUDA graphs.",
+    )
+    parser.add_argument("--hlo-dir", type=Path, default=None, help="Also write each compiled step's HLO text here.")
+    parser.add_argument("--trace-dir", type=Path, default=None, help="Keep the profiler traces here (default: deleted).")
+    parser.add_argument("--seed", type=int, default=0, help="Seed of the weights and the batch.")
+    parser.add_argument("--output", type=Path, default=None, help="Write the report as JSON to this file.")
+    return parser
+
+
+def _block(tree) -> None:
+    import jax
+
+    jax.block_until_ready(tree)
+
+
+def profile_implementation(impl: str, args, images, trace_root: Path, log) -> dict:
+    """Compiles, times and profiles one implementation's train step."""
+    import jax
+
+    start = time.perf_counter()
+    model = build_model(impl, args.config, args.precision, args.seed)
+    model.compile(jit_compile=True)
+    model.train_on_batch(images)
+    build_s = time.perf_counter() - start
+    state = model._get_jax_state(**{k: True for k in _STATE_KEYS})
+    data = (jax.device_put(images), None, None)
+
+    start = time.perf_counter()
+    compiled = jax.jit(model.train_step, donate_argnums=0).lower(state, data).compile()
+    compile_s = time.perf_counter() - start
+    text = compiled.as_text()
+    module = hlo_profile.parse_hlo(text)
+    if args.hlo_dir is not None:
+        args.hlo_dir.mkdir(parents=True, exist_ok=True)
+        (args.hlo_dir / f"{impl}_{args.config}_{args.precision}_b{args.batch_size}.hlo.txt").write_text(text)
+    log(f"{impl}: built in {build_s:.1f} s, compiled in {compile_s:.1f} s ({len(text) / 1e6:.1f} MB of HLO)")
+
+    def run(n, state):
+        logs = None
+        for _ in range(n):
+            logs, state = compiled(state, data)
+        _block((logs, state))
+        return logs, state
+
+    _, state = run(max(args.warmup, 0) + 1, state)
+    wall = []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        logs, state = run(args.steps, state)
+        wall.append((time.perf_counter() - t0) * 1e3 / args.steps)
+    wall_ms = statistics.median(wall)
+    log(f"{impl}: {wall_ms:.2f} ms/step ({args.batch_size * 1e3 / wall_ms:.1f} img/s)")
+
+    trace_dir = trace_root / impl
+    with jax.profiler.trace(str(trace_dir), create_perfetto_trace=True):
+        logs, state = run(args.profile_steps, state)
+    events = hlo_profile.load_trace_events(hlo_profile.find_trace(trace_dir))
+    profile = hlo_profile.profile_events(events, module, args.profile_steps)
+    return {
+        "implementation": impl,
+        "trainable_parameters": int(sum(int(v.size) for v in state[0])),
+        "build_s": build_s,
+        "compile_s": compile_s,
+        "loss": float(logs["loss"]),
+        "wall_ms_per_step": wall_ms,
+        "wall_ms_per_step_repeats": wall,
+        "images_per_s": args.batch_size * 1e3 / wall_ms,
+        "hlo_module": module.name,
+        "hlo_characters": len(text),
+        "static": hlo_profile.static_counts(module),
+        "profile": profile,
+    }
+
+
+def compare(results: dict) -> dict:
+    """Package minus baseline, per part (ms/step), and the ratios of the totals."""
+    if "package" not in results or "baseline" not in results:
+        return {}
+    pkg, base = results["package"], results["baseline"]
+    parts = {
+        part: pkg["profile"]["parts"][part]["ms_per_step"] - base["profile"]["parts"][part]["ms_per_step"]
+        for part in hlo_profile.PARTS
+    }
+
+    def ratio(a, b):
+        return a / b if b else None
+
+    return {
+        "ms_per_step_difference_by_part": parts,
+        "wall_ratio": ratio(pkg["wall_ms_per_step"], base["wall_ms_per_step"]),
+        "op_time_ratio": ratio(pkg["profile"]["op_ms_per_step"], base["profile"]["op_ms_per_step"]),
+        "ops_per_step_ratio": ratio(pkg["profile"]["ops_per_step"], base["profile"]["ops_per_step"]),
+        "instructions_ratio": ratio(pkg["static"].get("instructions", 0), base["static"].get("instructions", 0)),
+    }
+
+
+def format_report(report: dict) -> str:
+    """Plain-text tables of a report."""
+    results = report["results"]
+    impls = [i for i in IMPLEMENTATIONS if i in results]
+    lines = [
+        f"{report['config']}, {report['precision']}, batch {report['batch_size']}, "
+        f"{report.get('device', {}).get('devices', ['?'])[0]}"
+    ]
+    header = f"{'part':<11}" + "".join(f"{impl + ' ms':>13}{'%':>6}{'ops':>7}" for impl in impls)
+    if len(impls) == 2:
+        header += f"{'diff ms':>10}"
+    lines.append(header)
+    for part in hlo_profile.PARTS:
+        row = f"{part:<11}"
+        for impl in impls:
+            entry = results[impl]["profile"]["parts"][part]
+            row += f"{entry['ms_per_step']:>13.3f}{100 * entry['fraction']:>6.1f}{entry['ops_per_step']:>7.0f}"
+        if len(impls) == 2:
+            row += f"{report['comparison']['ms_per_step_difference_by_part'][part]:>+10.3f}"
+        lines.append(row)
+    summary = (
+        ("op time", lambda r: f"{r['profile']['op_ms_per_step']:.3f} ms"),
+        ("wall", lambda r: f"{r['wall_ms_per_step']:.3f} ms"),
+        ("images/s", lambda r: f"{r['images_per_s']:.1f}"),
+        ("ops/step", lambda r: f"{r['profile']['ops_per_step']:.0f}"),
+        ("instructions", lambda r: f"{r['static'].get('instructions', 0)}"),
+        ("converts", lambda r: f"{r['static'].get('converts_anywhere', 0)}"),
+    ) + tuple(
+        (step_pass, lambda r, p=step_pass: f"{r['profile']['passes'][p]:.3f} ms") for step_pass in hlo_profile.PASSES
+    )
+    for label, fmt in summary:
+        lines.append(f"{label:<11}" + "".join(f"{fmt(results[impl]):>26}" for impl in impls))
+    comparison = report.get("comparison") or {}
+    if comparison.get("wall_ratio") is not None:
+        lines.append(
+            f"package/baseline: wall {comparison['wall_ratio']:.3f}, op time {comparison['op_time_ratio']:.3f}, "
+            f"ops/step {comparison['ops_per_step_ratio']:.3f}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    """Runs the profile; returns the process exit status."""
+    args = build_parser().parse_args(argv)
+    if args.no_command_buffers:
+        flags = os.environ.get("XLA_FLAGS", "")
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_gpu_enable_command_buffer=".strip()
+    import keras
+
+    backend = keras.backend.backend()
+    if backend != "jax":
+        print(f"step_profile.py needs KERAS_BACKEND=jax; the active Keras backend is {backend!r}", file=sys.stderr)
+        return 2
+    import numpy as np
+
+    keras.utils.set_random_seed(args.seed)
+    impls = ["package"] if args.skip_baseline else list(IMPLEMENTATIONS)
+    shape = tuple(CONFIGS[args.config]["image_shape"])
+    images = np.random.default_rng(args.seed).integers(0, 256, size=(args.batch_size,) + shape, dtype=np.uint8)
+    report = {
+        "schema_version": SCHEMA_VERSION,
+        "command": shlex.join([sys.executable] + sys.argv) if argv is None else shlex.join(["step_profile.py", *argv]),
+        "started": _now(),
+        "backend": backend,
+        "device": device_description(backend),
+        "cpu": cpu_description(),
+        "versions": versions(),
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "config": args.config,
+        "model": {k: list(v) if isinstance(v, tuple) else v for k, v in CONFIGS[args.config].items()},
+        "precision": args.precision,
+        "batch_size": args.batch_size,
+        "warmup": args.warmup,
+        "repeats": args.repeats,
+        "steps": args.steps,
+        "profile_steps": args.profile_steps,
+        "parts": hlo_profile.PART_DESCRIPTIONS,
+        "results": {},
+        "comparison": {},
+    }
+
+    def log(message):
+        print(f"[step_profile] {message}", flush=True)
+
+    def write():
+        if args.output is not None:
+            args.output.parent.mkdir(parents=True, exist_ok=True)
+            args.output.write_text(json.dumps(report, indent=1) + "\n")
+
+    with tempfile.TemporaryDirectory(prefix="step_profile_") as tmp:
+        trace_root = args.trace_dir if args.trace_dir is not None else Path(tmp)
+        for impl in impls:
+            report["results"][impl] = profile_implementation(impl, args, images, trace_root, log)
+            keras.backend.clear_session()
+            write()
+    report["comparison"] = compare(report["results"])
+    report["finished"] = _now()
+    write()
+    print(format_report(report), flush=True)
+    if args.output is not None:
+        print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
