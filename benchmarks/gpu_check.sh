@@ -20,6 +20,10 @@
 #   GPU_CHECK_RUN_TIMEOUT_S  cap on the first run's seconds (default 170)
 #   GPU_CHECK_REPEATS, GPU_CHECK_WARMUP, GPU_CHECK_STEPS   timing (default 5, 3, 10)
 #   GPU_CHECK_FULL           1: also time sample (run 1)
+#   GPU_CHECK_SCHEDULE       throughput.py --schedule (default interleaved: both models in one
+#                            process, timed repeats alternating, so the package/baseline ratio
+#                            is paired; peak memory is then the process', an upper bound for
+#                            either model; isolated: one process each, separate peaks)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -31,38 +35,12 @@ RUN_TIMEOUT_S=${GPU_CHECK_RUN_TIMEOUT_S:-170}
 REPEATS=${GPU_CHECK_REPEATS:-5}
 WARMUP=${GPU_CHECK_WARMUP:-3}
 STEPS=${GPU_CHECK_STEPS:-10}
+SCHEDULE=${GPU_CHECK_SCHEDULE:-interleaved}
 MIN_RUN_S=20
 mkdir -p "$OUT"
 start=$SECONDS
 
-echo "== setup"
-if [[ "${GPU_CHECK_SKIP_INSTALL:-0}" != 1 ]]; then
-  shopt -s nullglob
-  wheels=(.whl/*.whl)
-  shopt -u nullglob
-  if (( ${#wheels[@]} == 0 )); then
-    echo "no wheels in .whl/: run ../shared/gpu/fetch-wheels first and carry .whl" >&2
-    exit 2
-  fi
-  "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site "${wheels[@]}"
-  export PYTHONPATH=/tmp/site:$PWD
-else
-  export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
-fi
-export KERAS_BACKEND=jax
-# A rerun on the same machine reuses compiled programs (first_call_s then drops).
-export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-/tmp/jax_compilation_cache}
-echo "setup took $((SECONDS - start)) s"
-
-echo "== devices"
-if command -v nvidia-smi >/dev/null 2>&1; then
-  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv || true
-else
-  echo "nvidia-smi: not found"
-fi
-"$PYTHON" -c 'import jax, keras; print("jax", jax.__version__, jax.devices()); print("keras", keras.__version__, keras.backend.backend())' \
-  || echo "could not list the JAX devices with $PYTHON"
+source benchmarks/gpu_env.sh
 
 failures=0
 run() {  # run NAME PER_RUN_CAP ARGS...: one throughput.py invocation within the budget
@@ -91,9 +69,9 @@ run() {  # run NAME PER_RUN_CAP ARGS...: one throughput.py invocation within the
 measure=train,log_prob
 [[ "${GPU_CHECK_FULL:-0}" == 1 ]] && measure=train,log_prob,sample
 run "${CONFIG}_float32" "$RUN_TIMEOUT_S" --precision float32 --batch-sizes 64,256 \
-  --inference-batch-size 256 --measure "$measure"
+  --inference-batch-size 256 --measure "$measure" --schedule "$SCHEDULE"
 run "${CONFIG}_mixed_bfloat16" "$BUDGET_S" --precision mixed_bfloat16 --batch-sizes 256,64 \
-  --measure train
+  --measure train --schedule "$SCHEDULE"
 
 echo "== summary (total $((SECONDS - start)) s)"
 "$PYTHON" benchmarks/summarize.py "$OUT"/*.json || failures=$((failures + 1))

@@ -323,6 +323,36 @@ def static_counts(module: HloModule) -> dict:
     return dict(sorted(counts.items()))
 
 
+def instruction_signatures(text: str) -> collections.Counter:
+    """How often each ``(opcode, result type)`` occurs among all instructions of an HLO text."""
+    signatures = collections.Counter()
+    for line in text.splitlines():
+        instruction = parse_instruction(line)
+        if instruction is None:
+            continue
+        rest = _INSTRUCTION.match(line).group(2).lstrip()
+        result_type = rest[: len(rest) - len(_split_type(rest))].strip()
+        signatures[(instruction.opcode, result_type)] += 1
+    return signatures
+
+
+def program_difference(text_a: str, text_b: str, *, examples: int = 10) -> dict:
+    """Compares two compiled programs as multisets of ``(opcode, result type)``.
+
+    Returns:
+        ``instructions`` (the two totals), ``differing`` (instructions without a
+        counterpart in the other program) and a few ``only_in_a`` / ``only_in_b`` examples.
+    """
+    a, b = instruction_signatures(text_a), instruction_signatures(text_b)
+    only_a, only_b = a - b, b - a
+    return {
+        "instructions": [sum(a.values()), sum(b.values())],
+        "differing": sum(only_a.values()) + sum(only_b.values()),
+        "only_in_a": [f"{n}x {op} {t}" for (op, t), n in only_a.most_common(examples)],
+        "only_in_b": [f"{n}x {op} {t}" for (op, t), n in only_b.most_common(examples)],
+    }
+
+
 # Traces -------------------------------------------------------------------------------
 def load_trace_events(path: str | Path) -> list[dict]:
     """Trace events from a (gzipped) Chrome trace-event JSON file."""

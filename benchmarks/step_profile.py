@@ -17,7 +17,12 @@ JAX backend only (``KERAS_BACKEND=jax``), on a CPU or a GPU. For each implementa
    ``optimizer``, ``other``; forward, backward, update.
 
 It also counts the instructions of the compiled program by opcode and part (each one is
-a kernel launch on a GPU), and the ``convert`` instructions (precision casts).
+a kernel launch on a GPU) and the ``convert`` instructions (precision casts), and
+compares the two compiled programs instruction by instruction (opcode and result type):
+a handful of differences in tens of thousands means XLA runs the same computation for
+both, so any difference in speed comes from outside the compiled step.
+
+Both models are built first; the timed repeats alternate between them.
 
 On a GPU, XLA may launch a step's kernels as CUDA graphs ("command buffers"), which the
 profiler records as one operation; ``--no-command-buffers`` turns them off (set before
@@ -95,63 +100,86 @@ def _block(tree) -> None:
     jax.block_until_ready(tree)
 
 
-def profile_implementation(impl: str, args, images, trace_root: Path, log) -> dict:
-    """Compiles, times and profiles one implementation's train step."""
-    import jax
+class StepRunner:
+    """One implementation's compiled train step, with the training state threaded through it."""
 
-    start = time.perf_counter()
-    model = build_model(impl, args.config, args.precision, args.seed)
-    model.compile(jit_compile=True)
-    model.train_on_batch(images)
-    build_s = time.perf_counter() - start
-    state = model._get_jax_state(**{k: True for k in _STATE_KEYS})
-    data = (jax.device_put(images), None, None)
+    def __init__(self, impl: str, args, images, log):
+        import jax
 
-    start = time.perf_counter()
-    compiled = jax.jit(model.train_step, donate_argnums=0).lower(state, data).compile()
-    compile_s = time.perf_counter() - start
-    text = compiled.as_text()
-    module = hlo_profile.parse_hlo(text)
-    if args.hlo_dir is not None:
-        args.hlo_dir.mkdir(parents=True, exist_ok=True)
-        (args.hlo_dir / f"{impl}_{args.config}_{args.precision}_b{args.batch_size}.hlo.txt").write_text(text)
-    log(f"{impl}: built in {build_s:.1f} s, compiled in {compile_s:.1f} s ({len(text) / 1e6:.1f} MB of HLO)")
+        self.impl = impl
+        start = time.perf_counter()
+        model = build_model(impl, args.config, args.precision, args.seed)
+        model.compile(jit_compile=True)
+        model.train_on_batch(images)  # builds the optimizer and metric variables
+        self.build_s = time.perf_counter() - start
+        self.state = model._get_jax_state(**{k: True for k in _STATE_KEYS})
+        self.data = (jax.device_put(images), None, None)
+        start = time.perf_counter()
+        self.compiled = jax.jit(model.train_step, donate_argnums=0).lower(self.state, self.data).compile()
+        self.compile_s = time.perf_counter() - start
+        self.text = self.compiled.as_text()
+        self.module = hlo_profile.parse_hlo(self.text)
+        self.logs = None
+        if args.hlo_dir is not None:
+            args.hlo_dir.mkdir(parents=True, exist_ok=True)
+            (args.hlo_dir / f"{impl}_{args.config}_{args.precision}_b{args.batch_size}.hlo.txt").write_text(self.text)
+        log(f"{impl}: built in {self.build_s:.1f} s, compiled in {self.compile_s:.1f} s ({len(self.text) / 1e6:.1f} MB of HLO)")
 
-    def run(n, state):
-        logs = None
+    def run(self, n: int) -> None:
+        """``n`` steps back to back; returns once their results are computed."""
         for _ in range(n):
-            logs, state = compiled(state, data)
-        _block((logs, state))
-        return logs, state
+            self.logs, self.state = self.compiled(self.state, self.data)
+        _block((self.logs, self.state))
 
-    _, state = run(max(args.warmup, 0) + 1, state)
-    wall = []
-    for _ in range(args.repeats):
-        t0 = time.perf_counter()
-        logs, state = run(args.steps, state)
-        wall.append((time.perf_counter() - t0) * 1e3 / args.steps)
-    wall_ms = statistics.median(wall)
-    log(f"{impl}: {wall_ms:.2f} ms/step ({args.batch_size * 1e3 / wall_ms:.1f} img/s)")
+    def timed(self, n: int) -> float:
+        """Milliseconds per step over ``n`` steps."""
+        start = time.perf_counter()
+        self.run(n)
+        return (time.perf_counter() - start) * 1e3 / n
 
-    trace_dir = trace_root / impl
-    with jax.profiler.trace(str(trace_dir), create_perfetto_trace=True):
-        logs, state = run(args.profile_steps, state)
-    events = hlo_profile.load_trace_events(hlo_profile.find_trace(trace_dir))
-    profile = hlo_profile.profile_events(events, module, args.profile_steps)
-    return {
-        "implementation": impl,
-        "trainable_parameters": int(sum(int(v.size) for v in state[0])),
-        "build_s": build_s,
-        "compile_s": compile_s,
-        "loss": float(logs["loss"]),
-        "wall_ms_per_step": wall_ms,
-        "wall_ms_per_step_repeats": wall,
-        "images_per_s": args.batch_size * 1e3 / wall_ms,
-        "hlo_module": module.name,
-        "hlo_characters": len(text),
-        "static": hlo_profile.static_counts(module),
-        "profile": profile,
-    }
+    def profile(self, steps: int, trace_dir: Path) -> dict:
+        """Per-part operation times of ``steps`` steps recorded by ``jax.profiler``."""
+        import jax
+
+        with jax.profiler.trace(str(trace_dir), create_perfetto_trace=True):
+            self.run(steps)
+        events = hlo_profile.load_trace_events(hlo_profile.find_trace(trace_dir))
+        return hlo_profile.profile_events(events, self.module, steps)
+
+
+def measure(runners: dict, args, trace_root: Path, log) -> dict:
+    """Warm-up, timed repeats alternating between the runners (so a changing machine load
+    hits all alike), then one profiled run each."""
+    for runner in runners.values():
+        runner.run(max(args.warmup, 0) + 1)
+    wall = {impl: [] for impl in runners}
+    names = list(runners)
+    for r in range(args.repeats):
+        for impl in names if r % 2 == 0 else names[::-1]:
+            wall[impl].append(runners[impl].timed(args.steps))
+    results = {}
+    for impl, runner in runners.items():
+        wall_ms = statistics.median(wall[impl])
+        log(f"{impl}: {wall_ms:.2f} ms/step ({args.batch_size * 1e3 / wall_ms:.1f} img/s)")
+        profile = runner.profile(args.profile_steps, trace_root / impl)
+        results[impl] = {
+            "implementation": impl,
+            "trainable_parameters": int(sum(int(v.size) for v in runner.state[0])),
+            "build_s": runner.build_s,
+            "compile_s": runner.compile_s,
+            "loss": float(runner.logs["loss"]),
+            "wall_ms_per_step": wall_ms,
+            "wall_ms_per_step_repeats": wall[impl],
+            "images_per_s": args.batch_size * 1e3 / wall_ms,
+            "hlo_module": runner.module.name,
+            "hlo_characters": len(runner.text),
+            "static": hlo_profile.static_counts(runner.module),
+            "profile": profile,
+        }
+    if len(runners) == 2:
+        package, baseline = (wall[i] for i in IMPLEMENTATIONS)
+        results["paired_wall_ratio"] = statistics.median(a / b for a, b in zip(package, baseline))
+    return results
 
 
 def compare(results: dict) -> dict:
@@ -173,6 +201,7 @@ def compare(results: dict) -> dict:
         "op_time_ratio": ratio(pkg["profile"]["op_ms_per_step"], base["profile"]["op_ms_per_step"]),
         "ops_per_step_ratio": ratio(pkg["profile"]["ops_per_step"], base["profile"]["ops_per_step"]),
         "instructions_ratio": ratio(pkg["static"].get("instructions", 0), base["static"].get("instructions", 0)),
+        "paired_wall_ratio": results.get("paired_wall_ratio"),
     }
 
 
@@ -210,9 +239,17 @@ def format_report(report: dict) -> str:
         lines.append(f"{label:<11}" + "".join(f"{fmt(results[impl]):>26}" for impl in impls))
     comparison = report.get("comparison") or {}
     if comparison.get("wall_ratio") is not None:
+        paired = comparison.get("paired_wall_ratio")
         lines.append(
-            f"package/baseline: wall {comparison['wall_ratio']:.3f}, op time {comparison['op_time_ratio']:.3f}, "
-            f"ops/step {comparison['ops_per_step_ratio']:.3f}"
+            f"package/baseline: wall {comparison['wall_ratio']:.3f}"
+            + (f" (paired {paired:.3f})" if paired is not None else "")
+            + f", op time {comparison['op_time_ratio']:.3f}, ops/step {comparison['ops_per_step_ratio']:.3f}"
+        )
+    difference = comparison.get("program_difference")
+    if difference:
+        lines.append(
+            f"compiled programs: {difference['instructions'][0]} and {difference['instructions'][1]} instructions, "
+            f"{difference['differing']} differ by opcode and result type"
         )
     return "\n".join(lines)
 
@@ -265,13 +302,17 @@ def main(argv=None) -> int:
             args.output.parent.mkdir(parents=True, exist_ok=True)
             args.output.write_text(json.dumps(report, indent=1) + "\n")
 
+    runners = {impl: StepRunner(impl, args, images, log) for impl in impls}
     with tempfile.TemporaryDirectory(prefix="step_profile_") as tmp:
         trace_root = args.trace_dir if args.trace_dir is not None else Path(tmp)
-        for impl in impls:
-            report["results"][impl] = profile_implementation(impl, args, images, trace_root, log)
-            keras.backend.clear_session()
-            write()
-    report["comparison"] = compare(report["results"])
+        results = measure(runners, args, trace_root, log)
+    paired = results.pop("paired_wall_ratio", None)
+    report["results"] = results
+    report["comparison"] = compare({**results, "paired_wall_ratio": paired})
+    if len(runners) == 2:
+        report["comparison"]["program_difference"] = hlo_profile.program_difference(
+            runners["package"].text, runners["baseline"].text
+        )
     report["finished"] = _now()
     write()
     print(format_report(report), flush=True)

@@ -176,6 +176,18 @@ def test_static_counts():
     assert counts["converts_anywhere"] == 0
 
 
+def test_program_difference():
+    same = hlo_profile.program_difference(HLO, HLO.replace("%copy.1", "%copy.7"))
+    assert same["differing"] == 0 and same["instructions"][0] == same["instructions"][1] > 10
+    other = HLO.replace("%copy.1 = f32[4,8]{0,1} copy(%p0)", "%copy.1 = f32[4,8]{0,1} transpose(%p0), dimensions={0,1}")
+    difference = hlo_profile.program_difference(HLO, other)
+    assert difference["differing"] == 2
+    assert difference["only_in_a"] == ["1x copy f32[4,8]{0,1}"]
+    assert difference["only_in_b"] == ["1x transpose f32[4,8]{0,1}"]
+    signatures = hlo_profile.instruction_signatures(HLO)
+    assert signatures[("custom-call", "(f32[4,8]{1,0}, u8[0]{0})")] == 1  # a tuple result type
+
+
 def test_profile_uses_the_device_xla_ops_line():
     module = hlo_profile.parse_hlo(HLO)
     profile = hlo_profile.profile_events(_gpu_trace(), module, steps=2)
@@ -270,6 +282,42 @@ def test_step_profile_end_to_end(tmp_path):
         assert profile["parts"]["other"]["ops_per_step"] <= 0.05 * profile["ops_per_step"], impl
         assert result["static"]["part:conv"] > 0
         assert result["wall_ms_per_step"] > 0
-    # The package compiles to as many operations as the plain-Keras network.
+    # The package compiles to the plain-Keras network's program: as many operations, and
+    # all but a few instructions alike.
     assert report["comparison"]["ops_per_step_ratio"] == pytest.approx(1.0, abs=0.05)
+    difference = report["comparison"]["program_difference"]
+    assert difference["differing"] <= 0.01 * min(difference["instructions"]), difference
+    assert report["comparison"]["paired_wall_ratio"] > 0
     assert "package/baseline: wall" in proc.stdout
+
+
+def _gpu_profile_env(tmp_path, **settings):
+    return dict(
+        os.environ, PYTHON=sys.executable, OUT=str(tmp_path / "out"), GPU_PROFILE_CONFIG="tiny",
+        GPU_CHECK_SKIP_INSTALL="1", **settings,
+    )
+
+
+def test_gpu_profile_script_skips_what_does_not_fit(tmp_path):
+    proc = subprocess.run(
+        ["bash", str(REPO / "benchmarks" / "gpu_profile.sh")], env=_gpu_profile_env(tmp_path, GPU_PROFILE_BUDGET_S="0"),
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.stdout.count("skipped") == 4
+    assert "== total" in proc.stdout
+
+
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="the profile runs on the JAX backend")
+def test_gpu_profile_script_writes_a_report(tmp_path):
+    env = _gpu_profile_env(tmp_path, GPU_PROFILE_RUNS="1", JAX_PLATFORMS="cpu")
+    env.pop("JAX_ENABLE_X64", None)
+    proc = subprocess.run(
+        ["bash", str(REPO / "benchmarks" / "gpu_profile.sh")], env=env,
+        capture_output=True, text=True, timeout=600, check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads((tmp_path / "out" / "tiny_float32_b64.json").read_text())
+    assert report["batch_size"] == 64 and "--xla_gpu_enable_command_buffer=" in report["xla_flags"]
+    assert set(report["results"]) == {"package", "baseline"}
+    assert "compiled programs:" in proc.stdout
