@@ -2,7 +2,7 @@
 # Throughput of tfp_realnvp.RealNVP against the same network in plain Keras, on the Keras
 # JAX backend of a GPU machine that has JAX but no TensorFlow.
 #
-# Installs the carried wheels (.whl/, see ../shared/gpu/fetch-wheels), prints the GPU and
+# Installs the carried wheels (.whl/, see benchmarks/README.md), prints the GPU and
 # the JAX devices, then runs benchmarks/throughput.py, most important run first:
 #   1. float32:        train step at batch 64 and 256, log_prob at batch 256
 #   2. mixed_bfloat16: train step at batch 256, then 64

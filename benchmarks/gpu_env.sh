@@ -1,5 +1,5 @@
 # Sourced by gpu_check.sh and gpu_profile.sh: installs the carried wheels (.whl/, see
-# ../shared/gpu/fetch-wheels) into /tmp/site, selects the Keras JAX backend and prints the
+# benchmarks/README.md) into /tmp/site, selects the Keras JAX backend and prints the
 # GPU and the JAX devices. Expects PYTHON and start (= $SECONDS at the script's start).
 #   GPU_CHECK_SKIP_INSTALL   1: use the installed keras/tfp instead of installing .whl/*.whl
 
@@ -9,7 +9,7 @@ if [[ "${GPU_CHECK_SKIP_INSTALL:-0}" != 1 ]]; then
   wheels=(.whl/*.whl)
   shopt -u nullglob
   if (( ${#wheels[@]} == 0 )); then
-    echo "no wheels in .whl/: run ../shared/gpu/fetch-wheels first and carry .whl" >&2
+    echo "no wheels in .whl/: download them (benchmarks/README.md, GPU) and carry .whl" >&2
     exit 2
   fi
   "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \

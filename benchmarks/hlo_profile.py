@@ -188,7 +188,9 @@ def parse_hlo(text: str) -> HloModule:
                 else:
                     fields = {k: int(v) for k, v in _FIELDS.findall(value)}
                     if table == "FileLocations":
-                        module.locations[key] = (fields.get("file_name_id"), fields.get("function_name_id"), fields.get("line"))
+                        module.locations[key] = (
+                            fields.get("file_name_id"), fields.get("function_name_id"), fields.get("line")
+                        )
                     else:
                         # The printed parent id is one more than the parent's row; 1 marks the root.
                         parent = fields.get("parent_frame_id", 0) - 1
@@ -290,7 +292,9 @@ class Attribution:
             step_pass = passes.most_common(1)[0][0] if passes else pass_of(instruction.op_name)
             if any(_is_conv(leaf) for leaf in leaves) or _is_conv(instruction):
                 part = "conv"
-            elif instruction.opcode in _LAYOUT_OPCODES or (leaves and all(leaf.opcode in _LAYOUT_OPCODES for leaf in leaves)):
+            elif instruction.opcode in _LAYOUT_OPCODES or (
+                leaves and all(leaf.opcode in _LAYOUT_OPCODES for leaf in leaves)
+            ):
                 part = "layout"
             else:
                 votes = collections.Counter(self._frame_part(leaf.frame) for leaf in leaves)
@@ -348,9 +352,17 @@ def program_difference(text_a: str, text_b: str, *, examples: int = 10) -> dict:
     return {
         "instructions": [sum(a.values()), sum(b.values())],
         "differing": sum(only_a.values()) + sum(only_b.values()),
-        "only_in_a": [f"{n}x {op} {t}" for (op, t), n in only_a.most_common(examples)],
-        "only_in_b": [f"{n}x {op} {t}" for (op, t), n in only_b.most_common(examples)],
+        "only_in_a": [describe_signature(sig, n) for sig, n in only_a.most_common(examples)],
+        "only_in_b": [describe_signature(sig, n) for sig, n in only_b.most_common(examples)],
     }
+
+
+def describe_signature(signature: tuple, count: int, width: int = 100) -> str:
+    """``"<count>x <opcode> <result type>"``, a long (tuple) type shortened to ``width`` characters."""
+    opcode, result_type = signature
+    if len(result_type) > width:
+        result_type = result_type[: width - 3] + "..."
+    return f"{count}x {opcode} {result_type}"
 
 
 # Traces -------------------------------------------------------------------------------
@@ -409,10 +421,14 @@ def profile_events(events: list[dict], module: HloModule, steps: int) -> dict:
     by_pass = collections.defaultdict(float)
     counts = collections.Counter()
     by_op = collections.defaultdict(float)
+    known = module.instructions()
+    unmatched = 0.0
     for event in selected:
         name = event["args"]["hlo_op"]
         part, step_pass = attribution(name)
         duration = float(event.get("dur", 0.0)) * 1e-3  # microseconds -> ms
+        if name not in known:  # e.g. a whole CUDA graph ("command_buffer...")
+            unmatched += duration
         by_part[part] += duration
         by_pass[step_pass] += duration
         counts[part] += 1
@@ -424,6 +440,7 @@ def profile_events(events: list[dict], module: HloModule, steps: int) -> dict:
         "events": len(selected),
         "steps": steps,
         "op_ms_per_step": total / steps if steps else 0.0,
+        "unmatched_ms_per_step": unmatched / steps if steps else 0.0,
         "ops_per_step": len(selected) / steps if steps else 0.0,
         "parts": {
             part: {

@@ -203,6 +203,15 @@ def test_profile_uses_the_device_xla_ops_line():
     assert sum(v["fraction"] for v in profile["parts"].values()) == pytest.approx(1.0)
     assert profile["passes"]["backward"] == pytest.approx(0.100)
     assert profile["top_ops"][0]["op"] == "custom-call.4"
+    assert profile["unmatched_ms_per_step"] == 0
+
+
+def test_profile_reports_operations_missing_from_the_program():
+    """A CUDA graph is one event named after no instruction: its time is 'other', and unmatched."""
+    events = [_event(2, 1, "command_buffer.3", 700.0)] + _gpu_trace()
+    profile = hlo_profile.profile_events(events, hlo_profile.parse_hlo(HLO), steps=1)
+    assert profile["unmatched_ms_per_step"] == pytest.approx(0.7)
+    assert profile["parts"]["other"]["ms_per_step"] == pytest.approx(0.7)
 
 
 def test_profile_on_a_cpu_uses_host_events(tmp_path):
@@ -258,12 +267,13 @@ def test_step_profile_refuses_other_backends(capsys):
 
 @pytest.mark.skipif(keras.backend.backend() != "jax", reason="the profile runs on the JAX backend")
 def test_step_profile_end_to_end(tmp_path):
+    """mixed_bfloat16, where precision casts could differ between the two programs."""
     output = tmp_path / "profile.json"
     env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
     env.pop("JAX_ENABLE_X64", None)
     proc = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "step_profile.py"), "--config", "tiny", "--batch-size", "4",
-         "--warmup", "1", "--repeats", "1", "--steps", "2", "--profile-steps", "2",
+         "--precision", "mixed_bfloat16", "--warmup", "1", "--repeats", "1", "--steps", "2", "--profile-steps", "2",
          "--hlo-dir", str(tmp_path / "hlo"), "--output", str(output)],
         env=env, capture_output=True, text=True, timeout=600, check=False,
     )
@@ -288,6 +298,8 @@ def test_step_profile_end_to_end(tmp_path):
     difference = report["comparison"]["program_difference"]
     assert difference["differing"] <= 0.01 * min(difference["instructions"]), difference
     assert report["comparison"]["paired_wall_ratio"] > 0
+    converts = [report["results"][impl]["static"]["converts_anywhere"] for impl in ("package", "baseline")]
+    assert converts[0] == converts[1] > 0
     assert "package/baseline: wall" in proc.stdout
 
 
