@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Throughput of tfp_realnvp.RealNVP against the same network in plain Keras, on the Keras
-# JAX backend of a GPU machine that has JAX but no TensorFlow.
+# Throughput of tfp_realnvp.RealNVP (and, on request, of the same network in plain Keras)
+# on the Keras JAX backend of a GPU machine that has JAX but no TensorFlow.
 #
 # Installs the carried wheels (.whl/, see benchmarks/README.md), prints the GPU and
 # the JAX devices, then runs benchmarks/throughput.py, most important run first:
@@ -20,10 +20,13 @@
 #   GPU_CHECK_RUN_TIMEOUT_S  cap on the first run's seconds (default 170)
 #   GPU_CHECK_REPEATS, GPU_CHECK_WARMUP, GPU_CHECK_STEPS   timing (default 5, 3, 10)
 #   GPU_CHECK_FULL           1: also time sample (run 1)
-#   GPU_CHECK_SCHEDULE       throughput.py --schedule (default interleaved: both models in one
-#                            process, timed repeats alternating, so the package/baseline ratio
-#                            is paired; peak memory is then the process', an upper bound for
-#                            either model; isolated: one process each, separate peaks)
+#   GPU_CHECK_BASELINE       1: also time the plain-Keras baseline, in the same process with
+#                            alternating repeats (--schedule interleaved), so the ratio is
+#                            paired; peak memory is then the process' (an upper bound for
+#                            either model). Each model compiles its own programs (~40-55 s
+#                            each), so allow GPU_CHECK_BUDGET_S=560 GPU_CHECK_RUN_TIMEOUT_S=300.
+#                            Default 0: the package alone, its own peak memory, within 5 minutes
+#                            (benchmarks/gpu_profile.sh pairs the two train steps).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -35,7 +38,11 @@ RUN_TIMEOUT_S=${GPU_CHECK_RUN_TIMEOUT_S:-170}
 REPEATS=${GPU_CHECK_REPEATS:-5}
 WARMUP=${GPU_CHECK_WARMUP:-3}
 STEPS=${GPU_CHECK_STEPS:-10}
-SCHEDULE=${GPU_CHECK_SCHEDULE:-interleaved}
+if [[ "${GPU_CHECK_BASELINE:-0}" == 1 ]]; then
+  implementations=(--schedule interleaved)
+else
+  implementations=(--skip-baseline)
+fi
 MIN_RUN_S=20
 mkdir -p "$OUT"
 start=$SECONDS
@@ -69,9 +76,9 @@ run() {  # run NAME PER_RUN_CAP ARGS...: one throughput.py invocation within the
 measure=train,log_prob
 [[ "${GPU_CHECK_FULL:-0}" == 1 ]] && measure=train,log_prob,sample
 run "${CONFIG}_float32" "$RUN_TIMEOUT_S" --precision float32 --batch-sizes 64,256 \
-  --inference-batch-size 256 --measure "$measure" --schedule "$SCHEDULE"
+  --inference-batch-size 256 --measure "$measure" "${implementations[@]}"
 run "${CONFIG}_mixed_bfloat16" "$BUDGET_S" --precision mixed_bfloat16 --batch-sizes 256,64 \
-  --measure train --schedule "$SCHEDULE"
+  --measure train "${implementations[@]}"
 
 echo "== summary (total $((SECONDS - start)) s)"
 "$PYTHON" benchmarks/summarize.py "$OUT"/*.json || failures=$((failures + 1))

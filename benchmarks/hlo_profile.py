@@ -11,13 +11,13 @@ Two inputs, both plain text, so nothing beyond the standard library is needed:
   CPU thunk) is an event with ``args.hlo_module`` and ``args.hlo_op``.
 
 An operation's *part* comes from its opcode (convolutions and matrix products, and the
-library calls that implement them on a GPU, are ``conv``; top-level copies and
-transposes are ``layout``) and otherwise from the innermost frame of its call stack that
-belongs to a known function (``RULES``), e.g. ``BatchNormalization._transform`` ->
-``batch_norm``. A fusion takes the part most of its fused instructions have. The
-backward pass keeps the call stack of the forward operation it differentiates, and its
-``op_name`` contains ``transpose(jvp(``; that gives the *pass* (forward, backward,
-update).
+library calls that implement them on a GPU, are ``conv``; operations that only change
+precision are ``cast``; those that only copy or transpose are ``layout``) and otherwise
+from the innermost frame of its call stack that belongs to a known function
+(``RULES``), e.g. ``BatchNormalization._transform`` -> ``batch_norm``. A fusion takes
+the part most of its fused instructions have. The backward pass keeps the call stack
+of the forward operation it differentiates, and its ``op_name`` contains
+``transpose(jvp(``; that gives the *pass* (forward, backward, update).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 #: Parts, in report order.
-PARTS = ("conv", "network", "coupling", "batch_norm", "reshape", "layout", "loss", "optimizer", "other")
+PARTS = ("conv", "network", "coupling", "batch_norm", "reshape", "layout", "cast", "loss", "optimizer", "other")
 PART_DESCRIPTIONS = {
     "conv": "convolutions of the conditioner networks (forward and backward)",
     "network": "rest of the conditioners: weight norm, ReLU, residual adds, biases",
@@ -38,6 +38,7 @@ PART_DESCRIPTIONS = {
     "batch_norm": "batch statistics, normalisation, log-det, moving averages",
     "reshape": "squeeze and factor-out work fused with arithmetic (slicing, concatenation)",
     "layout": "operations that only move data: copies, transposes (squeeze's and the compiler's)",
+    "cast": "operations that only change precision (with copies or transposes at most)",
     "loss": "dequantisation, logit preprocessing, prior, bits/dim, L2 penalty, metric",
     "optimizer": "gradient clipping and the Adam update",
     "other": "not attributed to a part",
@@ -292,6 +293,10 @@ class Attribution:
             step_pass = passes.most_common(1)[0][0] if passes else pass_of(instruction.op_name)
             if any(_is_conv(leaf) for leaf in leaves) or _is_conv(instruction):
                 part = "conv"
+            elif leaves and any(leaf.opcode == "convert" for leaf in leaves) and all(
+                leaf.opcode == "convert" or leaf.opcode in _LAYOUT_OPCODES for leaf in leaves
+            ):
+                part = "cast"
             elif instruction.opcode in _LAYOUT_OPCODES or (
                 leaves and all(leaf.opcode in _LAYOUT_OPCODES for leaf in leaves)
             ):

@@ -13,8 +13,8 @@ JAX backend only (``KERAS_BACKEND=jax``), on a CPU or a GPU. For each implementa
 3. records ``--profile-steps`` further steps with ``jax.profiler`` and sums the time of
    every XLA operation of the step (a GPU kernel, or a CPU thunk) by *part* and *pass*,
    as ``hlo_profile.py`` attributes them: ``conv`` (the conditioners' convolutions),
-   ``network``, ``coupling``, ``batch_norm``, ``reshape``, ``layout``, ``loss``,
-   ``optimizer``, ``other``; forward, backward, update.
+   ``network``, ``coupling``, ``batch_norm``, ``reshape``, ``layout``, ``cast``, ``loss``,
+   ``optimizer``, ``other``; forward, backward, update, unlabelled.
 
 It also counts the instructions of the compiled program by opcode and part (each one is
 a kernel launch on a GPU) and the ``convert`` instructions (precision casts), and
@@ -225,10 +225,11 @@ def format_report(report: dict) -> str:
     for part in hlo_profile.PARTS:
         row = f"{part:<11}"
         for impl in impls:
-            entry = results[impl]["profile"]["parts"][part]
+            missing = {"ms_per_step": 0.0, "fraction": 0.0, "ops_per_step": 0}  # a part added later
+            entry = results[impl]["profile"]["parts"].get(part, missing)
             row += f"{entry['ms_per_step']:>13.3f}{100 * entry['fraction']:>6.1f}{entry['ops_per_step']:>7.0f}"
         if len(impls) == 2:
-            row += f"{report['comparison']['ms_per_step_difference_by_part'][part]:>+10.3f}"
+            row += f"{report['comparison']['ms_per_step_difference_by_part'].get(part, 0.0):>+10.3f}"
         lines.append(row)
     summary = (
         ("op time", lambda r: f"{r['profile']['op_ms_per_step']:.3f} ms"),

@@ -80,6 +80,7 @@ ENTRY %main.7 (p0: f32[4,8], p1: f32[3,3,8,8]) -> (f32[8], f32[8]) {
   %custom-call.4 = (f32[4,8]{1,0}, u8[0]{0}) custom-call(%p0, %p1), custom_call_target="__cudnn$convForward", metadata={op_name="jit(train_step)/transpose(jvp(model))/conv_general_dilated" stack_frame_id=4}
   %input_reduce_fusion = f32[8]{0} fusion(%p0), kind=kInput, calls=%fused_computation, metadata={op_name="jit(train_step)/jvp(model)/reduce_sum" stack_frame_id=3}
   %copy.1 = f32[4,8]{0,1} copy(%p0)
+  %convert.2 = bf16[4,8]{1,0} convert(%p0)
   ROOT %loop_fusion = (f32[8]{0}, f32[8]{0}) fusion(%input_reduce_fusion, %input_reduce_fusion), kind=kLoop, calls=%fused_computation.1
 }
 """
@@ -163,6 +164,7 @@ def test_attribution_of_instructions():
     assert attribution("custom-call.4") == ("conv", "backward")  # cuDNN convolution
     assert attribution("input_reduce_fusion") == ("batch_norm", "forward")  # via its fused reduce
     assert attribution("copy.1") == ("layout", "unlabelled")
+    assert attribution("convert.2") == ("cast", "unlabelled")
     # Two Adam instructions outvote one from the trainer (which matches no rule).
     assert attribution("loop_fusion") == ("optimizer", "update")
     assert attribution("no_such_op") == ("other", "update")
@@ -170,10 +172,10 @@ def test_attribution_of_instructions():
 
 def test_static_counts():
     counts = hlo_profile.static_counts(hlo_profile.parse_hlo(HLO))
-    assert counts["instructions"] == 4  # parameters are not operations
+    assert counts["instructions"] == 5  # parameters are not operations
     assert counts["opcode:fusion"] == 2
     assert counts["part:conv"] == 1 and counts["part:layout"] == 1
-    assert counts["converts_anywhere"] == 0
+    assert counts["converts_anywhere"] == 1 and counts["part:cast"] == 1
 
 
 def test_program_difference():
