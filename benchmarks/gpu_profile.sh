@@ -18,6 +18,8 @@
 #   GPU_PROFILE_CONFIG      step_profile.py --config (default cifar10; tiny to try it on a CPU)
 #   GPU_PROFILE_BUDGET_S    total seconds for all runs (default 330)
 #   GPU_PROFILE_RUNS        how many of the runs above to attempt (default 4)
+#   GPU_PROFILE_MIN_RUN_S   do not start a run with less time left (default 100: building and
+#                           compiling both models takes about 2 minutes on an H200)
 #   GPU_PROFILE_KEEP_CUDA_GRAPHS  1: leave XLA's command buffers on
 #   GPU_CHECK_SKIP_INSTALL  1: use the installed keras/tfp instead of installing .whl/*.whl
 set -euo pipefail
@@ -28,7 +30,7 @@ CONFIG=${GPU_PROFILE_CONFIG:-cifar10}
 OUT=${OUT:-./gpu_profile}
 BUDGET_S=${GPU_PROFILE_BUDGET_S:-330}
 RUNS=${GPU_PROFILE_RUNS:-4}
-MIN_RUN_S=30
+MIN_RUN_S=${GPU_PROFILE_MIN_RUN_S:-100}
 mkdir -p "$OUT"
 start=$SECONDS
 
