@@ -265,6 +265,10 @@ class Attribution:
         self._frame_parts: dict = {}
         self._cache: dict = {}
 
+    def __contains__(self, name: str) -> bool:
+        """Whether the module has an instruction called ``name``."""
+        return name in self._instructions
+
     def _frame_part(self, frame):
         if frame not in self._frame_parts:
             self._frame_parts[frame] = part_of_stack(call_stack(self.module, frame))
@@ -426,13 +430,12 @@ def profile_events(events: list[dict], module: HloModule, steps: int) -> dict:
     by_pass = collections.defaultdict(float)
     counts = collections.Counter()
     by_op = collections.defaultdict(float)
-    known = module.instructions()
     unmatched = 0.0
     for event in selected:
         name = event["args"]["hlo_op"]
         part, step_pass = attribution(name)
         duration = float(event.get("dur", 0.0)) * 1e-3  # microseconds -> ms
-        if name not in known:  # e.g. a whole CUDA graph ("command_buffer...")
+        if name not in attribution:  # e.g. a whole CUDA graph ("command_buffer...")
             unmatched += duration
         by_part[part] += duration
         by_pass[step_pass] += duration
