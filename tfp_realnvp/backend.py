@@ -59,6 +59,52 @@ def is_concrete(x) -> bool:
     return not isinstance(x, jax.core.Tracer)
 
 
+def in_stateless_scope() -> bool:
+    """True inside a ``keras.StatelessScope`` (where variable updates are collected)."""
+    from keras.src.backend.common.stateless_scope import in_stateless_scope as _in_scope
+
+    return bool(_in_scope())
+
+
+def check_state_update(value, *, what: str) -> None:
+    """Refuses to store a JAX tracer in a variable outside a ``keras.StatelessScope``.
+
+    Under a user's ``jax.jit`` (or ``grad``, ``vmap``) a variable update would keep the
+    tracer after the trace ends and break every later call. Keras' own ``fit`` and the
+    flow's pure functions (``MultiScaleFlow.stateless_log_prob``) trace inside a
+    ``StatelessScope``, where the update is returned as a value instead.
+
+    Raises:
+        ValueError: on JAX, for a traced ``value`` outside a stateless scope.
+    """
+    if backend_name() != "jax" or is_concrete(value) or in_stateless_scope():
+        return
+    raise ValueError(
+        f"{what}: training-mode batch norm updates its moving averages, which a traced "
+        "JAX function cannot do in place (the variables would keep a tracer). Inside "
+        "jax.jit/jax.grad use the pure functions MultiScaleFlow.stateless_log_prob or "
+        "RealNVP's Keras fit, which return the new statistics as values; or call the "
+        "flow in inference mode (training=False)."
+    )
+
+
+def eager_scope():
+    """A context in which weights are created with concrete values, even mid-trace.
+
+    A flow built lazily on its first call may be built inside a user's ``jax.jit`` or
+    ``tf.function``; its initial weights (and the random-seed state used to draw them)
+    must not become tracers or graph tensors. On JAX this is
+    ``jax.ensure_compile_time_eval()``, on TensorFlow ``tf.init_scope()``.
+    """
+    if backend_name() == "jax":
+        import jax
+
+        return jax.ensure_compile_time_eval()
+    import tensorflow as tf
+
+    return tf.init_scope()
+
+
 tfp = load_tfp()
 tfb = tfp.bijectors
 tfd = tfp.distributions

@@ -169,8 +169,6 @@ def _trace_signatures(model) -> dict:
 
     height, width, channels = (int(d) for d in model.image_shape)
     event = [height, width, channels]
-    flow = model.flow
-
     # TF Serving feeds tensors of any shape to a signature: check them in the graph so
     # that a wrong shape fails with "Shape of tensor images [1,9,8,1] is not
     # compatible with expected shape [?,8,8,1]" rather than deep inside the flow.
@@ -219,10 +217,9 @@ def _trace_signatures(model) -> dict:
     }
 
     concrete = {}
-    with flow.training_mode(False):
-        for name in SIGNATURE_NAMES:
-            fn, signature = specs[name]
-            concrete[name] = tf.function(fn, input_signature=signature, autograph=False).get_concrete_function()
+    for name in SIGNATURE_NAMES:
+        fn, signature = specs[name]
+        concrete[name] = tf.function(fn, input_signature=signature, autograph=False).get_concrete_function()
     object.__setattr__(model, _TRACE_ATTRIBUTE, dict(concrete))
     return concrete
 

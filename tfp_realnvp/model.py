@@ -114,7 +114,11 @@ class RealNVP(keras.Model):
     ``compile()`` needs no loss: the loss is the mean negative log-likelihood in
     bits/dim plus ``l2_scale * sum(g**2)`` over the weight-norm scales ``g``
     (the paper's ``5e-5``). ``fit`` logs ``loss`` and ``bits_per_dim``; batch norm
-    follows Keras' ``training`` flag.
+    follows Keras' ``training`` flag, which reaches every bijector as TFP's
+    ``bijector_kwargs={"training": ...}``. Inference mode (``evaluate``, ``validation_data``,
+    ``log_prob``, ``sample``, exports) uses the batch-norm moving averages, which the
+    warm-started averaging of ``BatchNormalization`` keeps in step with the weights, so
+    the numbers right after ``fit`` describe the trained flow.
 
     Args:
         image_shape: ``(H, W, C)``.
@@ -124,6 +128,8 @@ class RealNVP(keras.Model):
         batch_norm: batch-normalization steps between couplings.
         alpha: margin of the logit preprocessing.
         batch_norm_momentum: decay of the batch-norm moving averages.
+        batch_norm_lag: weight of the moving averages in the training statistics.
+        conditioner_batch_norm: batch normalization inside the conditioner networks.
         l2_scale: L2 coefficient on the weight-norm scales.
         seed: seed of the training dequantization noise.
         **kwargs: ``keras.Model`` arguments (``name``, ``dtype``).
@@ -138,7 +144,9 @@ class RealNVP(keras.Model):
         num_blocks: int = 8,
         batch_norm: bool = True,
         alpha: float = 0.05,
-        batch_norm_momentum: float = 0.99,
+        batch_norm_momentum: float = 0.9,
+        batch_norm_lag: float = 0.0,
+        conditioner_batch_norm: bool = False,
         l2_scale: float = 5e-5,
         seed: int | None = None,
         **kwargs,
@@ -154,6 +162,8 @@ class RealNVP(keras.Model):
             batch_norm=batch_norm,
             alpha=alpha,
             batch_norm_momentum=batch_norm_momentum,
+            batch_norm_lag=batch_norm_lag,
+            conditioner_batch_norm=conditioner_batch_norm,
             dtype=self.dtype_policy,
         )
         # The bijectors are not Keras objects: keep them out of Keras/TF attribute
@@ -184,18 +194,9 @@ class RealNVP(keras.Model):
 
     def get_config(self):
         config = super().get_config()
-        flow_config = self._flow.config
-        config.update(
-            image_shape=list(self.image_shape),
-            num_scales=flow_config["num_scales"],
-            num_filters=flow_config["num_filters"],
-            num_blocks=flow_config["num_blocks"],
-            batch_norm=flow_config["batch_norm"],
-            alpha=flow_config["alpha"],
-            batch_norm_momentum=flow_config["batch_norm_momentum"],
-            l2_scale=self.l2_scale,
-            seed=self.seed,
-        )
+        flow_config = dict(self._flow.config)
+        flow_config.pop("preprocess", None)
+        config.update(flow_config, image_shape=list(self.image_shape), l2_scale=self.l2_scale, seed=self.seed)
         return config
 
     def build(self, input_shape=None):
@@ -278,9 +279,9 @@ class RealNVP(keras.Model):
 
     def call(self, images, training=False):
         """Returns ``log p(images)`` in nats, shape ``[batch]`` (see the class docstring)."""
-        x = self._pixels(images, training=bool(training))
-        with self._flow.training_mode(bool(training)):
-            return ops.cast(self._distribution.log_prob(x), "float32")
+        training = bool(training)
+        x = self._pixels(images, training=training)
+        return ops.cast(self._distribution.log_prob(x, bijector_kwargs={"training": training}), "float32")
 
     def to_bits_per_dim(self, log_prob):
         """``-log_prob / (D ln 2)``."""
@@ -359,12 +360,10 @@ class RealNVP(keras.Model):
 
     def _encode(self, images):
         x = self._pixels(images, training=False)
-        with self._flow.training_mode(False):
-            return self._flow.inverse(x)
+        return self._flow.inverse(x, training=False)
 
     def _decode(self, z):
-        with self._flow.training_mode(False):
-            x = self._flow.forward(ops.cast(z, "float32"))
+        x = self._flow.forward(ops.cast(z, "float32"), training=False)
         return ops.cast(ops.clip(ops.floor(x), 0.0, 255.0), "uint8")
 
     def encode(self, images, *, batch_size: int = 256) -> np.ndarray:

@@ -5,14 +5,17 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from tfp_realnvp.backend import eager_scope
 from tfp_realnvp.bijectors.one_pass import OnePassBijector
+from tfp_realnvp.moving_stats import channel_moments, update_moving_moments
 from tfp_realnvp.validation import check_event_shape
 
 
 @keras.saving.register_keras_serializable(package="tfp_realnvp")
 class FlowBatchNormState(keras.layers.Layer):
-    """Per-channel weights of ``BatchNormalization``: ``log_gamma``, ``beta`` (trained)
-    and ``moving_mean``, ``moving_variance`` (updated while training)."""
+    """Per-channel weights of ``BatchNormalization``: ``log_gamma``, ``beta`` (trained),
+    ``moving_mean``, ``moving_variance`` and the scalar ``num_updates`` (updated while
+    training)."""
 
     def build(self, input_shape):
         c = (int(input_shape[-1]),)
@@ -21,6 +24,7 @@ class FlowBatchNormState(keras.layers.Layer):
         stats = {"trainable": False, "autocast": False, "aggregation": "mean"}
         self.moving_mean = self.add_weight(name="moving_mean", shape=c, initializer="zeros", **stats)
         self.moving_variance = self.add_weight(name="moving_variance", shape=c, initializer="ones", **stats)
+        self.num_updates = self.add_weight(name="num_updates", shape=(), initializer="zeros", dtype="float32", **stats)
 
 
 class BatchNormalization(OnePassBijector):
@@ -34,33 +38,66 @@ class BatchNormalization(OnePassBijector):
       the batch shape of ``y`` (one value per example, not a broadcast scalar).
     * ``forward`` (latent to data): ``y = (z - beta) exp(-log_gamma) sqrt(v + eps) + m``.
 
-    In training mode (``training = True``, set by ``MultiScaleFlow.training_mode`` or
-    the Keras ``training`` flag) ``inverse`` uses the statistics of the batch,
-    over every axis but the channels, lets gradients flow through them, and moves
-    ``moving_mean``/``moving_variance`` towards them by ``1 - momentum``. Otherwise,
-    and always in ``forward``, the moving averages are used, so the map is a fixed
-    bijection with an exact inverse.
+    **Mode.** Every call takes ``training`` (default ``False``). In inference mode, and
+    always in ``forward``, ``m, v`` are the moving averages, so the map is a fixed
+    bijection with an exact inverse. In training mode ``inverse`` uses the statistics
+    of the batch ``(m_B, v_B)`` over every axis but the channels, lets gradients flow
+    through them, and updates the moving averages once per call.
+
+    **Moving averages.** After ``k`` updates the ``(k+1)``-th batch moves each average
+    ``a`` (mean and variance alike) by
+
+        ``d_k = min(momentum, k / (k + 1))``,  ``a <- d_k a + (1 - d_k) s_B``,
+
+    so the first batch sets the averages (nothing of the initial ``0``/``1`` remains),
+    the first ``1 / (1 - momentum)`` batches are averaged with equal weights, and later
+    ones decay by ``momentum`` per step. With the default ``momentum = 0.9`` (the decay
+    0.1 of the authors' code) the averages describe the flow as it was over the last
+    few steps, so inference-mode bits/dim right after ``fit`` match what the trained
+    weights give on fresh batch statistics (``benchmarks/batch_norm_modes.py`` measures
+    the candidates). ``num_updates`` counts ``k``.
+
+    **Lag** (the paper's appendix E, "a running average over recent minibatches"):
+    with ``lag > 0`` training normalises with
+    ``m = (1 - l_k) m_B + l_k stopgrad(a_m)``,
+    ``v = (1 - l_k) v_B + l_k stopgrad(a_v)``, ``l_k = min(lag, k / (k + 1))``, where
+    ``a`` are the averages before this batch; training then sees statistics closer to
+    those used at inference.
 
     Args:
         event_shape: ``[H, W, C]`` to build the weights now; ``None`` builds on first use.
         momentum: decay of the moving averages, in ``[0, 1)``.
         epsilon: variance floor, ``> 0``.
+        lag: weight of the moving averages in the training statistics, in ``[0, 1)``.
         dtype: Keras dtype policy of the weights layer.
+        validate_args: passed to ``tfb.Bijector``.
         name: bijector name.
     """
 
-    def __init__(self, *, event_shape=None, momentum: float = 0.99, epsilon: float = 1e-4, dtype=None, validate_args: bool = False, name: str = "batch_normalization"):
+    def __init__(
+        self,
+        *,
+        event_shape=None,
+        momentum: float = 0.9,
+        epsilon: float = 1e-4,
+        lag: float = 0.0,
+        dtype=None,
+        validate_args: bool = False,
+        name: str = "batch_normalization",
+    ):
         parameters = dict(locals())
         if not 0.0 <= float(momentum) < 1.0:
             raise ValueError(f"momentum must lie in [0, 1); received {momentum!r}.")
         if not float(epsilon) > 0.0:
             raise ValueError(f"epsilon must be positive; received {epsilon!r}.")
+        if not 0.0 <= float(lag) < 1.0:
+            raise ValueError(f"lag must lie in [0, 1); received {lag!r}.")
         self._momentum = float(momentum)
         self._epsilon = float(epsilon)
+        self._lag = float(lag)
         self._layer_dtype = dtype
         self._state = None
         self._event_shape = None
-        self.training = False
         super().__init__(forward_min_event_ndims=3, validate_args=validate_args, parameters=parameters, name=name)
         if event_shape is not None:
             self.build(event_shape)
@@ -74,9 +111,27 @@ class BatchNormalization(OnePassBijector):
                     f"received event shape {list(event)}."
                 )
             return
-        self._state = FlowBatchNormState(dtype=self._layer_dtype, name=f"{self.name}_state")
-        self._state.build((None,) + event)
+        with eager_scope():
+            self._state = FlowBatchNormState(dtype=self._layer_dtype, name=f"{self.name}_state")
+            self._state.build((None,) + event)
         self._event_shape = event
+        self._track_variables(self._state.weights)
+
+    @property
+    def momentum(self) -> float:
+        return self._momentum
+
+    @property
+    def epsilon(self) -> float:
+        return self._epsilon
+
+    @property
+    def lag(self) -> float:
+        return self._lag
+
+    @property
+    def event_shape(self) -> tuple[int, int, int] | None:
+        return self._event_shape
 
     @property
     def state(self) -> FlowBatchNormState | None:
@@ -94,22 +149,33 @@ class BatchNormalization(OnePassBijector):
     def trainable_variables(self):
         return list(self._state.trainable_weights) if self._state is not None else []
 
-    def _statistics(self, y, *, update: bool):
-        dtype = y.dtype
-        if update:
-            axes = tuple(range(len(y.shape) - 1))
-            mean = ops.mean(y, axis=axes)
-            var = ops.mean(ops.square(y - mean), axis=axes)
-            st, m = self._state, self._momentum
-            st.moving_mean.assign(m * st.moving_mean + (1.0 - m) * ops.cast(ops.stop_gradient(mean), st.moving_mean.dtype))
-            st.moving_variance.assign(m * st.moving_variance + (1.0 - m) * ops.cast(ops.stop_gradient(var), st.moving_variance.dtype))
-            return mean, var
-        return ops.cast(self._state.moving_mean, dtype), ops.cast(self._state.moving_variance, dtype)
+    def _training_statistics(self, y):
+        """Batch (or lagged) statistics of ``y``; updates the moving averages once."""
+        st = self._state
+        mean, var = channel_moments(y)
+        old_mean, old_var, k = update_moving_moments(
+            moving_mean=st.moving_mean,
+            moving_variance=st.moving_variance,
+            num_updates=st.num_updates,
+            mean=mean,
+            variance=var,
+            momentum=self._momentum,
+            what=f"{self.name} batch-norm moving averages",
+        )
+        if self._lag > 0.0:
+            lag = ops.cast(ops.minimum(self._lag, k / (k + 1.0)), y.dtype)
+            mean = (1.0 - lag) * mean + lag * ops.cast(old_mean, y.dtype)
+            var = (1.0 - lag) * var + lag * ops.cast(old_var, y.dtype)
+        return mean, var
 
-    def _transform(self, x, *, inverse: bool):
+    def _transform(self, x, *, inverse: bool, training: bool = False):
         self.build(x.shape[-3:])
         dtype = x.dtype
-        mean, var = self._statistics(x, update=inverse and self.training)
+        if inverse and training:
+            mean, var = self._training_statistics(x)
+        else:
+            mean = ops.cast(self._state.moving_mean, dtype)
+            var = ops.cast(self._state.moving_variance, dtype)
         log_gamma = ops.cast(self._state.log_gamma, dtype)
         beta = ops.cast(self._state.beta, dtype)
         log_scale = log_gamma - 0.5 * ops.log(var + self._epsilon)

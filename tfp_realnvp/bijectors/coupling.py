@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from tfp_realnvp.backend import eager_scope
 from tfp_realnvp.bijectors.masks import check_mask_type, checkerboard
 from tfp_realnvp.bijectors.one_pass import OnePassBijector
 from tfp_realnvp.networks.resnet import ResNetConditioner
@@ -28,6 +29,9 @@ class AffineCoupling(OnePassBijector):
     ``"channel"`` fixes the first half of the channels when ``parity == 0`` and the
     second half when ``parity == 1``.
 
+    ``training`` (a call argument, default ``False``) reaches the conditioner, so a
+    conditioner with batch normalization uses batch statistics only in training mode.
+
     The network runs once per transformation: the log-det computed with the values is
     kept in TFP's bijector cache, so ``log_prob`` and ``sample`` reuse it.
 
@@ -41,6 +45,8 @@ class AffineCoupling(OnePassBijector):
             ``ResNetConditioner``.
         num_filters: hidden width of the default conditioner.
         num_blocks: residual blocks of the default conditioner.
+        conditioner_batch_norm: batch normalization inside the default conditioner.
+        batch_norm_momentum: decay of its moving averages.
         dtype: Keras dtype policy of the layers (e.g. ``"float64"``, ``"mixed_bfloat16"``).
         validate_args: passed to ``tfb.Bijector``.
         name: bijector name.
@@ -55,6 +61,8 @@ class AffineCoupling(OnePassBijector):
         conditioner: keras.layers.Layer | None = None,
         num_filters: int = 64,
         num_blocks: int = 8,
+        conditioner_batch_norm: bool = False,
+        batch_norm_momentum: float = 0.9,
         dtype=None,
         validate_args: bool = False,
         name: str | None = None,
@@ -67,6 +75,8 @@ class AffineCoupling(OnePassBijector):
         self._conditioner = conditioner
         self._num_filters = num_filters
         self._num_blocks = num_blocks
+        self._conditioner_batch_norm = bool(conditioner_batch_norm)
+        self._batch_norm_momentum = float(batch_norm_momentum)
         self._layer_dtype = dtype
         self._scale_layer = None
         self._event_shape = None
@@ -97,6 +107,11 @@ class AffineCoupling(OnePassBijector):
                 f"A channel mask splits channels in halves and needs an even channel count; "
                 f"received event shape {[h, w, c]}."
             )
+        with eager_scope():
+            self._build_layers(h, w, c)
+        self._track_variables(self.variables)
+
+    def _build_layers(self, h: int, w: int, c: int) -> None:
         c_a = c if self._mask_type == "checkerboard" else c // 2
         c_b = c_a
         if self._conditioner is None:
@@ -104,6 +119,8 @@ class AffineCoupling(OnePassBijector):
                 c_b,
                 num_filters=self._num_filters,
                 num_blocks=self._num_blocks,
+                batch_norm=self._conditioner_batch_norm,
+                batch_norm_momentum=self._batch_norm_momentum,
                 dtype=self._layer_dtype,
                 name=f"{self.name}_net",
             )
@@ -158,13 +175,13 @@ class AffineCoupling(OnePassBijector):
             return updated
         return ops.concatenate([fixed, updated] if self._parity == 0 else [updated, fixed], axis=-1)
 
-    def _scale_and_shift(self, fixed):
+    def _scale_and_shift(self, fixed, training: bool = False):
         """One conditioner pass: log-scale ``s`` and shift ``t``, zero on the fixed part."""
         self.network_calls += 1
         h, w, _ = self._event_shape
         batch_shape = ops.shape(fixed)[:-3]
         flat = ops.reshape(fixed, (-1, h, w, fixed.shape[-1]))
-        out = self._conditioner(flat)
+        out = self._conditioner(flat, training=training)
         raw_s, t = ops.split(out, 2, axis=-1)
         s = ops.cast(self._scale_layer(raw_s), fixed.dtype)
         t = ops.cast(t, fixed.dtype)
@@ -174,10 +191,10 @@ class AffineCoupling(OnePassBijector):
         out_shape = tuple(batch_shape) + tuple(s.shape[-3:])
         return ops.reshape(s, out_shape), ops.reshape(t, out_shape)
 
-    def _transform(self, x, *, inverse: bool):
+    def _transform(self, x, *, inverse: bool, training: bool = False):
         self.build(x.shape[-3:])
         fixed, updated = self._split(x)
-        s, t = self._scale_and_shift(fixed)
+        s, t = self._scale_and_shift(fixed, training=training)
         if inverse:
             updated = updated * ops.exp(s) + t
             log_det = ops.sum(s, axis=(-3, -2, -1))

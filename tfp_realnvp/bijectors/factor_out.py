@@ -5,7 +5,7 @@ from __future__ import annotations
 from keras import ops
 
 from tfp_realnvp.backend import tfb
-from tfp_realnvp.bijectors.one_pass import OnePassBijector
+from tfp_realnvp.bijectors.one_pass import OnePassBijector, transform
 
 
 class FactorOut(OnePassBijector):
@@ -36,15 +36,10 @@ class FactorOut(OnePassBijector):
     def inner(self) -> tfb.Bijector:
         return self._inner
 
-    def _transform(self, x, *, inverse: bool):
+    def _transform(self, x, *, inverse: bool, training: bool = False):
         c = x.shape[-1]
         if c is None or c % 2:
             raise ValueError(f"FactorOut needs an even channel count; received shape {list(x.shape)}.")
         kept, rest = x[..., : c // 2], x[..., c // 2 :]
-        if inverse:
-            out = self._inner.inverse(rest)
-            log_det = self._inner.inverse_log_det_jacobian(rest, event_ndims=3)
-        else:
-            out = self._inner.forward(rest)
-            log_det = self._inner.forward_log_det_jacobian(rest, event_ndims=3)
+        out, log_det = transform(self._inner, rest, inverse=inverse, training=training)
         return ops.concatenate([kept, out], axis=-1), log_det

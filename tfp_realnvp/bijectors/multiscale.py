@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 from tfp_realnvp.backend import tfb
 from tfp_realnvp.bijectors.batch_norm import BatchNormalization
 from tfp_realnvp.bijectors.coupling import AffineCoupling
 from tfp_realnvp.bijectors.factor_out import FactorOut
-from tfp_realnvp.bijectors.one_pass import OnePassBijector
+from tfp_realnvp.bijectors.one_pass import OnePassBijector, transform
 from tfp_realnvp.bijectors.preprocess import LogitPreprocess
 from tfp_realnvp.bijectors.squeeze import Squeeze
 from tfp_realnvp.validation import check_event_shape
@@ -38,6 +35,17 @@ class MultiScaleFlow(OnePassBijector):
 
     is the density of the pixels on ``[0, 256)^D``.
 
+    **Batch-norm mode** is a call argument, ``training`` (default ``False``: moving
+    averages), that TFP passes through: ``flow.inverse(x, training=True)``,
+    ``dist.log_prob(x, bijector_kwargs={"training": True})``. It is part of TFP's cache
+    key and of every trace, so a result is never reused across modes.
+
+    **Weights.** ``trainable_variables``/``variables`` list the Keras weights; on
+    TensorFlow a ``tfd.TransformedDistribution`` (or ``tfb.Chain``, ``tfb.Invert``)
+    holding the flow lists them too, and ``tf.train.Checkpoint`` saves them all. On JAX,
+    ``stateless_call`` runs any function of the flow as a pure function of the weights
+    (for ``jax.jit``/``jax.grad``), returning the updated batch-norm state.
+
     Args:
         image_shape: ``[H, W, C]`` to build every network now; ``None`` builds the flow
             from the event shape of its first input.
@@ -49,7 +57,13 @@ class MultiScaleFlow(OnePassBijector):
         preprocess: include the pixel-to-logit step (``False``: the flow acts on
             real-valued ``[H, W, C]`` events).
         alpha: margin of the logit preprocessing.
-        batch_norm_momentum: decay of the batch-norm moving averages.
+        batch_norm_momentum: decay of the batch-norm moving averages (see
+            ``BatchNormalization``).
+        batch_norm_lag: weight of the moving averages in the training statistics
+            (the paper's appendix E; 0 uses plain batch statistics).
+        conditioner_batch_norm: batch normalization after the hidden convolutions of
+            every conditioner network (the paper's "batch normalization and weight
+            normalization in s and t").
         dtype: Keras dtype policy for every layer (``"float64"`` for exactness tests,
             ``"mixed_bfloat16"`` for speed).
         name: bijector name.
@@ -69,7 +83,9 @@ class MultiScaleFlow(OnePassBijector):
         batch_norm: bool = True,
         preprocess: bool = True,
         alpha: float = 0.05,
-        batch_norm_momentum: float = 0.99,
+        batch_norm_momentum: float = 0.9,
+        batch_norm_lag: float = 0.0,
+        conditioner_batch_norm: bool = False,
         dtype=None,
         validate_args: bool = False,
         name: str = "multi_scale_flow",
@@ -82,7 +98,9 @@ class MultiScaleFlow(OnePassBijector):
         self._num_filters = num_filters
         self._num_blocks = num_blocks
         self._batch_norm = bool(batch_norm)
-        self._batch_norm_momentum = batch_norm_momentum
+        self._batch_norm_momentum = float(batch_norm_momentum)
+        self._batch_norm_lag = float(batch_norm_lag)
+        self._conditioner_batch_norm = bool(conditioner_batch_norm)
         self._layer_dtype = dtype
         self._preprocess = LogitPreprocess(alpha=alpha) if preprocess else None
         self._image_shape = None
@@ -129,6 +147,8 @@ class MultiScaleFlow(OnePassBijector):
             # on squeezed tensors and use twice the width of its checkerboard couplings.
             num_filters=self._num_filters * 2 ** (scale + (kind == "channel")),
             num_blocks=self._num_blocks,
+            conditioner_batch_norm=self._conditioner_batch_norm,
+            batch_norm_momentum=self._batch_norm_momentum,
             dtype=self._layer_dtype,
             name=f"scale{scale}_{kind}{index}",
         )
@@ -138,6 +158,7 @@ class MultiScaleFlow(OnePassBijector):
             bn = BatchNormalization(
                 event_shape=shape,
                 momentum=self._batch_norm_momentum,
+                lag=self._batch_norm_lag,
                 dtype=self._layer_dtype,
                 name=f"scale{scale}_{kind}{index}_bn",
             )
@@ -189,6 +210,8 @@ class MultiScaleFlow(OnePassBijector):
             "preprocess": self._preprocess is not None,
             "alpha": self._preprocess.alpha if self._preprocess is not None else None,
             "batch_norm_momentum": self._batch_norm_momentum,
+            "batch_norm_lag": self._batch_norm_lag,
+            "conditioner_batch_norm": self._conditioner_batch_norm,
         }
 
     @property
@@ -213,30 +236,49 @@ class MultiScaleFlow(OnePassBijector):
         """Conditioner passes run so far, summed over couplings (for one-pass checks)."""
         return sum(c.network_calls for c in self.couplings)
 
-    # Training mode --------------------------------------------------------------
     @property
-    def training(self) -> bool:
-        return any(bn.training for bn in self.batch_norms)
+    def non_trainable_variables(self):
+        return [v for layer in self.layers for v in layer.non_trainable_weights]
 
-    def set_training(self, training: bool) -> None:
-        """Batch norm uses batch statistics (and updates its averages) when ``training``."""
-        for bn in self.batch_norms:
-            bn.training = bool(training)
+    # Pure functions (JAX) ------------------------------------------------------------
+    def stateless_call(self, trainable_values, non_trainable_values, fn, *args, **kwargs):
+        """Runs ``fn(*args, **kwargs)`` as a pure function of the flow's weights.
 
-    @contextlib.contextmanager
-    def training_mode(self, training: bool = True) -> Iterator[None]:
-        """Context in which batch-norm steps run in training (or inference) mode."""
-        previous = [bn.training for bn in self.batch_norms]
-        self.set_training(training)
-        try:
-            yield
-        finally:
-            for bn, mode in zip(self.batch_norms, previous):
-                bn.training = mode
+        The flow's ``trainable_variables`` read ``trainable_values`` and its
+        ``non_trainable_variables`` (batch-norm statistics) read
+        ``non_trainable_values`` while ``fn`` runs; nothing is written to the variables.
+        Training-mode batch norm inside ``fn`` returns its updated statistics instead.
+        This is the path for ``jax.jit``/``jax.grad`` users::
+
+            params = [v.value for v in flow.trainable_variables]
+            state = [v.value for v in flow.non_trainable_variables]
+
+            def loss(params, state, x):
+                log_p, state = flow.stateless_call(
+                    params, state, dist.log_prob, x, bijector_kwargs={"training": True})
+                return -log_p.mean(), state
+
+            (value, state), grads = jax.value_and_grad(loss, has_aux=True)(params, state, x)
+
+        Returns:
+            ``(fn's result, new non-trainable values)``, the values in the order of
+            ``non_trainable_variables``.
+
+        Raises:
+            ValueError: if the flow is not built or the value lists have the wrong length.
+        """
+        from tfp_realnvp.stateless import stateless_call
+
+        if not self.built:
+            raise ValueError(
+                f"{self.name} is not built: pass image_shape to MultiScaleFlow or call "
+                "flow.build([H, W, C]) before stateless_call."
+            )
+        return stateless_call(
+            self.trainable_variables, self.non_trainable_variables, trainable_values, non_trainable_values, fn, *args, **kwargs
+        )
 
     # Math -----------------------------------------------------------------------
-    def _transform(self, x, *, inverse: bool):
+    def _transform(self, x, *, inverse: bool, training: bool = False):
         self.build(x.shape[-3:])
-        if inverse:
-            return self._chain.inverse(x), self._chain.inverse_log_det_jacobian(x, event_ndims=3)
-        return self._chain.forward(x), self._chain.forward_log_det_jacobian(x, event_ndims=3)
+        return transform(self._chain, x, inverse=inverse, training=training)

@@ -11,7 +11,7 @@ from tfp_realnvp.validation import assert_in_range
 
 
 class LogitPreprocess(OnePassBijector):
-    """Maps logit space (``forward``) to pixel values in ``[0, 256)`` and back.
+    """Maps logit space (``forward``) to pixel values and back.
 
     * ``inverse``: ``p = alpha + (1 - 2 alpha) x / 256``, ``y = log(p) - log(1 - p)``;
       ``log|det dy/dx| = sum(log((1 - 2 alpha) / 256) - log p - log(1 - p))``, written
@@ -19,22 +19,28 @@ class LogitPreprocess(OnePassBijector):
     * ``forward``: ``x = 256 (sigmoid(y) - alpha) / (1 - 2 alpha)``.
 
     ``alpha`` keeps the logit away from the infinities at 0 and 256. The log-det is
-    part of the density: ``log p(x) = log p(y) + ildj(x)`` is a density on the pixel
-    cube ``[0, 256)^D``, so bits/dim follow as ``-log p(x) / (D ln 2)``.
+    part of the density: ``log p(x) = log p(y) + ildj(x)``, and on pixel values in
+    ``[0, 256)`` bits/dim follow as ``-log p(x) / (D ln 2)``.
+
+    **Support.** ``forward`` maps all of logit space onto the open interval
+    ``(-256 alpha / (1 - 2 alpha), 256 (1 - alpha) / (1 - 2 alpha))``, about
+    ``(-14.2, 270.2)`` for ``alpha = 0.05``, which contains ``[0, 256)``. That interval
+    is the bijector's domain: samples of a flow may fall slightly outside
+    ``[0, 256)`` and their ``log_prob`` is still finite. Images are checked against
+    ``[0, 256)`` by the image-facing API (``RealNVP``, the CLI, the SavedModel); with
+    ``validate_args=True`` this bijector checks its own domain.
 
     Args:
         alpha: the margin, in ``(0, 0.5)``.
-        check_range: check that inverse inputs lie in ``[0, 256]`` with no NaN
-            (``ValueError`` eagerly, a graph assertion inside ``tf.function``).
+        validate_args: check that ``inverse`` inputs lie in the domain with no NaN.
         name: bijector name.
     """
 
-    def __init__(self, *, alpha: float = 0.05, check_range: bool = True, validate_args: bool = False, name: str = "logit_preprocess"):
+    def __init__(self, *, alpha: float = 0.05, validate_args: bool = False, name: str = "logit_preprocess"):
         parameters = dict(locals())
         if not 0.0 < float(alpha) < 0.5:
             raise ValueError(f"alpha must lie in (0, 0.5); received {alpha!r}.")
         self._alpha = float(alpha)
-        self._check_range = bool(check_range)
         super().__init__(
             forward_min_event_ndims=3,
             validate_args=validate_args,
@@ -46,13 +52,19 @@ class LogitPreprocess(OnePassBijector):
     def alpha(self) -> float:
         return self._alpha
 
-    def _transform(self, x, *, inverse: bool):
+    @property
+    def domain(self) -> tuple[float, float]:
+        """The open interval of pixel values that ``inverse`` accepts."""
+        a = self._alpha
+        return -256.0 * a / (1.0 - 2.0 * a), 256.0 * (1.0 - a) / (1.0 - 2.0 * a)
+
+    def _transform(self, x, *, inverse: bool, training: bool = False):
         a = self._alpha
         log_slope = math.log((1.0 - 2.0 * a) / 256.0)
         if inverse:
-            if self._check_range:
-                # 256 itself is allowed: float32 rounds 255 + u up to 256 for u near 1.
-                x = assert_in_range(x, 0.0, 256.0, name="pixel values", closed=True)
+            if self.validate_args:
+                low, high = self.domain
+                x = assert_in_range(x, low, high, name=f"{self.name} inputs")
             p = a + (1.0 - 2.0 * a) * x / 256.0
             y = ops.log(p) - ops.log1p(-p)
             per_element = log_slope + ops.softplus(y) + ops.softplus(-y)

@@ -1,6 +1,7 @@
 """Keras layers that condition the coupling bijectors."""
 
+from tfp_realnvp.networks.batch_norm import ConditionerBatchNorm
 from tfp_realnvp.networks.resnet import ResNetConditioner
 from tfp_realnvp.networks.weight_norm import WeightNormConv2D
 
-__all__ = ["ResNetConditioner", "WeightNormConv2D"]
+__all__ = ["ConditionerBatchNorm", "ResNetConditioner", "WeightNormConv2D"]

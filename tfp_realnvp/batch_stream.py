@@ -1,0 +1,108 @@
+"""Training batches in a fixed order that can restart at any step.
+
+Images held in memory are read in passes: pass ``p`` visits every image once, in the
+order of a permutation drawn from ``(seed, p)``, in batches of ``batch_size`` (the last
+batch of a pass may be smaller). Step ``s`` of training always gets batch
+``s mod B`` of pass ``s div B`` (``B`` batches per pass), whatever the number of
+epochs and whether the run was interrupted and resumed in between, so a resumed run
+sees exactly the batches an uninterrupted one would. Optional horizontal flips are
+drawn from ``(seed, s)`` in the same way. The stream never ends: ``fit`` takes
+``steps_per_epoch`` batches per epoch and the data repeats as needed.
+
+Sources that stream from disk (tfds) have no cheap way to seek: they restart with a
+shuffle seeded by ``(seed, start step)``, so a resumed run continues on freshly
+shuffled data rather than at the exact image where it stopped.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterator
+
+import numpy as np
+
+from tfp_realnvp.backend import backend_name
+
+
+def batches_per_pass(num_images: int, batch_size: int) -> int:
+    """Batches in one pass over ``num_images`` images: ``ceil(num_images / batch_size)``."""
+    if int(num_images) < 1:
+        raise ValueError(f"num_images must be >= 1; received {num_images!r}.")
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1; received {batch_size!r}.")
+    return math.ceil(int(num_images) / int(batch_size))
+
+
+def pass_order(num_images: int, *, seed: int, data_pass: int) -> np.ndarray:
+    """The order in which pass ``data_pass`` visits the images (a permutation)."""
+    return np.random.default_rng([int(seed) % 2**32, int(data_pass)]).permutation(int(num_images))
+
+
+def batch_indices(num_images: int, *, batch_size: int, seed: int, start_step: int = 0) -> Iterator[tuple[int, np.ndarray]]:
+    """``(step, image indices)`` for every step from ``start_step`` on, without end."""
+    per_pass = batches_per_pass(num_images, batch_size)
+    if int(start_step) < 0:
+        raise ValueError(f"start_step must be >= 0; received {start_step!r}.")
+    cached_pass, order = None, None
+    for step in itertools.count(int(start_step)):
+        data_pass, batch = divmod(step, per_pass)
+        if data_pass != cached_pass:
+            cached_pass, order = data_pass, pass_order(num_images, seed=seed, data_pass=data_pass)
+        yield step, order[batch * batch_size : (batch + 1) * batch_size]
+
+
+def _flip(batch: np.ndarray, *, seed: int, step: int) -> np.ndarray:
+    """Flips each image left-right with probability 1/2, drawn from ``(seed, step)``."""
+    flips = np.random.default_rng([int(seed) % 2**32, int(step), 1]).random(len(batch)) < 0.5
+    return np.where(flips[:, None, None, None], batch[:, :, ::-1], batch)
+
+
+def image_batches(images: np.ndarray, *, batch_size: int, seed: int, flip: bool = False, start_step: int = 0) -> Iterator[np.ndarray]:
+    """The uint8 batches of steps ``start_step, start_step + 1, ...`` (see the module docstring)."""
+    for step, indices in batch_indices(len(images), batch_size=batch_size, seed=seed, start_step=start_step):
+        batch = images[indices]
+        yield _flip(batch, seed=seed, step=step) if flip else batch
+
+
+def resumable_fit_input(images: np.ndarray, *, batch_size: int, seed: int, flip: bool = False, start_step: int = 0):
+    """``(x, fit_kwargs)`` for ``fit`` that starts at training step ``start_step``.
+
+    On TensorFlow ``x`` is a prefetched ``tf.data.Dataset`` over the batches of
+    :func:`image_batches`; on other backends it is the generator itself. Either way
+    ``fit`` needs ``steps_per_epoch``.
+
+    Args:
+        images: uint8 ``[N, H, W, C]`` held in memory.
+        batch_size: images per batch.
+        seed: fixes the order of every pass and the flips.
+        flip: random horizontal flips.
+        start_step: the global training step of the first batch.
+    """
+    images = np.asarray(images)
+    if images.ndim != 4 or len(images) == 0:
+        raise ValueError(f"images must be a non-empty [N, H, W, C] array; received shape {list(images.shape)}.")
+
+    def batches():
+        return image_batches(images, batch_size=batch_size, seed=seed, flip=flip, start_step=start_step)
+
+    if backend_name() != "tensorflow":
+        return batches(), {}
+    import tensorflow as tf
+
+    spec = tf.TensorSpec([None, *images.shape[1:]], tf.as_dtype(images.dtype))
+    # Each iteration of the dataset starts again at ``start_step``.
+    dataset = tf.data.Dataset.from_generator(batches, output_signature=spec)
+    return dataset.prefetch(2), {"shuffle": False}
+
+
+def streamed_fit_input(dataset, *, batch_size: int, seed: int, flip: bool = False, start_step: int = 0):
+    """``(x, fit_kwargs)`` for a ``tf.data.Dataset`` of single images (a tfds source).
+
+    The images are shuffled with a seed drawn from ``(seed, start_step)``, repeated
+    without end and batched (see the module docstring for what resuming means here).
+    """
+    from tfp_realnvp.data import make_dataset
+
+    stream_seed = int(np.random.default_rng([int(seed) % 2**32, int(start_step)]).integers(2**31 - 1))
+    return make_dataset(dataset, batch_size=batch_size, seed=stream_seed, flip=flip, repeat=True), {"shuffle": False}
