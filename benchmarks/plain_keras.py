@@ -26,6 +26,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from tfp_realnvp.moving_stats import update_moving_moments
 from tfp_realnvp.networks.resnet import ResNetConditioner
 from tfp_realnvp.networks.tanh_scale import TanhScale
 
@@ -144,7 +145,8 @@ class BatchNorm(keras.layers.Layer):
     """Invertible per-channel batch normalization with moving averages.
 
     ``inverse``: ``z = (y - m) / sqrt(v + eps) * exp(log_gamma) + beta`` with batch
-    statistics while training (and a moving-average update), moving averages otherwise;
+    statistics while training (and a moving-average update by the package's
+    warm-started rule, ``tfp_realnvp.moving_stats``), moving averages otherwise;
     ``log|det| = H W sum_c(log_gamma_c - 0.5 log(v_c + eps))``.
 
     Args:
@@ -153,7 +155,7 @@ class BatchNorm(keras.layers.Layer):
         **kwargs: ``keras.layers.Layer`` arguments.
     """
 
-    def __init__(self, *, momentum: float = 0.99, epsilon: float = 1e-4, **kwargs):
+    def __init__(self, *, momentum: float = 0.9, epsilon: float = 1e-4, **kwargs):
         super().__init__(**kwargs)
         self.momentum = float(momentum)
         self.epsilon = float(epsilon)
@@ -165,6 +167,7 @@ class BatchNorm(keras.layers.Layer):
         stats = {"trainable": False, "autocast": False, "aggregation": "mean"}
         self.moving_mean = self.add_weight(name="moving_mean", shape=c, initializer="zeros", **stats)
         self.moving_variance = self.add_weight(name="moving_variance", shape=c, initializer="ones", **stats)
+        self.num_updates = self.add_weight(name="num_updates", shape=(), initializer="zeros", dtype="float32", **stats)
         self._hw = float(int(input_shape[-3]) * int(input_shape[-2]))
         self.built = True
 
@@ -177,9 +180,15 @@ class BatchNorm(keras.layers.Layer):
         if training:
             mean = ops.mean(y, axis=(0, 1, 2))
             var = ops.mean(ops.square(y - mean), axis=(0, 1, 2))
-            m = self.momentum
-            self.moving_mean.assign(m * self.moving_mean + (1.0 - m) * ops.stop_gradient(mean))
-            self.moving_variance.assign(m * self.moving_variance + (1.0 - m) * ops.stop_gradient(var))
+            update_moving_moments(
+                moving_mean=self.moving_mean,
+                moving_variance=self.moving_variance,
+                num_updates=self.num_updates,
+                mean=mean,
+                variance=var,
+                momentum=self.momentum,
+                what=self.name,
+            )
         else:
             mean = ops.cast(self.moving_mean, dtype)
             var = ops.cast(self.moving_variance, dtype)
@@ -253,7 +262,7 @@ class PlainRealNVP(keras.Model):
         num_blocks: int = 8,
         batch_norm: bool = True,
         alpha: float = 0.05,
-        batch_norm_momentum: float = 0.99,
+        batch_norm_momentum: float = 0.9,
         l2_scale: float = 5e-5,
         seed: int | None = None,
         inference_jit_compile: bool = False,

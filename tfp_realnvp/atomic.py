@@ -142,12 +142,16 @@ def write_json(path: PathLike, payload: Any) -> pathlib.Path:
 
 # Directories ------------------------------------------------------------------------
 @contextlib.contextmanager
-def directory_lock(directory: PathLike) -> Iterator[None]:
+def directory_lock(directory: PathLike, *, blocking: bool = True) -> Iterator[None]:
     """Holds an exclusive lock on ``directory`` (created if missing) for the block.
 
     Processes that lock the same directory run their blocks one at a time. The lock
     is ``flock`` on the directory itself, so nothing is left behind; it is released
     when the block ends or the process dies.
+
+    Args:
+        directory: the directory to lock.
+        blocking: wait for another holder; otherwise raise ``BlockingIOError`` at once.
     """
     folder = pathlib.Path(os.fspath(directory))
     folder.mkdir(parents=True, exist_ok=True)
@@ -155,7 +159,10 @@ def directory_lock(directory: PathLike) -> Iterator[None]:
 
     fd = os.open(folder, os.O_RDONLY)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            raise BlockingIOError(f"{str(folder)!r} is locked by another process.") from None
         try:
             yield
         finally:

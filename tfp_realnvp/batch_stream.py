@@ -65,12 +65,43 @@ def image_batches(images: np.ndarray, *, batch_size: int, seed: int, flip: bool 
         yield _flip(batch, seed=seed, step=step) if flip else batch
 
 
+def _tf_batches(images: np.ndarray, *, batch_size: int, seed: int, flip: bool, start_step: int):
+    """The stream of :func:`image_batches` as a ``tf.data`` pipeline (its own permutations)."""
+    import tensorflow as tf
+
+    num_images = len(images)
+    per_pass = batches_per_pass(num_images, batch_size)
+    first_pass, first_batch = divmod(int(start_step), per_pass)
+    seed = int(seed) % 2**31
+
+    def pass_batches(data_pass):
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(num_images, dtype=tf.int64), seed=tf.stack([tf.constant(seed, tf.int64), data_pass])
+        )
+        return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+
+    indices = tf.data.Dataset.range(first_pass, 2**62).flat_map(pass_batches).skip(first_batch)
+    steps = tf.data.Dataset.range(int(start_step), 2**62)
+    pixels = tf.data.Dataset.from_tensors(images).repeat()
+
+    def gather(step, index, all_images):
+        batch = tf.gather(all_images, index)
+        if flip:
+            draw = tf.random.stateless_uniform(tf.shape(batch)[:1], seed=tf.stack([tf.constant(seed + 1, tf.int64), step]))
+            batch = tf.where(draw[:, None, None, None] < 0.5, tf.reverse(batch, axis=[2]), batch)
+        return tf.ensure_shape(batch, [None, *images.shape[1:]])
+
+    stream = tf.data.Dataset.zip((steps, indices, pixels)).map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return stream.prefetch(tf.data.AUTOTUNE)
+
+
 def resumable_fit_input(images: np.ndarray, *, batch_size: int, seed: int, flip: bool = False, start_step: int = 0):
     """``(x, fit_kwargs)`` for ``fit`` that starts at training step ``start_step``.
 
-    On TensorFlow ``x`` is a prefetched ``tf.data.Dataset`` over the batches of
-    :func:`image_batches`; on other backends it is the generator itself. Either way
-    ``fit`` needs ``steps_per_epoch``.
+    On TensorFlow ``x`` is a ``tf.data.Dataset`` that computes the same kind of
+    stream in the graph (its permutations come from TensorFlow's stateless
+    shuffle); on other backends it is the generator :func:`image_batches`. Either
+    way the stream has no end, so ``fit`` needs ``steps_per_epoch``.
 
     Args:
         images: uint8 ``[N, H, W, C]`` held in memory.
@@ -82,18 +113,11 @@ def resumable_fit_input(images: np.ndarray, *, batch_size: int, seed: int, flip:
     images = np.asarray(images)
     if images.ndim != 4 or len(images) == 0:
         raise ValueError(f"images must be a non-empty [N, H, W, C] array; received shape {list(images.shape)}.")
-
-    def batches():
-        return image_batches(images, batch_size=batch_size, seed=seed, flip=flip, start_step=start_step)
-
-    if backend_name() != "tensorflow":
-        return batches(), {}
-    import tensorflow as tf
-
-    spec = tf.TensorSpec([None, *images.shape[1:]], tf.as_dtype(images.dtype))
-    # Each iteration of the dataset starts again at ``start_step``.
-    dataset = tf.data.Dataset.from_generator(batches, output_signature=spec)
-    return dataset.prefetch(2), {"shuffle": False}
+    if int(start_step) < 0:
+        raise ValueError(f"start_step must be >= 0; received {start_step!r}.")
+    if backend_name() == "tensorflow":
+        return _tf_batches(images, batch_size=batch_size, seed=seed, flip=flip, start_step=start_step), {"shuffle": False}
+    return image_batches(images, batch_size=batch_size, seed=seed, flip=flip, start_step=start_step), {}
 
 
 def streamed_fit_input(dataset, *, batch_size: int, seed: int, flip: bool = False, start_step: int = 0):

@@ -1,28 +1,68 @@
-"""Command line: ``python -m tfp_realnvp {train,evaluate,sample,export,demo}``."""
+"""Command line: ``python -m tfp_realnvp {train,evaluate,sample,export,demo}``.
+
+``train`` checkpoints into ``<output-dir>/checkpoints`` at the end of every epoch, every
+``--checkpoint-every`` seconds and on SIGINT/SIGTERM; running the same command again
+resumes from the newest checkpoint. Every file it keeps is written aside and renamed
+into place, and a model already in ``--output-dir`` is replaced only when resuming or
+with ``--fresh``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import math
 import os
+import pathlib
+import re
+import shlex
 import sys
 import time
 
 import keras
 import numpy as np
 
+from tfp_realnvp import atomic
+from tfp_realnvp import batch_stream
 from tfp_realnvp import data as data_lib
 from tfp_realnvp.baselines import independent_pixel_bits_per_dim
 from tfp_realnvp.callbacks import SampleGrid
+from tfp_realnvp.checkpointing import (
+    CheckpointCallback,
+    CheckpointManager,
+    CheckpointMismatchError,
+    TrainingDiverged,
+    compare_settings,
+    model_step,
+)
+from tfp_realnvp.interrupts import Interrupted, SignalCatcher
 from tfp_realnvp.model import RealNVP
-from tfp_realnvp.training import StopAfterSteps, TimeBudget, as_fit_input, recalibrate_batch_norm, write_json
+from tfp_realnvp.model_files import load_realnvp, save_realnvp
+from tfp_realnvp.training import StopAtStep, StopOnNonFiniteLoss, TimeBudget, plan_steps, write_json
 from tfp_realnvp.visualize import save_grid
+
+#: Exit status of a run whose training diverged (NaN or infinite loss or weights).
+EXIT_DIVERGED = 3
+#: Exit status of a command refused for bad flags, files or data.
+EXIT_USAGE = 2
+
+MODEL_FILENAME = "model.keras"
+REPORT_FILENAME = "report.json"
+CHECKPOINT_DIRNAME = "checkpoints"
 
 
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer; received {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0 or not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a positive number; received {text!r}")
     return value
 
 
@@ -60,16 +100,139 @@ def _report(model: RealNVP, test: np.ndarray, batch_size: int) -> float:
     return float(np.mean(model.bits_per_dim(test, batch_size=batch_size)))
 
 
-def _train_input(args, train_images):
-    """``(x, fit_kwargs)``: a streamed tfds pipeline or the in-memory images."""
+def _train_input(args, train_images, start_step: int):
+    """``(x, fit_kwargs)`` whose first batch is the one of training step ``start_step``."""
     if _is_tfds(args):
         dataset = data_lib.get_dataset(args.data, split="train", image_size=args.image_size, pad_to=args.pad_to, data_dir=args.data_dir, shuffle_files=True)
-        return data_lib.make_dataset(dataset, batch_size=args.batch_size, seed=args.seed, flip=args.flip, repeat=True), {"shuffle": False}
-    return as_fit_input(train_images, batch_size=args.batch_size, shuffle=True, seed=args.seed, flip=args.flip)
+        return batch_stream.streamed_fit_input(dataset, batch_size=args.batch_size, seed=args.seed, flip=args.flip, start_step=start_step)
+    if args.flip and keras.backend.backend() != "tensorflow":
+        raise ValueError(f"--flip needs the TensorFlow backend; received --flip on {keras.backend.backend()}.")
+    return batch_stream.resumable_fit_input(train_images, batch_size=args.batch_size, seed=args.seed, flip=args.flip, start_step=start_step)
+
+
+def _verbosity(args) -> int:
+    """``--verbose``, or by default a progress bar on a terminal and one line per epoch otherwise."""
+    if args.verbose is not None:
+        return args.verbose
+    return 1 if sys.stdout.isatty() else 2
+
+
+def _command_line(args) -> str:
+    argv = getattr(args, "argv", None)
+    if argv is None:
+        argv = sys.argv[1:]
+    return shlex.join(["python", "-m", "tfp_realnvp", *argv])
+
+
+def _run_settings(args, model: RealNVP, train_images: np.ndarray) -> dict:
+    """What must match for a checkpoint to be resumed by this command."""
+    config = model.get_config()
+    return {
+        "data": str(args.data),
+        "image_size": args.image_size,
+        "pad_to": args.pad_to,
+        "max_images": args.max_images,
+        "train_images": int(len(train_images)),
+        "batch_size": args.batch_size,
+        "seed": args.seed,
+        "flip": bool(args.flip),
+        "precision": args.precision,
+        "model": {key: config[key] for key in ("image_shape", "num_scales", "num_filters", "num_blocks", "batch_norm", "alpha", "batch_norm_momentum", "l2_scale")},
+    }
+
+
+def _report_status(path: pathlib.Path) -> str | None:
+    try:
+        return json.loads(path.read_text()).get("status")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _claim_output_dir(args, manager: CheckpointManager) -> bool:
+    """Decides between a fresh start and resuming; refuses to replace a finished model.
+
+    Returns:
+        Whether to resume from a checkpoint.
+    """
+    out = pathlib.Path(args.output_dir)
+    if args.fresh:
+        removed = manager.discard_all()
+        if removed:
+            print(f"--fresh: deleted {removed} checkpoint(s) in {manager.directory}")
+        return False
+    if manager.latest() is not None:
+        return True
+    if args.resume:
+        raise ValueError(f"--resume: there is no checkpoint to resume from in {str(manager.directory)!r}.")
+    existing = [out / name for name in (MODEL_FILENAME, REPORT_FILENAME) if (out / name).exists()]
+    if existing == [out / REPORT_FILENAME] and _report_status(existing[0]) == "diverged":
+        existing = []  # the report of a run that left no model
+    if existing:
+        raise FileExistsError(
+            f"--output-dir {str(out)!r} already holds {existing[0].name} from an earlier run and no checkpoint "
+            "to resume; pass --fresh to train a new model that replaces it, or choose another --output-dir."
+        )
+    return False
+
+
+def _resume(args, model: RealNVP, manager: CheckpointManager, settings: dict) -> tuple[int, object]:
+    latest = manager.latest()
+    saved = latest.read_state().get("settings", {})
+    try:
+        compare_settings(saved, settings, checkpoint=latest.path)
+    except CheckpointMismatchError as error:
+        raise CheckpointMismatchError(
+            f"{error} Run with the flags of that run to resume it, or pass --fresh to start over (deletes its checkpoints)."
+        ) from None
+    checkpoint, _ = manager.restore_latest(model)
+    saved_rate = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+    if not math.isclose(saved_rate, args.learning_rate, rel_tol=1e-6):
+        model.optimizer.learning_rate = args.learning_rate
+        print(f"--learning-rate {args.learning_rate:g} replaces the checkpoint's {saved_rate:g}")
+    step = model_step(model)
+    print(f"resuming from {checkpoint.path} (step {step})")
+    return step, checkpoint
+
+
+def _diverged_report(args, error: TrainingDiverged, resumed_from: int | None) -> dict:
+    checkpoint = error.checkpoint
+    return {
+        "status": "diverged",
+        "data": str(args.data),
+        "diverged_at_step": error.step,
+        "message": str(error),
+        "last_good_checkpoint": None if checkpoint is None else str(checkpoint.path),
+        "last_good_step": None if checkpoint is None else checkpoint.step,
+        "resumed_from_step": resumed_from,
+        "model": None,
+    }
 
 
 def train(args) -> dict:
-    """Trains a RealNVP and writes the model, sample grids and ``report.json``."""
+    """Trains a RealNVP, checkpointing as it goes, and writes the model, sample grids and
+    ``report.json``; resumes from the newest checkpoint in ``--output-dir`` if there is one.
+
+    Raises:
+        TrainingDiverged: when the loss or the weights become non-finite.
+        Interrupted: when SIGINT or SIGTERM stopped training (after a checkpoint).
+        FileExistsError: when ``--output-dir`` holds a finished model and neither a
+            checkpoint nor ``--fresh``.
+        ValueError: for contradictory or bad flags, naming them.
+    """
+    out = pathlib.Path(args.output_dir)
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(atomic.directory_lock(out, blocking=False))
+        except BlockingIOError:
+            raise ValueError(f"another run is writing to --output-dir {str(out)!r}; wait for it or choose another --output-dir.") from None
+        signals = stack.enter_context(SignalCatcher())
+        return _train(args, out, signals)
+
+
+def _train(args, out: pathlib.Path, signals: SignalCatcher) -> dict:
+    manager = CheckpointManager(out / CHECKPOINT_DIRNAME, keep=args.keep_checkpoints)
+    resume = _claim_output_dir(args, manager)
+    manager.remove_leftovers()
     keras.utils.set_random_seed(args.seed)
     if args.precision != "float32":
         keras.mixed_precision.set_global_policy(args.precision)
@@ -84,54 +247,96 @@ def train(args) -> dict:
         seed=args.seed,
     )
     model.compile(learning_rate=args.learning_rate, jit_compile=args.jit_compile)
-    os.makedirs(args.output_dir, exist_ok=True)
-    x, fit_kwargs = _train_input(args, train_images)
-    callbacks = [SampleGrid(args.output_dir, num_samples=64, temperature=args.temperature, seed=args.seed, log_dir=args.tensorboard)]
+    settings = _run_settings(args, model, train_images)
+    start_step, checkpoint = (_resume(args, model, manager, settings) if resume else (0, None))
+    resumed_from = start_step if resume else None
+
+    per_pass = None if _is_tfds(args) else batch_stream.batches_per_pass(len(train_images), args.batch_size)
+    plan = plan_steps(batches_per_pass=per_pass, epochs=args.epochs, steps=args.steps, steps_per_epoch=args.steps_per_epoch, default_epochs=args.default_epochs)
+    if start_step >= plan.total_steps:
+        print(f"the checkpoint is at step {start_step}; this run asks for {plan.total_steps} steps: nothing left to train")
+
+    def state() -> dict:
+        step = model_step(model)
+        return {"settings": settings, "epoch": step // plan.steps_per_epoch, "steps_per_epoch": plan.steps_per_epoch, "total_steps": plan.total_steps}
+
+    checkpoints = CheckpointCallback(manager, state_fn=state, every_seconds=args.checkpoint_every, signals=signals, last=checkpoint)
+    callbacks = [StopOnNonFiniteLoss(), checkpoints, StopAtStep(plan.total_steps)]
+    callbacks.append(SampleGrid(str(out), num_samples=64, temperature=args.temperature, seed=args.seed, log_dir=args.tensorboard))
     if args.tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(args.tensorboard))
     budget = TimeBudget(args.time_budget) if args.time_budget else None
     if budget:
         callbacks.append(budget)
-    epochs, steps_per_epoch = args.epochs, args.steps_per_epoch
-    if args.steps:
-        batches = math.inf if _is_tfds(args) else math.ceil(len(train_images) / args.batch_size)
-        steps_per_epoch = int(min(args.steps, batches, 1000))
-        epochs = math.ceil(args.steps / steps_per_epoch)
-        callbacks.append(StopAfterSteps(args.steps))
-        if not _is_tfds(args) and "batch_size" not in fit_kwargs:
-            x = x.repeat()
-    elif _is_tfds(args) and steps_per_epoch is None:
-        raise ValueError(f"a tfds source streams without end: pass --steps or --steps-per-epoch; received --data {args.data!r}.")
+    verbose = _verbosity(args)
+
+    def fit(start: int, *, epochs: int, steps_per_epoch: int):
+        x, fit_kwargs = _train_input(args, train_images, start)
+        return model.fit(x, initial_epoch=start // plan.steps_per_epoch, epochs=epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=verbose, **fit_kwargs)
+
+    def stopped() -> bool:
+        return signals.received is not None or bool(budget and budget.stopped_early)
+
+    histories = []
     started = time.perf_counter()
-    history = model.fit(x, epochs=epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=args.verbose, **fit_kwargs)
+    try:
+        with signals.graceful():
+            step = start_step
+            epoch, into_epoch = divmod(step, plan.steps_per_epoch)
+            if into_epoch and step < plan.total_steps:
+                # Finish the interrupted epoch, so later epochs start where they would have.
+                histories.append(fit(step, epochs=epoch + 1, steps_per_epoch=min(plan.steps_per_epoch - into_epoch, plan.total_steps - step)))
+                step = model_step(model)
+            if step < plan.total_steps and not stopped():
+                histories.append(fit(step, epochs=plan.epochs, steps_per_epoch=plan.steps_per_epoch))
+            if model_step(model) > start_step or checkpoints.last is None:
+                checkpoints.save()
+    except TrainingDiverged as error:
+        error.checkpoint = checkpoints.last
+        write_json(out / REPORT_FILENAME, _diverged_report(args, error, resumed_from))
+        raise
     train_seconds = time.perf_counter() - started
-    if args.recalibrate_batch_norm:
-        recalibrate_batch_norm(model, train_images, seed=args.seed)
-    model_path = os.path.join(args.output_dir, "model.keras")
-    model.save(model_path)
+    steps = model_step(model)
+    if signals.received is not None:
+        last = checkpoints.last
+        raise Interrupted(
+            signals.received,
+            f"interrupted by {signals.signal_name} at step {steps} of {plan.total_steps}; checkpoint saved in "
+            f"{last.path if last else manager.directory}. To resume, run the same command again "
+            f"(or add --resume):\n  {_command_line(args)}",
+        )
+
+    model_path = out / MODEL_FILENAME
+    save_realnvp(model, model_path)
     test_bpd = _report(model, test_images, batch_size=256)
+    train_bpd = [h.history["bits_per_dim"][-1] for h in histories if h.history.get("bits_per_dim")]
     report = {
+        "status": "stopped_by_time_budget" if budget and budget.stopped_early else "finished",
         "data": str(args.data),
         "image_shape": list(model.image_shape),
         "train_images": int(len(train_images)),
         "test_images": int(len(test_images)),
-        "steps": int(model.optimizer.iterations),
+        "steps": steps,
+        "requested_steps": plan.total_steps,
+        "steps_per_epoch": plan.steps_per_epoch,
+        "resumed_from_step": resumed_from,
         "train_seconds": round(train_seconds, 1),
         "stopped_by_time_budget": bool(budget and budget.stopped_early),
-        "final_train_bits_per_dim": float(history.history["bits_per_dim"][-1]),
+        "final_train_bits_per_dim": float(train_bpd[-1]) if train_bpd else None,
         "test_bits_per_dim": test_bpd,
         "independent_pixel_test_bits_per_dim": independent_pixel_bits_per_dim(train_images, test_images),
-        "model": model_path,
+        "model": str(model_path),
+        "checkpoint": str(checkpoints.last.path) if checkpoints.last else None,
         "config": model.get_config(),
     }
-    write_json(os.path.join(args.output_dir, "report.json"), report)
-    print(f"test bits/dim: {test_bpd:.4f}  (independent-pixel baseline: {report['independent_pixel_test_bits_per_dim']:.4f}; {report['steps']} steps in {train_seconds:.0f} s)")
+    write_json(out / REPORT_FILENAME, report)
+    print(f"test bits/dim: {test_bpd:.4f}  (independent-pixel baseline: {report['independent_pixel_test_bits_per_dim']:.4f}; {steps} steps in {train_seconds:.0f} s)")
     return {"model": model, "report": report, "test_images": test_images}
 
 
 def evaluate(args) -> float:
     """Prints the mean bits/dim of a saved model on a split."""
-    model = keras.models.load_model(args.model)
+    model = load_realnvp(args.model)
     images = _load(args, args.split)
     bpd = _report(model, images, batch_size=args.batch_size)
     print(f"{args.split} bits/dim: {bpd:.4f} ({len(images)} images)")
@@ -140,11 +345,12 @@ def evaluate(args) -> float:
 
 def sample(args) -> str:
     """Writes a PNG grid of samples from a saved model."""
-    model = keras.models.load_model(args.model)
+    model = load_realnvp(args.model)
     images = model.sample(args.num_samples, temperature=args.temperature, seed=args.seed)
-    path = save_grid(images, args.output, scale=args.scale)
-    print(f"wrote {args.num_samples} samples to {path}")
-    return path
+    with atomic.atomic_path(args.output) as temporary:
+        save_grid(images, temporary, scale=args.scale)
+    print(f"wrote {args.num_samples} samples to {args.output}")
+    return str(args.output)
 
 
 def demo(args) -> dict:
@@ -154,15 +360,39 @@ def demo(args) -> dict:
     result = train(args)
     model, test_images = result["model"], result["test_images"]
     samples = os.path.join(args.output_dir, "samples.png")
-    save_grid(model.sample(64, temperature=args.temperature, seed=args.seed), samples)
+    with atomic.atomic_path(samples) as temporary:
+        save_grid(model.sample(64, temperature=args.temperature, seed=args.seed), temporary)
     rows = [model.interpolate(test_images[2 * i], test_images[2 * i + 1], steps=10) for i in range(4)]
     strip = os.path.join(args.output_dir, "interpolation.png")
-    save_grid(np.concatenate(rows), strip, columns=10)
+    with atomic.atomic_path(strip) as temporary:
+        save_grid(np.concatenate(rows), temporary, columns=10)
     from tfp_realnvp.export import export_saved_model
 
     exported = export_saved_model(model, os.path.join(args.output_dir, "saved_model"), version=1, overwrite=True, measured_bits_per_dim=result["report"]["test_bits_per_dim"])
     print(f"wrote {samples}, {strip} and the SavedModel {exported}")
     return result
+
+
+def _add_training_arguments(p: argparse.ArgumentParser, name: str) -> None:
+    p.add_argument("--epochs", type=_positive_int, default=None, help=f"training epochs (default: {100 if name == 'demo' else 10}; the demo stops at its --time-budget first). Not together with --steps.")
+    p.add_argument("--steps", type=_positive_int, default=None, help="total training steps of the run, exactly (instead of --epochs; the data repeats as needed).")
+    p.add_argument("--steps-per-epoch", type=_positive_int, default=None, help="batches per epoch (default: one pass over the data); the data repeats as needed.")
+    p.add_argument("--time-budget", type=float, default=330.0 if name == "demo" else None, help="stop training after this many seconds (checked after every batch).")
+    p.add_argument("--learning-rate", type=float, default=3e-3 if name == "demo" else 1e-3, help="Adam learning rate (default: 1e-3 as in the paper; the short demo uses 3e-3). A resumed run uses this value.")
+    p.add_argument("--batch-norm-momentum", type=float, default=0.95 if name == "demo" else 0.99, help="decay of the batch-norm moving averages.")
+    p.add_argument("--flip", action="store_true", help="random horizontal flips (TensorFlow backend).")
+    p.add_argument("--precision", choices=["float32", "mixed_bfloat16", "mixed_float16"], default="float32", help="Keras dtype policy.")
+    p.add_argument("--jit-compile", choices=["auto", "true", "false"], default="auto", help="XLA-compile the train step (auto: on where Keras deems it faster).")
+    p.add_argument("--temperature", type=float, default=0.7, help="sampling temperature of the sample grids.")
+    p.add_argument("--seed", type=int, default=0, help="random seed (data order, noise, samples).")
+    p.add_argument("--output-dir", default="realnvp_output" if name == "train" else "demo_output", help="where the model, samples, report.json and checkpoints/ go.")
+    p.add_argument("--tensorboard", default=None, help="TensorBoard log directory (losses and sample images).")
+    p.add_argument("--verbose", type=int, default=None, choices=[0, 1, 2], help="Keras progress output: 1 = progress bar with bits/dim, 2 = one line per epoch (default: 1 on a terminal, else 2).")
+    start = p.add_mutually_exclusive_group()
+    start.add_argument("--resume", action="store_true", help="resume from the newest checkpoint in --output-dir and fail if there is none (without this flag a checkpoint is resumed when present).")
+    start.add_argument("--fresh", action="store_true", help="start from scratch: delete the checkpoints in --output-dir and replace its model and report when done.")
+    p.add_argument("--checkpoint-every", type=_positive_float, default=600.0, metavar="SECONDS", help="also checkpoint after the batch during which this many seconds have passed since the last checkpoint (default: 600; checkpoints are written at every epoch end too).")
+    p.add_argument("--keep-checkpoints", type=_positive_int, default=3, metavar="N", help="keep the newest N checkpoints in --output-dir/checkpoints (default: 3).")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -177,22 +407,8 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             p.add_argument("--batch-size", type=_positive_int, default=64, help="images per batch (default: 64).")
             p.set_defaults(num_scales=2, num_filters=16, num_blocks=1, no_batch_norm=False, data_dir=None, max_images=None, test_split="test")
-        p.add_argument("--epochs", type=_positive_int, default=100 if name == "demo" else 10, help="training epochs (the demo stops at its --time-budget first).")
-        p.add_argument("--steps", type=_positive_int, default=None, help="total training steps (overrides --epochs).")
-        p.add_argument("--steps-per-epoch", type=_positive_int, default=None, help="batches per epoch (default: one pass over the data).")
-        p.add_argument("--time-budget", type=float, default=330.0 if name == "demo" else None, help="stop training after this many seconds (checked after every batch).")
-        p.add_argument("--learning-rate", type=float, default=3e-3 if name == "demo" else 1e-3, help="Adam learning rate (default: 1e-3 as in the paper; the short demo uses 3e-3).")
-        p.add_argument("--batch-norm-momentum", type=float, default=0.95 if name == "demo" else 0.99, help="decay of the batch-norm moving averages.")
-        p.add_argument("--no-recalibrate-batch-norm", dest="recalibrate_batch_norm", action="store_false", help="keep the batch-norm moving averages from training instead of re-estimating them on training batches after fit.")
-        p.add_argument("--flip", action="store_true", help="random horizontal flips (TensorFlow backend).")
-        p.add_argument("--precision", choices=["float32", "mixed_bfloat16", "mixed_float16"], default="float32", help="Keras dtype policy.")
-        p.add_argument("--jit-compile", choices=["auto", "true", "false"], default="auto", help="XLA-compile the train step (auto: on where Keras deems it faster).")
-        p.add_argument("--temperature", type=float, default=0.7, help="sampling temperature of the sample grids.")
-        p.add_argument("--seed", type=int, default=0, help="random seed (data order, noise, samples).")
-        p.add_argument("--output-dir", default="realnvp_output" if name == "train" else "demo_output", help="where the model, samples and report.json go.")
-        p.add_argument("--tensorboard", default=None, help="TensorBoard log directory (losses and sample images).")
-        p.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2], help="Keras progress output: 1 = progress bar with bits/dim.")
-        p.set_defaults(func=fn)
+        _add_training_arguments(p, name)
+        p.set_defaults(func=fn, default_epochs=100 if name == "demo" else 10)
 
     p = sub.add_parser("evaluate", help="bits/dim of a saved model on a data split", description="Prints mean bits/dim of a saved .keras model.")
     p.add_argument("--model", required=True, help="path of a saved .keras model.")
@@ -218,13 +434,65 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _subparser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser | None:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices.get(command)
+    return None
+
+
+def cli_wording(message: str, parser: argparse.ArgumentParser | None) -> str:
+    """``message`` with the Python keywords of ``parser``'s options written as its flags.
+
+    ``overwrite=True`` becomes ``--overwrite``, ``image_size=3`` becomes
+    ``--image-size 3``, and a bare ``image_size`` (names with an underscore only)
+    becomes ``--image-size``.
+    """
+    if parser is None:
+        return message
+    flags = {}
+    for action in parser._actions:
+        long_flags = [option for option in action.option_strings if option.startswith("--")]
+        if long_flags and action.dest != "help":
+            flags[action.dest] = (long_flags[0], isinstance(action, argparse._StoreTrueAction))
+    for dest in sorted(flags, key=len, reverse=True):
+        flag, is_switch = flags[dest]
+        if is_switch:
+            message = re.sub(rf"(?<![\w-]){re.escape(dest)}=True\b", flag, message)
+        message = re.sub(rf"(?<![\w-]){re.escape(dest)}=(?=\S)", f"{flag} ", message)
+        if "_" in dest:
+            message = re.sub(rf"(?<![\w-]){re.escape(dest)}\b", flag, message)
+    return message
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Runs one command; returns the exit status (0 ok, 2 refused, 3 diverged, 128 + N on signal N)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.argv = argv
     if getattr(args, "jit_compile", None) is not None:
         args.jit_compile = {"auto": "auto", "true": True, "false": False}[args.jit_compile]
+    wording = _subparser(parser, args.command)
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    except TrainingDiverged as error:
+        checkpoint = error.checkpoint
+        where = (
+            f"the last good checkpoint is {checkpoint.path} (step {checkpoint.step}): lower --learning-rate and run "
+            "the command again to resume from it, or pass --fresh to start over"
+            if checkpoint is not None
+            else "no checkpoint was written before; lower --learning-rate and run again with --fresh"
+        )
+        print(f"error: {cli_wording(str(error), wording)}\n{where}. No model was saved.", file=sys.stderr)
+        return EXIT_DIVERGED
+    except Interrupted as error:
+        print(str(error), file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, OSError) as error:
+        print(f"error: {cli_wording(str(error), wording)}", file=sys.stderr)
+        return EXIT_USAGE
     return 0

@@ -11,12 +11,22 @@ precision:
   values equal the in-process ones.
 * ``sample``: ``num_samples`` int32 scalar, ``seed`` int32 ``[2]``, ``temperature``
   float32 scalar -> ``images`` uint8 ``[num_samples, H, W, C]``; the same seed gives
-  the same images.
+  the same images. ``num_samples`` may be at most ``max_samples``, a bound fixed at
+  export (:data:`DEFAULT_MAX_SAMPLES` unless given), so one request cannot exhaust
+  the server's memory.
 * ``encode``: ``images`` uint8 ``[N, H, W, C]`` -> ``z`` float32 ``[N, H, W, C]``.
 * ``decode``: ``z`` float32 ``[N, H, W, C]`` -> ``images`` uint8 ``[N, H, W, C]``.
 
+Every signature that takes a batch refuses an empty one with an error that says so.
+
 ``assets/realnvp.json`` records the image shape, the flow configuration, the package,
-TensorFlow and Keras versions, the export time and the bits/dim measured at export.
+TensorFlow and Keras versions, the export time, the bits/dim measured at export and
+``max_samples``.
+
+Exports are written aside and renamed into place; concurrent exports to one base
+directory take turns (a lock on the directory), so each gets its own version or
+fails with an error, and ``overwrite=True`` keeps the old export until the new one
+is in place.
 
 Example::
 
@@ -37,12 +47,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
 import keras
 import numpy as np
+
+from tfp_realnvp import atomic
 
 #: Names of the exported signatures, in the order they are listed.
 SIGNATURE_NAMES = ("serving_default", "sample", "encode", "decode")
@@ -52,6 +63,10 @@ METADATA_FILENAME = "realnvp.json"
 
 #: Version of the layout of ``assets/realnvp.json``.
 METADATA_FORMAT_VERSION = 1
+
+#: Largest ``num_samples`` the served ``sample`` signature accepts, unless the export
+#: sets another bound.
+DEFAULT_MAX_SAMPLES = 1024
 
 _BPD_BATCH_SIZE = 256
 _TRACE_ATTRIBUTE = "_saved_model_signatures"
@@ -91,7 +106,7 @@ def _resolve_target(path: str | os.PathLike, version: int | str | None) -> pathl
 
 
 def _check_writable(target: pathlib.Path, overwrite: bool) -> None:
-    if target.exists() and not target.is_dir():
+    if (target.exists() or target.is_symlink()) and (not target.is_dir() or target.is_symlink()):
         raise ExportExistsError(f"cannot export to {str(target)!r}: it exists and is not a directory.")
     if target.is_dir() and any(target.iterdir()) and not overwrite:
         raise ExportExistsError(
@@ -100,11 +115,35 @@ def _check_writable(target: pathlib.Path, overwrite: bool) -> None:
         )
 
 
-def _move_into_place(staging: pathlib.Path, target: pathlib.Path) -> None:
-    """Renames the finished export to ``target``, replacing what ``target`` held."""
-    if target.is_dir():
-        shutil.rmtree(target)
-    os.replace(staging, target)
+def _lock_directory(path: str | os.PathLike, version: int | str | None) -> pathlib.Path:
+    """The directory whose lock serialises exports that could collide: the base of the
+    versions, or the parent of an unversioned export directory."""
+    base = pathlib.Path(os.fspath(path)).expanduser()
+    return base if version is not None else base.parent
+
+
+def _install(staging: pathlib.Path, path, version, overwrite: bool) -> pathlib.Path:
+    """Moves the finished export into place while holding the lock of its base directory.
+
+    The target is resolved again under the lock, so ``version="auto"`` picks a
+    version no other export has taken, and an explicit target that another process
+    filled in the meantime is refused unless ``overwrite``.
+    """
+    with atomic.directory_lock(_lock_directory(path, version)):
+        target = _resolve_target(path, version)
+        _check_writable(target, overwrite)
+        try:
+            return atomic.install_directory(staging, target, replace=overwrite)
+        except FileExistsError as error:
+            raise ExportExistsError(
+                f"cannot export to {str(target)!r}: {error} Pass overwrite=True to replace it, "
+                "or export under a new version."
+            ) from None
+        except OSError as error:
+            raise OSError(
+                f"could not move the export into {str(target)!r} ({error}); "
+                "what was there before is unchanged."
+            ) from error
 
 
 # Checks --------------------------------------------------------------------------
@@ -139,6 +178,18 @@ def _bpd_images(images: Any, image_shape: Sequence[int]) -> np.ndarray:
     return arr.astype(np.uint8)
 
 
+def _check_max_samples(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 1 <= value <= 2**31 - 1:
+        raise ValueError(f"max_samples must be a positive integer (int32); received {value!r}.")
+    return int(value)
+
+
+def _check_finite(model) -> None:
+    from tfp_realnvp.model_files import check_finite_weights
+
+    check_finite_weights(model, name="the model to export")
+
+
 def _check_measured(value: Any) -> float | None:
     if value is None:
         return None
@@ -152,31 +203,50 @@ def _check_measured(value: Any) -> float | None:
 
 
 # The servable --------------------------------------------------------------------
-def _trace_signatures(model) -> dict:
+def _trace_signatures(model, max_samples: int = DEFAULT_MAX_SAMPLES) -> dict:
     """The four signatures of ``model`` as concrete functions, traced in inference mode.
 
     The functions read the model's variables when they run, so one trace serves every
-    later export of the same model (e.g. a new version after more training); it is
-    kept on the model, outside Keras' attribute tracking.
+    later export of the same model (e.g. a new version after more training); traces
+    are kept on the model, outside Keras' attribute tracking, one per ``max_samples``.
+
+    Args:
+        model: the ``RealNVP``.
+        max_samples: the largest ``num_samples`` the ``sample`` signature accepts.
 
     Returns:
         The ``ConcreteFunction`` of each name in ``SIGNATURE_NAMES``.
     """
-    cached = getattr(model, _TRACE_ATTRIBUTE, None)
-    if cached is not None:
-        return dict(cached)
+    max_samples = _check_max_samples(max_samples)
+    cache = getattr(model, _TRACE_ATTRIBUTE, None)
+    if not isinstance(cache, dict) or set(cache) & set(SIGNATURE_NAMES):
+        cache = {}
+        object.__setattr__(model, _TRACE_ATTRIBUTE, cache)
+    if max_samples in cache:
+        return dict(cache[max_samples])
     import tensorflow as tf
 
     height, width, channels = (int(d) for d in model.image_shape)
     event = [height, width, channels]
+
     # TF Serving feeds tensors of any shape to a signature: check them in the graph so
     # that a wrong shape fails with "Shape of tensor images [1,9,8,1] is not
-    # compatible with expected shape [?,8,8,1]" rather than deep inside the flow.
-    def checked_images(images):
-        return tf.ensure_shape(images, [None, *event], name="check_images_shape")
+    # compatible with expected shape [?,8,8,1]" rather than deep inside the flow, and
+    # an empty batch with a message rather than inside a convolution.
+    def non_empty(tensor, signature: str, name: str):
+        check = tf.debugging.assert_positive(
+            tf.shape(tensor)[0],
+            message=f"{signature}: {name} must hold at least one item; received an empty batch",
+        )
+        with tf.control_dependencies([check]):
+            return tf.identity(tensor)
+
+    def checked_images(images, signature: str):
+        images = tf.ensure_shape(images, [None, *event], name="check_images_shape")
+        return non_empty(images, signature, "images")
 
     def log_prob(images):
-        log_p = tf.cast(model(checked_images(images), training=False), tf.float32)
+        log_p = tf.cast(model(checked_images(images, "serving_default"), training=False), tf.float32)
         bits = tf.cast(model.to_bits_per_dim(log_p), tf.float32)
         return {"log_prob": tf.identity(log_p, name="log_prob"), "bits_per_dim": tf.identity(bits, name="bits_per_dim")}
 
@@ -186,6 +256,12 @@ def _trace_signatures(model) -> dict:
         temperature = tf.ensure_shape(temperature, [], name="check_temperature_shape")
         checks = [
             tf.debugging.assert_positive(num_samples, message="sample: num_samples must be a positive int32 scalar"),
+            tf.debugging.assert_less_equal(
+                num_samples,
+                tf.constant(max_samples, tf.int32),
+                message=f"sample: num_samples must be at most {max_samples}, the bound fixed at export "
+                "(max_samples in assets/realnvp.json); ask for fewer per request",
+            ),
             tf.debugging.assert_positive(temperature, message="sample: temperature must be a positive float32 scalar"),
             tf.debugging.assert_all_finite(temperature, message="sample: temperature must be finite"),
         ]
@@ -194,11 +270,11 @@ def _trace_signatures(model) -> dict:
         return {"images": tf.identity(tf.cast(images, tf.uint8), name="images")}
 
     def encode(images):
-        z = tf.cast(model._encode(checked_images(images)), tf.float32)
+        z = tf.cast(model._encode(checked_images(images, "encode")), tf.float32)
         return {"z": tf.identity(z, name="z")}
 
     def decode(z):
-        z = tf.ensure_shape(z, [None, *event], name="check_z_shape")
+        z = non_empty(tf.ensure_shape(z, [None, *event], name="check_z_shape"), "decode", "z")
         z = tf.debugging.assert_all_finite(z, message="decode: z must be finite (no NaN or Inf)")
         return {"images": tf.identity(tf.cast(model._decode(z), tf.uint8), name="images")}
 
@@ -220,7 +296,7 @@ def _trace_signatures(model) -> dict:
     for name in SIGNATURE_NAMES:
         fn, signature = specs[name]
         concrete[name] = tf.function(fn, input_signature=signature, autograph=False).get_concrete_function()
-    object.__setattr__(model, _TRACE_ATTRIBUTE, dict(concrete))
+    cache[max_samples] = dict(concrete)
     return concrete
 
 
@@ -273,7 +349,13 @@ def _signature_summary(concrete: dict) -> dict:
 
 
 def _metadata(
-    model, concrete: dict, *, bits_per_dim: float | None, source: str | None, num_images: int | None
+    model,
+    concrete: dict,
+    *,
+    bits_per_dim: float | None,
+    source: str | None,
+    num_images: int | None,
+    max_samples: int = DEFAULT_MAX_SAMPLES,
 ) -> dict:
     import tensorflow as tf
 
@@ -295,6 +377,7 @@ def _metadata(
         "bits_per_dim_source": source,
         "bits_per_dim_num_images": num_images,
         "eval_noise_seed": list(EVAL_NOISE_SEED),
+        "max_samples": int(max_samples),
         "signatures": _signature_summary(concrete),
     }
 
@@ -308,6 +391,7 @@ def export_saved_model(
     overwrite: bool = False,
     measured_bits_per_dim: float | None = None,
     images_for_bpd: Any = None,
+    max_samples: int = DEFAULT_MAX_SAMPLES,
 ) -> pathlib.Path:
     """Writes ``model`` as a TF SavedModel with serving signatures.
 
@@ -316,6 +400,11 @@ def export_saved_model(
     are float32 whatever the model's dtype policy. Loading the export needs only
     TensorFlow. The SavedModel is assembled in a temporary sibling directory and moved
     into place when complete, so a server watching ``path`` never sees half an export.
+    Exports that could collide (the same base directory) take turns on a lock of that
+    directory: ``version="auto"`` then gives each its own version, and a second
+    export to a taken directory fails instead of replacing the first. With
+    ``overwrite`` the old export is renamed aside, the new one renamed in and only
+    then is the old one deleted; if anything fails the old one stays.
 
     Args:
         model: a ``tfp_realnvp.RealNVP`` (TensorFlow backend).
@@ -329,6 +418,8 @@ def export_saved_model(
         images_for_bpd: integer images ``[N, H, W, C]`` on which to measure the mean
             bits/dim with the exported ``serving_default`` function and record it.
             Give this or ``measured_bits_per_dim``, not both.
+        max_samples: the largest ``num_samples`` the served ``sample`` signature
+            accepts (recorded in ``assets/realnvp.json``).
 
     Returns:
         The directory written (``path`` or ``path/<version>``).
@@ -336,8 +427,9 @@ def export_saved_model(
     Raises:
         ExportExistsError: (a ``FileExistsError`` and ``ValueError``) naming the
             directory when it exists, is not empty and ``overwrite`` is false.
-        ValueError: for a bad ``version``, ``measured_bits_per_dim`` or
-            ``images_for_bpd``, naming the received value.
+        ValueError: for a bad ``version``, ``measured_bits_per_dim``,
+            ``images_for_bpd`` or ``max_samples``, naming the received value, or
+            (``NonFiniteWeightsError``) for a model with NaN or infinite weights.
         TypeError: when ``model`` is not a ``RealNVP``.
         RuntimeError: when the Keras backend is not TensorFlow.
     """
@@ -348,33 +440,37 @@ def export_saved_model(
     measured = _check_measured(measured_bits_per_dim)
     if measured is not None and images_for_bpd is not None:
         raise ValueError("give images_for_bpd or measured_bits_per_dim, not both.")
+    max_samples = _check_max_samples(max_samples)
     bpd_images = _bpd_images(images_for_bpd, model.image_shape) if images_for_bpd is not None else None
     target = _resolve_target(path, version)
-    _check_writable(target, overwrite)
+    _check_writable(target, overwrite)  # fail early; checked again under the lock
+    _check_finite(model)
 
-    concrete = _trace_signatures(model)
+    concrete = _trace_signatures(model, max_samples)
     if bpd_images is not None:
         bits = _measure_bits_per_dim(concrete["serving_default"], bpd_images)
+        if not math.isfinite(bits):
+            raise ValueError(
+                f"the exported model gives non-finite bits/dim ({bits}) on images_for_bpd; nothing was exported."
+            )
         source, count = "images_for_bpd", len(bpd_images)
     elif measured is not None:
         bits, source, count = measured, "measured_bits_per_dim", None
     else:
         bits, source, count = None, None, None
-    metadata = _metadata(model, concrete, bits_per_dim=bits, source=source, num_images=count)
+    metadata = _metadata(model, concrete, bits_per_dim=bits, source=source, num_images=count, max_samples=max_samples)
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = target.parent / f".{target.name}.partial-{uuid.uuid4().hex[:8]}"
+    staging = atomic.staging_directory(target)
     try:
         with tempfile.TemporaryDirectory() as scratch:
             metadata_file = pathlib.Path(scratch) / METADATA_FILENAME
-            metadata_file.write_text(json.dumps(metadata, indent=2) + "\n")
+            metadata_file.write_text(json.dumps(metadata, indent=2, allow_nan=False) + "\n")
             module = _servable(concrete, str(metadata_file))
             tf.saved_model.save(module, str(staging), signatures=concrete)
-        _move_into_place(staging, target)
+        return _install(staging, path, version, overwrite)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
-    return target
 
 
 def load_metadata(path: str | os.PathLike) -> dict:
@@ -491,7 +587,19 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
         help="write into OUTPUT/<version> (TF Serving layout): an integer, or 'auto' for the "
         "largest existing version + 1 (default: write into OUTPUT itself).",
     )
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing non-empty export directory.")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing non-empty export directory (the old one is kept until the new one is in place).",
+    )
+    parser.add_argument(
+        "--max-samples",
+        type=int,
+        default=DEFAULT_MAX_SAMPLES,
+        metavar="N",
+        help=f"the most images one request to the served sample signature may ask for; recorded in "
+        f"assets/realnvp.json (default: {DEFAULT_MAX_SAMPLES}).",
+    )
     bpd = parser.add_mutually_exclusive_group()
     bpd.add_argument(
         "--bits-per-dim",
@@ -534,12 +642,10 @@ def run_export(args: argparse.Namespace) -> pathlib.Path:
     Returns:
         The directory written.
     """
-    model_path = pathlib.Path(args.model)
-    if not model_path.is_file():
-        raise FileNotFoundError(f"no such model file: {str(model_path)!r}.")
-    import tfp_realnvp.model  # noqa: F401  (registers RealNVP for deserialization)
+    from tfp_realnvp.model_files import load_realnvp
 
-    model = keras.models.load_model(model_path, compile=False)
+    model_path = pathlib.Path(args.model)
+    model = load_realnvp(model_path)
     images = None
     if args.eval_data is not None:
         from tfp_realnvp.data import load_images
@@ -554,6 +660,7 @@ def run_export(args: argparse.Namespace) -> pathlib.Path:
         overwrite=args.overwrite,
         measured_bits_per_dim=args.bits_per_dim,
         images_for_bpd=images,
+        max_samples=args.max_samples,
     )
     print(f"exported {model_path} to {target}")
     bits = load_metadata(target)["bits_per_dim"]

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
-import json
+import dataclasses
+import math
 import os
 import time
 
 import keras
 import numpy as np
 
+from tfp_realnvp import atomic
 from tfp_realnvp.backend import backend_name
 
 
 class TimeBudget(keras.callbacks.Callback):
-    """Stops ``fit`` after the batch during which ``seconds`` of training have elapsed."""
+    """Stops ``fit`` after the batch during which ``seconds`` of training have elapsed.
+
+    The clock starts at the first ``fit`` that uses the callback; later ``fit`` calls
+    with the same callback share the budget.
+    """
 
     def __init__(self, seconds: float):
         super().__init__()
@@ -24,7 +30,8 @@ class TimeBudget(keras.callbacks.Callback):
         self._start = None
 
     def on_train_begin(self, logs=None):
-        self._start = time.perf_counter()
+        if self._start is None:
+            self._start = time.perf_counter()
 
     def on_train_batch_end(self, batch, logs=None):
         if time.perf_counter() - self._start >= self.seconds:
@@ -48,6 +55,117 @@ class StopAfterSteps(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+class StopAtStep(keras.callbacks.Callback):
+    """Stops ``fit`` once the optimizer has run ``step`` steps in all (resumed runs included)."""
+
+    def __init__(self, step: int):
+        super().__init__()
+        if isinstance(step, bool) or int(step) < 1:
+            raise ValueError(f"step must be >= 1; received {step!r}.")
+        self.step = int(step)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if int(keras.ops.convert_to_numpy(self.model.optimizer.iterations)) >= self.step:
+            self.model.stop_training = True
+
+
+class StopOnNonFiniteLoss(keras.callbacks.TerminateOnNaN):
+    """Keras' ``TerminateOnNaN`` that raises a ``TrainingDiverged`` naming the step.
+
+    Training ends at once, in the batch whose loss is NaN or infinite: no later
+    callback of that batch (such as a checkpoint) runs, so what was saved before
+    stays the last good state.
+    """
+
+    def __init__(self):
+        super().__init__(raise_error=True)
+
+    def on_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is None:
+            return
+        value = float(np.asarray(keras.ops.convert_to_numpy(loss)))
+        if not math.isfinite(value):
+            from tfp_realnvp.checkpointing import TrainingDiverged, model_step
+
+            self.model.stop_training = True
+            step = model_step(self.model)
+            raise TrainingDiverged(f"training diverged at step {step}: the loss is {value}.", step=step)
+
+
+@dataclasses.dataclass(frozen=True)
+class StepPlan:
+    """How many steps a run trains and how they fall into epochs.
+
+    Attributes:
+        total_steps: optimizer steps of the whole run.
+        steps_per_epoch: steps per Keras epoch (the last epoch may stop earlier).
+        epochs: ``ceil(total_steps / steps_per_epoch)``.
+    """
+
+    total_steps: int
+    steps_per_epoch: int
+    epochs: int
+
+
+def _positive(name: str, value) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer; received {name}={value!r}.")
+    return int(value)
+
+
+def plan_steps(
+    *,
+    batches_per_pass: int | None,
+    epochs: int | None = None,
+    steps: int | None = None,
+    steps_per_epoch: int | None = None,
+    default_epochs: int = 10,
+) -> StepPlan:
+    """Turns the step options of a run into exact numbers; the data repeats as needed.
+
+    * ``steps``: exactly that many steps; an epoch is ``steps_per_epoch`` steps, or
+      one pass over the data (``batches_per_pass``), at most ``steps``.
+    * ``epochs`` (default ``default_epochs``): ``epochs * steps_per_epoch`` steps,
+      an epoch being ``steps_per_epoch`` steps or one pass over the data.
+
+    Args:
+        batches_per_pass: batches in one pass over the data; ``None`` for a stream
+            without end (which then needs ``steps`` or ``steps_per_epoch``).
+        epochs: number of epochs.
+        steps: total number of steps.
+        steps_per_epoch: steps per epoch.
+        default_epochs: epochs when neither ``epochs`` nor ``steps`` is given.
+
+    Raises:
+        ValueError: for ``epochs`` together with ``steps``, a stream without
+            ``steps`` or ``steps_per_epoch``, or a value that is not a positive
+            integer, naming what was received.
+    """
+    epochs, steps = _positive("epochs", epochs), _positive("steps", steps)
+    steps_per_epoch = _positive("steps_per_epoch", steps_per_epoch)
+    batches_per_pass = _positive("batches_per_pass", batches_per_pass)
+    if epochs is not None and steps is not None:
+        raise ValueError(
+            f"give epochs or steps, not both; received epochs={epochs} and steps={steps} "
+            "(steps counts the whole run, epochs * steps_per_epoch would be a second count)."
+        )
+    if steps_per_epoch is None:
+        if batches_per_pass is not None:
+            steps_per_epoch = min(batches_per_pass, steps) if steps else batches_per_pass
+        elif steps is not None:
+            steps_per_epoch = min(steps, 1000)
+        else:
+            raise ValueError(
+                "a streamed source has no end to mark an epoch: give steps or steps_per_epoch; "
+                f"received epochs={epochs}."
+            )
+    total = steps if steps is not None else (epochs or int(default_epochs)) * steps_per_epoch
+    return StepPlan(total_steps=total, steps_per_epoch=steps_per_epoch, epochs=math.ceil(total / steps_per_epoch))
+
+
 def as_fit_input(images: np.ndarray, *, batch_size: int, shuffle: bool, seed: int | None, flip: bool = False):
     """``(x, fit_kwargs)`` for ``fit``/``evaluate``: a tf.data pipeline on TensorFlow,
     the array itself (with ``batch_size``) on other backends."""
@@ -62,10 +180,12 @@ def as_fit_input(images: np.ndarray, *, batch_size: int, shuffle: bool, seed: in
 
 
 def write_json(path: str, payload: dict) -> str:
-    """Writes ``payload`` as indented JSON, creating the directory."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w") as handle:
-        json.dump(payload, handle, indent=2, sort_keys=True, default=float)
+    """Writes ``payload`` as indented, strictly valid JSON, atomically, creating the directory.
+
+    Non-finite floats become ``null`` (bare ``NaN`` is not JSON); NumPy values become
+    Python numbers. The file is written aside and renamed into place.
+    """
+    atomic.write_json(path, payload)
     return path
 
 
