@@ -228,7 +228,7 @@ def error_summary() -> str | None:
 
 
 # Bijector checks ---------------------------------------------------------------------
-def check_round_trips(bijector, x, y, *, atol: float, event_ndims: int = 3, dtype="float64"):
+def check_round_trips(bijector, x, y, *, atol: float, event_ndims: int = 3, dtype="float64", kwargs=None):
     """Checks ``x -> y -> x``, ``y -> x -> y`` and ``fldj(x) == -ildj(forward(x))``.
 
     Inputs are recomputed (``fresh``) before each reverse call, so a cached value cannot
@@ -239,27 +239,39 @@ def check_round_trips(bijector, x, y, *, atol: float, event_ndims: int = 3, dtyp
         x: a point in the forward domain (latent side).
         y: a point in the inverse domain (data side).
         atol: tolerance for the round trips and the log-det identity.
+        kwargs: keyword arguments of every call (e.g. ``{"training": True}``).
     """
+    kw = dict(kwargs or {})
     # x -> y -> x
-    fy = bijector.forward(x)
-    x_back = bijector.inverse(fresh(fy))
+    fy = bijector.forward(x, **kw)
+    x_back = bijector.inverse(fresh(fy), **kw)
     assert_close(x_back, x, atol=atol, kind="round-trip", dtype=dtype)
-    fldj = bijector.forward_log_det_jacobian(x, event_ndims=event_ndims)
-    ildj = bijector.inverse_log_det_jacobian(fresh(fy), event_ndims=event_ndims)
+    fldj = bijector.forward_log_det_jacobian(x, event_ndims=event_ndims, **kw)
+    ildj = bijector.inverse_log_det_jacobian(fresh(fy), event_ndims=event_ndims, **kw)
     assert_close(fldj, -to_numpy(ildj), atol=atol, kind="log-det", dtype=dtype)
 
     # y -> x -> y
-    iy = bijector.inverse(y)
-    y_back = bijector.forward(fresh(iy))
+    iy = bijector.inverse(y, **kw)
+    y_back = bijector.forward(fresh(iy), **kw)
     assert_close(y_back, y, atol=atol, kind="round-trip", dtype=dtype)
-    ildj = bijector.inverse_log_det_jacobian(y, event_ndims=event_ndims)
-    fldj = bijector.forward_log_det_jacobian(fresh(iy), event_ndims=event_ndims)
+    ildj = bijector.inverse_log_det_jacobian(y, event_ndims=event_ndims, **kw)
+    fldj = bijector.forward_log_det_jacobian(fresh(iy), event_ndims=event_ndims, **kw)
     assert_close(ildj, -to_numpy(fldj), atol=atol, kind="log-det", dtype=dtype)
     for value in (fy, iy, fldj, ildj):
         assert np.all(np.isfinite(to_numpy(value)))
 
 
-def check_log_det(bijector, x, y, *, atol: float, event_ndims: int = 3, directions=("forward", "inverse")):
+def check_log_det(
+    bijector,
+    x,
+    y,
+    *,
+    atol: float,
+    event_ndims: int = 3,
+    directions=("forward", "inverse"),
+    kwargs=None,
+    jacobian_kwargs=None,
+):
     """Checks analytic log-dets against autodiff Jacobians (use float64 inputs).
 
     ``forward_log_det_jacobian(x)`` against ``slogdet(d forward / d x)`` and
@@ -267,14 +279,105 @@ def check_log_det(bijector, x, y, *, atol: float, event_ndims: int = 3, directio
 
     Args:
         directions: which of ``"forward"`` and ``"inverse"`` to check.
+        kwargs: keyword arguments of the log-det calls.
+        jacobian_kwargs: keyword arguments of the differentiated ``forward``/``inverse``
+            (default: ``kwargs``). Training-mode batch norm couples the examples of a
+            batch through its statistics; its log-det is that of the bijection at the
+            batch's statistics, which the inference-mode map computes once the moving
+            averages hold them.
+
+    Returns:
+        The analytic log-dets checked, as NumPy arrays, keyed by direction.
     """
+    kw = dict(kwargs or {})
+    jac_kw = kw if jacobian_kwargs is None else dict(jacobian_kwargs)
+    checked = {}
     for direction, point in (("forward", x), ("inverse", y)):
         if direction not in directions:
             continue
         assert point is not None, f"no point given for the {direction} direction"
         transform = getattr(bijector, direction)
         log_det = getattr(bijector, f"{direction}_log_det_jacobian")
-        expected = jacobian_log_det(transform, fresh(point))
-        actual = log_det(fresh(point), event_ndims=event_ndims)
+        expected = jacobian_log_det(lambda t: transform(t, **jac_kw), fresh(point))
+        actual = log_det(fresh(point), event_ndims=event_ndims, **kw)
         assert tuple(actual.shape) == (int(point.shape[0]),)
         assert_close(actual, expected, atol=atol, rtol=0.0, kind="log-det")
+        checked[direction] = to_numpy(actual)
+    return checked
+
+
+def count_calls(monkeypatch, obj, *names: str) -> list[int]:
+    """Counts calls of the methods ``names`` of one object; returns a one-item counter.
+
+    The methods are replaced on the instance (restored by ``monkeypatch``), so calls
+    that TFP or a containing bijector make are counted too.
+    """
+    counter = [0]
+    for name in names:
+        original = getattr(obj, name)
+
+        def counted(*args, _original=original, **kwargs):
+            counter[0] += 1
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(obj, name, counted)
+    return counter
+
+
+# Flows -----------------------------------------------------------------------------------
+# Small networks: one residual block of four filters.
+SMALL = {"num_filters": 4, "num_blocks": 1}
+
+
+def make_flow(num_scales=2, batch_norm=True, *, image=(8, 8, 2), dtype="float64", seed=None, stddev=0.2, **kwargs):
+    """A built ``MultiScaleFlow`` with small networks; ``seed`` randomises every weight."""
+    from tfp_realnvp import MultiScaleFlow
+
+    kwargs = {**SMALL, **kwargs}
+    flow = MultiScaleFlow(image_shape=image, num_scales=num_scales, batch_norm=batch_norm, dtype=dtype, **kwargs)
+    if seed is not None:
+        randomize(flow.variables, seed, stddev=stddev)
+    return flow
+
+
+def make_dist(bijector, event_shape=None, dtype="float64"):
+    """``TransformedDistribution`` of a standard normal over ``event_shape`` through ``bijector``.
+
+    ``event_shape`` defaults to the flow's image shape.
+    """
+    from tfp_realnvp import tfd
+
+    event_shape = list(bijector.image_shape if event_shape is None else event_shape)
+    zero, one = np.array(0.0, dtype), np.array(1.0, dtype)
+    return tfd.TransformedDistribution(tfd.Sample(tfd.Normal(zero, one), event_shape), bijector)
+
+
+def latent_points(flow, rng: np.random.Generator, batch: int = 2, dtype="float64"):
+    """Latents whose images lie inside ``[0, 256)`` (the forward map also reaches beyond)."""
+    image = tuple(flow.image_shape)
+    z = to_numpy(flow.inverse(tensor(pixels(rng, (batch,) + image), dtype)))
+    return tensor(z + 0.01 * rng.normal(size=z.shape), dtype)
+
+
+def negative_log_prob(dist, **log_prob_kwargs):
+    """The mean negative log-likelihood of a batch as a function of the batch."""
+    import keras
+
+    def loss(x):
+        return -keras.ops.sum(dist.log_prob(x, **log_prob_kwargs)) / x.shape[0]
+
+    return loss
+
+
+def is_tracer(value) -> bool:
+    """True for a JAX tracer (always False on TensorFlow)."""
+    if BACKEND != "jax":
+        return False
+    import jax
+
+    return isinstance(value, jax.core.Tracer)
+
+
+def variable_values(variables) -> list[np.ndarray]:
+    """NumPy copies of the variables' current values."""
+    return [to_numpy(v) for v in variables]

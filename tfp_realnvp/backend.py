@@ -71,7 +71,7 @@ def check_state_update(value, *, what: str) -> None:
 
     Under a user's ``jax.jit`` (or ``grad``, ``vmap``) a variable update would keep the
     tracer after the trace ends and break every later call. Keras' own ``fit`` and the
-    flow's pure functions (``MultiScaleFlow.stateless_log_prob``) trace inside a
+    flow's pure-function path (``MultiScaleFlow.stateless_call``) trace inside a
     ``StatelessScope``, where the update is returned as a value instead.
 
     Raises:
@@ -82,8 +82,8 @@ def check_state_update(value, *, what: str) -> None:
     raise ValueError(
         f"{what}: training-mode batch norm updates its moving averages, which a traced "
         "JAX function cannot do in place (the variables would keep a tracer). Inside "
-        "jax.jit/jax.grad use the pure functions MultiScaleFlow.stateless_log_prob or "
-        "RealNVP's Keras fit, which return the new statistics as values; or call the "
+        "jax.jit/jax.grad run the call through MultiScaleFlow.stateless_call (or "
+        "RealNVP's Keras fit), which returns the new statistics as values; or call the "
         "flow in inference mode (training=False)."
     )
 

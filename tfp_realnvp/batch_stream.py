@@ -101,7 +101,8 @@ def resumable_fit_input(images: np.ndarray, *, batch_size: int, seed: int, flip:
     On TensorFlow ``x`` is a ``tf.data.Dataset`` that computes the same kind of
     stream in the graph (its permutations come from TensorFlow's stateless
     shuffle); on other backends it is the generator :func:`image_batches`. Either
-    way the stream has no end, so ``fit`` needs ``steps_per_epoch``.
+    way the stream has no end, so ``fit`` needs ``steps_per_epoch``. (The generator
+    yields ``(batch,)`` tuples, the form Keras wants from a generator.)
 
     Args:
         images: uint8 ``[N, H, W, C]`` held in memory.
@@ -117,7 +118,9 @@ def resumable_fit_input(images: np.ndarray, *, batch_size: int, seed: int, flip:
         raise ValueError(f"start_step must be >= 0; received {start_step!r}.")
     if backend_name() == "tensorflow":
         return _tf_batches(images, batch_size=batch_size, seed=seed, flip=flip, start_step=start_step), {"shuffle": False}
-    return image_batches(images, batch_size=batch_size, seed=seed, flip=flip, start_step=start_step), {}
+    # Keras wants each element of a generator as a tuple: (x,).
+    batches = ((batch,) for batch in image_batches(images, batch_size=batch_size, seed=seed, flip=flip, start_step=start_step))
+    return batches, {"shuffle": False}
 
 
 def streamed_fit_input(dataset, *, batch_size: int, seed: int, flip: bool = False, start_step: int = 0):

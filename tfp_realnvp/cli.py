@@ -19,6 +19,8 @@ import re
 import shlex
 import sys
 import time
+import types
+import warnings
 
 import keras
 import numpy as np
@@ -108,6 +110,25 @@ def _train_input(args, train_images, start_step: int):
     if args.flip and keras.backend.backend() != "tensorflow":
         raise ValueError(f"--flip needs the TensorFlow backend; received --flip on {keras.backend.backend()}.")
     return batch_stream.resumable_fit_input(train_images, batch_size=args.batch_size, seed=args.seed, flip=args.flip, start_step=start_step)
+
+
+def _statistics_refresh(model: RealNVP, x, train_images: np.ndarray, args):
+    """A callback that re-estimates the batch-norm averages from ``train_images`` when
+    ``RealNVP.fit`` cannot do it from ``x`` itself (the endless generator used on
+    backends without ``tf.data``), else ``None``. Call it inside
+    ``warnings.catch_warnings()``: it silences ``fit``'s warning about that generator.
+    """
+    if keras.backend.backend() == "tensorflow" or not isinstance(x, types.GeneratorType):
+        return None
+    try:
+        from tfp_realnvp.batch_norm_refresh import make_refresh_callback
+    except ImportError:
+        return None
+    num_batches = int(getattr(model, "refresh_batches", 0) or 0)
+    callback = make_refresh_callback(model, train_images, batch_size=args.batch_size, num_batches=num_batches, seed=args.seed)
+    if callback is not None:
+        warnings.filterwarnings("ignore", message="batch-norm statistics will not be re-estimated", category=UserWarning)
+    return callback
 
 
 def _verbosity(args) -> int:
@@ -270,9 +291,12 @@ def _train(args, out: pathlib.Path, signals: SignalCatcher) -> dict:
         callbacks.append(budget)
     verbose = _verbosity(args)
 
-    def fit(start: int, *, epochs: int, steps_per_epoch: int):
+    def fit(start: int, *, steps_per_epoch: int, extra_callbacks=()):
         x, fit_kwargs = _train_input(args, train_images, start)
-        return model.fit(x, initial_epoch=start // plan.steps_per_epoch, epochs=epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=verbose, **fit_kwargs)
+        with warnings.catch_warnings():
+            own_refresh = _statistics_refresh(model, x, train_images, args)
+            first = [own_refresh] if own_refresh is not None else []
+            return model.fit(x, initial_epoch=start // plan.steps_per_epoch, epochs=plan.epochs, steps_per_epoch=steps_per_epoch, callbacks=[*first, *callbacks, *extra_callbacks], verbose=verbose, **fit_kwargs)
 
     def stopped() -> bool:
         return signals.received is not None or bool(budget and budget.stopped_early)
@@ -284,16 +308,18 @@ def _train(args, out: pathlib.Path, signals: SignalCatcher) -> dict:
             step = start_step
             epoch, into_epoch = divmod(step, plan.steps_per_epoch)
             if into_epoch and step < plan.total_steps:
-                # Finish the interrupted epoch, so later epochs start where they would have.
-                histories.append(fit(step, epochs=epoch + 1, steps_per_epoch=min(plan.steps_per_epoch - into_epoch, plan.total_steps - step)))
+                # Finish the interrupted epoch first, so later epochs start where they would have.
+                end = min((epoch + 1) * plan.steps_per_epoch, plan.total_steps)
+                histories.append(fit(step, steps_per_epoch=end - step, extra_callbacks=[StopAtStep(end)]))
                 step = model_step(model)
             if step < plan.total_steps and not stopped():
-                histories.append(fit(step, epochs=plan.epochs, steps_per_epoch=plan.steps_per_epoch))
+                histories.append(fit(step, steps_per_epoch=plan.steps_per_epoch))
             if model_step(model) > start_step or checkpoints.last is None:
                 checkpoints.save()
     except TrainingDiverged as error:
         error.checkpoint = checkpoints.last
-        write_json(out / REPORT_FILENAME, _diverged_report(args, error, resumed_from))
+        if not (out / MODEL_FILENAME).exists():  # else keep the report that belongs to that model
+            write_json(out / REPORT_FILENAME, _diverged_report(args, error, resumed_from))
         raise
     train_seconds = time.perf_counter() - started
     steps = model_step(model)
@@ -482,7 +508,7 @@ def main(argv: list[str] | None = None) -> int:
             f"the last good checkpoint is {checkpoint.path} (step {checkpoint.step}): lower --learning-rate and run "
             "the command again to resume from it, or pass --fresh to start over"
             if checkpoint is not None
-            else "no checkpoint was written before; lower --learning-rate and run again with --fresh"
+            else "no checkpoint was written before; lower --learning-rate and run the command again"
         )
         print(f"error: {cli_wording(str(error), wording)}\n{where}. No model was saved.", file=sys.stderr)
         return EXIT_DIVERGED

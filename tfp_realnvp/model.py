@@ -9,6 +9,7 @@ import numpy as np
 from keras import ops
 
 from tfp_realnvp.backend import backend_name, stateless_normal, tfd
+from tfp_realnvp.batch_norm_refresh import make_refresh_callback
 from tfp_realnvp.bijectors.multiscale import MultiScaleFlow
 from tfp_realnvp.compiled import CompiledFunction
 from tfp_realnvp.validation import as_image_batch
@@ -116,9 +117,9 @@ class RealNVP(keras.Model):
     (the paper's ``5e-5``). ``fit`` logs ``loss`` and ``bits_per_dim``; batch norm
     follows Keras' ``training`` flag, which reaches every bijector as TFP's
     ``bijector_kwargs={"training": ...}``. Inference mode (``evaluate``, ``validation_data``,
-    ``log_prob``, ``sample``, exports) uses the batch-norm moving averages, which the
-    warm-started averaging of ``BatchNormalization`` keeps in step with the weights, so
-    the numbers right after ``fit`` describe the trained flow.
+    ``log_prob``, ``sample``, exports) uses the batch-norm moving averages, which ``fit``
+    re-estimates from training batches at the end of every epoch, so the numbers right
+    after ``fit`` describe the trained flow.
 
     Args:
         image_shape: ``(H, W, C)``.
@@ -131,6 +132,9 @@ class RealNVP(keras.Model):
         batch_norm_lag: weight of the moving averages in the training statistics.
         conditioner_batch_norm: batch normalization inside the conditioner networks.
         l2_scale: L2 coefficient on the weight-norm scales.
+        refresh_batches: training batches from which ``fit`` re-estimates the
+            batch-norm averages at the end of every epoch (0: keep the running
+            averages of training).
         seed: seed of the training dequantization noise.
         **kwargs: ``keras.Model`` arguments (``name``, ``dtype``).
     """
@@ -148,12 +152,16 @@ class RealNVP(keras.Model):
         batch_norm_lag: float = 0.0,
         conditioner_batch_norm: bool = False,
         l2_scale: float = 5e-5,
+        refresh_batches: int = 8,
         seed: int | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         if float(l2_scale) < 0:
             raise ValueError(f"l2_scale must be >= 0; received {l2_scale!r}.")
+        if isinstance(refresh_batches, bool) or not isinstance(refresh_batches, (int, np.integer)) or refresh_batches < 0:
+            raise ValueError(f"refresh_batches must be an integer >= 0; received {refresh_batches!r}.")
+        self.refresh_batches = int(refresh_batches)
         flow = MultiScaleFlow(
             image_shape=image_shape,
             num_scales=num_scales,
@@ -196,7 +204,13 @@ class RealNVP(keras.Model):
         config = super().get_config()
         flow_config = dict(self._flow.config)
         flow_config.pop("preprocess", None)
-        config.update(flow_config, image_shape=list(self.image_shape), l2_scale=self.l2_scale, seed=self.seed)
+        config.update(
+            flow_config,
+            image_shape=list(self.image_shape),
+            l2_scale=self.l2_scale,
+            refresh_batches=self.refresh_batches,
+            seed=self.seed,
+        )
         return config
 
     def build(self, input_shape=None):
@@ -312,6 +326,61 @@ class RealNVP(keras.Model):
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         self._bpd_tracker.update_state(self.to_bits_per_dim(y_pred))
         return self.get_metrics_result()
+
+    # Batch-norm statistics -----------------------------------------------------------
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, callbacks=None, **kwargs):
+        """``keras.Model.fit``, then batch-norm averages that describe the trained flow.
+
+        At the end of every epoch (before validation and before any callback) the
+        batch-norm moving averages are re-estimated from ``refresh_batches`` batches
+        of the training data (``tfp_realnvp.batch_norm_refresh``), so inference-mode
+        numbers right after ``fit`` (``val_bits_per_dim``, ``evaluate``,
+        ``bits_per_dim``, samples, saved models, exports) describe the weights as
+        trained. ``x`` must be a NumPy array or a ``tf.data.Dataset`` for that; other
+        sources train as usual, with a warning.
+        """
+        callbacks = list(callbacks or [])
+        refresh = make_refresh_callback(self, x, batch_size=batch_size, num_batches=self.refresh_batches, seed=self.seed or 0)
+        if refresh is not None:
+            callbacks.insert(0, refresh)
+        return super().fit(x, y, batch_size=batch_size, epochs=epochs, callbacks=callbacks, **kwargs)
+
+    def _statistics_step(self):
+        """A compiled ``step(images)`` that runs the flow in training mode on ``images``
+        and stores the updated batch-norm statistics (weights are not changed)."""
+        if "statistics" in self._compiled:
+            return self._compiled["statistics"]
+
+        def log_prob_with_batch_statistics(images):
+            x = self._pixels(images, training=False)
+            return self._distribution.log_prob(x, bijector_kwargs={"training": True})
+
+        if backend_name() == "tensorflow":
+            step = self._compiled_fn("statistics_tf", log_prob_with_batch_statistics)
+        else:
+            import jax
+
+            flow = self._flow
+            others = [v for v in self.variables if all(v is not w for w in flow.variables)]
+
+            def pure(trainable, state, other_values, images):
+                with keras.StatelessScope(state_mapping=list(zip(others, other_values))):
+                    return flow.stateless_call(trainable, state, log_prob_with_batch_statistics, images)[1]
+
+            compiled = jax.jit(pure)
+
+            def step(images):
+                new_state = compiled(
+                    [v.value for v in flow.trainable_variables],
+                    [v.value for v in flow.non_trainable_variables],
+                    [v.value for v in others],
+                    images,
+                )
+                for variable, value in zip(flow.non_trainable_variables, new_state):
+                    variable.assign(value)
+
+        self._compiled["statistics"] = step
+        return step
 
     # Inference API --------------------------------------------------------------
     def _compiled_fn(self, key, fn, **kwargs) -> CompiledFunction:

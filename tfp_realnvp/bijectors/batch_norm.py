@@ -6,7 +6,7 @@ import keras
 from keras import ops
 
 from tfp_realnvp.backend import eager_scope
-from tfp_realnvp.bijectors.one_pass import OnePassBijector
+from tfp_realnvp.bijectors.one_pass import OnePassBijector, check_built_event
 from tfp_realnvp.moving_stats import channel_moments, update_moving_moments
 from tfp_realnvp.validation import check_event_shape
 
@@ -103,19 +103,27 @@ class BatchNormalization(OnePassBijector):
             self.build(event_shape)
 
     def build(self, event_shape) -> None:
+        """Creates the weights for an ``[H, W, C]`` event.
+
+        Raises:
+            ValueError: naming the shape, for a rank below 3 or another event shape
+                than the one the weights were built for.
+        """
         event = check_event_shape(event_shape, name=f"{self.name} event")
+        self._validate_event_shape(event, inverse=False)
         if self._event_shape is not None:
-            if event != self._event_shape:
-                raise ValueError(
-                    f"{self.name} was built for event shape {list(self._event_shape)}; "
-                    f"received event shape {list(event)}."
-                )
             return
         with eager_scope():
             self._state = FlowBatchNormState(dtype=self._layer_dtype, name=f"{self.name}_state")
             self._state.build((None,) + event)
         self._event_shape = event
         self._track_variables(self._state.weights)
+
+    def _validate_event_shape(self, event, *, inverse: bool) -> None:
+        check_built_event(event, self._event_shape, name=self.name)
+
+    def _has_moving_statistics(self) -> bool:
+        return True
 
     @property
     def momentum(self) -> float:
@@ -140,14 +148,6 @@ class BatchNormalization(OnePassBijector):
     @property
     def layers(self) -> list:
         return [self._state] if self._state is not None else []
-
-    @property
-    def variables(self):
-        return list(self._state.weights) if self._state is not None else []
-
-    @property
-    def trainable_variables(self):
-        return list(self._state.trainable_weights) if self._state is not None else []
 
     def _training_statistics(self, y):
         """Batch (or lagged) statistics of ``y``; updates the moving averages once."""

@@ -7,7 +7,7 @@ from keras import ops
 
 from tfp_realnvp.backend import eager_scope
 from tfp_realnvp.bijectors.masks import check_mask_type, checkerboard
-from tfp_realnvp.bijectors.one_pass import OnePassBijector
+from tfp_realnvp.bijectors.one_pass import OnePassBijector, check_built_event, format_event
 from tfp_realnvp.networks.resnet import ResNetConditioner
 from tfp_realnvp.networks.tanh_scale import TanhScale
 from tfp_realnvp.validation import check_event_shape
@@ -93,23 +93,32 @@ class AffineCoupling(OnePassBijector):
 
     # Building -----------------------------------------------------------------
     def build(self, event_shape) -> None:
-        """Creates the conditioner and scale layers for an ``[H, W, C]`` event."""
+        """Creates the conditioner and scale layers for an ``[H, W, C]`` event.
+
+        Raises:
+            ValueError: naming the shape, for an event this coupling cannot transform
+                (another shape than the one it was built for, an odd channel count
+                with a channel mask, a rank below 3).
+        """
         h, w, c = check_event_shape(event_shape, name=f"{self.name} event")
+        self._validate_event_shape((h, w, c), inverse=False)
         if self._event_shape is not None:
-            if (h, w, c) != self._event_shape:
-                raise ValueError(
-                    f"{self.name} was built for event shape {list(self._event_shape)}; "
-                    f"received event shape {[h, w, c]}."
-                )
             return
-        if self._mask_type == "channel" and c % 2:
-            raise ValueError(
-                f"A channel mask splits channels in halves and needs an even channel count; "
-                f"received event shape {[h, w, c]}."
-            )
         with eager_scope():
             self._build_layers(h, w, c)
         self._track_variables(self.variables)
+
+    def _validate_event_shape(self, event, *, inverse: bool) -> None:
+        check_built_event(event, self._event_shape, name=self.name)
+        c = event[-1]
+        if self._mask_type == "channel" and c is not None and c % 2:
+            raise ValueError(
+                f"A channel mask splits channels in halves and needs an even channel count; "
+                f"received event shape {format_event(event)}."
+            )
+
+    def _has_moving_statistics(self) -> bool:
+        return bool(self.non_trainable_variables)
 
     def _build_layers(self, h: int, w: int, c: int) -> None:
         c_a = c if self._mask_type == "checkerboard" else c // 2
@@ -151,14 +160,6 @@ class AffineCoupling(OnePassBijector):
     def layers(self) -> list:
         """The Keras layers this bijector uses (empty until built)."""
         return [self._conditioner, self._scale_layer] if self.built else []
-
-    @property
-    def variables(self):
-        return [v for layer in self.layers for v in layer.weights]
-
-    @property
-    def trainable_variables(self):
-        return [v for layer in self.layers for v in layer.trainable_weights]
 
     # Math ---------------------------------------------------------------------
     def _split(self, x):

@@ -5,7 +5,13 @@ from __future__ import annotations
 from keras import ops
 
 from tfp_realnvp.backend import tfb
-from tfp_realnvp.bijectors.one_pass import OnePassBijector, transform
+from tfp_realnvp.bijectors.one_pass import (
+    OnePassBijector,
+    check_nested_event_shape,
+    format_event,
+    one_pass_steps,
+    transform,
+)
 
 
 class FactorOut(OnePassBijector):
@@ -22,8 +28,12 @@ class FactorOut(OnePassBijector):
     with a standard-normal base over the whole ``[H, W, C]`` tensor it is scored by
     the base density like the rest, and the latent keeps the data's event shape.
 
+    ``inner`` must keep the event shape of its ``[H, W, C/2]`` input. The event-shape
+    methods reject an odd ``C`` and every shape whose half ``inner`` rejects.
+
     Args:
         inner: the bijector for the remaining half (an ``[H, W, C/2]`` event).
+        validate_args: passed to ``tfb.Bijector``.
         name: bijector name.
     """
 
@@ -36,10 +46,31 @@ class FactorOut(OnePassBijector):
     def inner(self) -> tfb.Bijector:
         return self._inner
 
+    def _one_pass_parts(self):
+        return one_pass_steps(self._inner)
+
+    def _validate_event_shape(self, event, *, inverse: bool) -> None:
+        h, w, c = event
+        if c is not None and c % 2:
+            raise ValueError(f"FactorOut needs an even channel count; received event shape {format_event(event)}.")
+        half = (h, w, None if c is None else c // 2)
+        try:
+            out = check_nested_event_shape(self._inner, half, inverse=inverse)
+        except ValueError as error:
+            raise ValueError(
+                f"{self.name} passes the last {format_event(half)} of event shape {format_event(event)} "
+                f"to its inner bijector, which rejects it: {error}"
+            ) from error
+        if any(a is not None and b is not None and a != b for a, b in zip(out, half)):
+            raise ValueError(
+                f"{self.name} needs an inner bijector that keeps the event shape; for event shape "
+                f"{format_event(event)} it maps {format_event(half)} to {format_event(out)}."
+            )
+
     def _transform(self, x, *, inverse: bool, training: bool = False):
         c = x.shape[-1]
-        if c is None or c % 2:
-            raise ValueError(f"FactorOut needs an even channel count; received shape {list(x.shape)}.")
+        if c is None:
+            raise ValueError(f"FactorOut needs a known channel count; received shape {list(x.shape)}.")
         kept, rest = x[..., : c // 2], x[..., c // 2 :]
         out, log_det = transform(self._inner, rest, inverse=inverse, training=training)
         return ops.concatenate([kept, out], axis=-1), log_det

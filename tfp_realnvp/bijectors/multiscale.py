@@ -6,7 +6,7 @@ from tfp_realnvp.backend import tfb
 from tfp_realnvp.bijectors.batch_norm import BatchNormalization
 from tfp_realnvp.bijectors.coupling import AffineCoupling
 from tfp_realnvp.bijectors.factor_out import FactorOut
-from tfp_realnvp.bijectors.one_pass import OnePassBijector, transform
+from tfp_realnvp.bijectors.one_pass import OnePassBijector, check_built_event, format_event, one_pass_steps, transform
 from tfp_realnvp.bijectors.preprocess import LogitPreprocess
 from tfp_realnvp.bijectors.squeeze import Squeeze
 from tfp_realnvp.validation import check_event_shape
@@ -38,7 +38,9 @@ class MultiScaleFlow(OnePassBijector):
     **Batch-norm mode** is a call argument, ``training`` (default ``False``: moving
     averages), that TFP passes through: ``flow.inverse(x, training=True)``,
     ``dist.log_prob(x, bijector_kwargs={"training": True})``. It is part of TFP's cache
-    key and of every trace, so a result is never reused across modes.
+    key and of every trace, so a result is never reused across modes. Under a user's
+    ``jax.jit`` training mode needs ``stateless_call`` (the moving averages cannot be
+    updated in place from inside a trace; the flow refuses with a ``ValueError``).
 
     **Weights.** ``trainable_variables``/``variables`` list the Keras weights; on
     TensorFlow a ``tfd.TransformedDistribution`` (or ``tfb.Chain``, ``tfb.Invert``)
@@ -66,11 +68,15 @@ class MultiScaleFlow(OnePassBijector):
             normalization in s and t").
         dtype: Keras dtype policy for every layer (``"float64"`` for exactness tests,
             ``"mixed_bfloat16"`` for speed).
+        validate_args: passed to ``tfb.Bijector`` and to the logit step, which then
+            checks that ``inverse`` inputs lie in its domain, with no NaN.
         name: bijector name.
 
     Raises:
         ValueError: for a bad argument, or an image shape whose sides do not divide by
-            ``2**(num_scales - 1)``; the message names the received value.
+            ``2**(num_scales - 1)``; the message names the received value. The
+            event-shape methods (``forward_event_shape``, ...) raise the same errors, and
+            also reject another image shape than the one the flow was built for.
     """
 
     def __init__(
@@ -102,7 +108,7 @@ class MultiScaleFlow(OnePassBijector):
         self._batch_norm_lag = float(batch_norm_lag)
         self._conditioner_batch_norm = bool(conditioner_batch_norm)
         self._layer_dtype = dtype
-        self._preprocess = LogitPreprocess(alpha=alpha) if preprocess else None
+        self._preprocess = LogitPreprocess(alpha=alpha, validate_args=validate_args) if preprocess else None
         self._image_shape = None
         self._chain = None
         self.couplings: list[AffineCoupling] = []
@@ -114,29 +120,33 @@ class MultiScaleFlow(OnePassBijector):
     # Construction ---------------------------------------------------------------
     def check_image_shape(self, image_shape) -> tuple[int, int, int]:
         """Returns ``(H, W, C)`` or raises ``ValueError`` naming the shape and scale count."""
-        h, w, c = check_event_shape(image_shape, name="image_shape")
+        shape = check_event_shape(image_shape, name="image_shape")
+        self._validate_event_shape(shape, inverse=True)
+        return shape
+
+    def _validate_event_shape(self, event, *, inverse: bool) -> None:
+        # The flow maps [H, W, C] to [H, W, C]: both directions accept the same events.
+        h, w, c = event
         factor = 2 ** (self._num_scales - 1)
-        if h % factor or w % factor:
+        if (h is not None and h % factor) or (w is not None and w % factor):
             raise ValueError(
                 f"MultiScaleFlow with num_scales={self._num_scales} needs image height and width "
-                f"divisible by 2**(num_scales - 1) = {factor}; received image shape {[h, w, c]}."
+                f"divisible by 2**(num_scales - 1) = {factor}; received image shape {format_event(event)}."
             )
-        return h, w, c
+        check_built_event(event, self._image_shape, name=self.name, what="image shape")
 
     def build(self, image_shape) -> None:
         """Creates every bijector and network for images of shape ``[H, W, C]``."""
         shape = self.check_image_shape(image_shape)
         if self._image_shape is not None:
-            if shape != self._image_shape:
-                raise ValueError(
-                    f"{self.name} was built for image shape {list(self._image_shape)}; "
-                    f"received image shape {list(shape)}."
-                )
             return
         steps = [self._preprocess] if self._preprocess is not None else []
         steps.append(self._scale(0, shape))
         self._chain = tfb.Chain(steps, name=f"{self.name}_chain")
         self._image_shape = shape
+
+    def _one_pass_parts(self):
+        return one_pass_steps(self._chain) if self._chain is not None else iter(())
 
     def _coupling(self, scale: int, kind: str, index: int, parity: int, shape) -> list:
         coupling = AffineCoupling(
@@ -219,14 +229,6 @@ class MultiScaleFlow(OnePassBijector):
         """Every Keras layer of the flow (conditioners, scales, batch-norm weights)."""
         return [layer for b in self.couplings + self.batch_norms for layer in b.layers]
 
-    @property
-    def variables(self):
-        return [v for layer in self.layers for v in layer.weights]
-
-    @property
-    def trainable_variables(self):
-        return [v for layer in self.layers for v in layer.trainable_weights]
-
     def weight_scales(self) -> list:
         """The weight-norm scales of every conditioner (the paper's L2 target)."""
         return [g for c in self.couplings for g in c.conditioner.weight_scales()]
@@ -235,10 +237,6 @@ class MultiScaleFlow(OnePassBijector):
     def network_calls(self) -> int:
         """Conditioner passes run so far, summed over couplings (for one-pass checks)."""
         return sum(c.network_calls for c in self.couplings)
-
-    @property
-    def non_trainable_variables(self):
-        return [v for layer in self.layers for v in layer.non_trainable_weights]
 
     # Pure functions (JAX) ------------------------------------------------------------
     def stateless_call(self, trainable_values, non_trainable_values, fn, *args, **kwargs):

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from tfp_realnvp.backend import backend_name, tfb
+from collections.abc import Iterator
+
+import numpy as np
+
+from tfp_realnvp.backend import backend_name, is_concrete, tfb
 
 
 def check_training(training) -> bool:
@@ -11,19 +15,75 @@ def check_training(training) -> bool:
     The batch-norm mode must be known when a function is traced (it selects which
     statistics the graph computes), so tensors are refused.
     """
-    if isinstance(training, bool):
-        return training
-    try:
-        import numpy as np
-
-        if isinstance(training, np.bool_):
-            return bool(training)
-    except ImportError:  # pragma: no cover - numpy is a dependency
-        pass
+    if isinstance(training, (bool, np.bool_)):
+        return bool(training)
     raise ValueError(
         "training must be a Python bool (it selects batch statistics or moving averages "
         f"when the flow is traced); received {training!r} of type {type(training).__name__}."
     )
+
+
+# Event shapes ----------------------------------------------------------------------------
+def static_dims(shape) -> list[int | None] | None:
+    """The statically known dimensions of a shape, or ``None`` when its rank is unknown.
+
+    Args:
+        shape: a ``TensorShape`` (either substrate), a list or tuple of ints (``None``
+            for an unknown dimension), or an int32 shape tensor / array.
+
+    Returns:
+        A list with an int for each known dimension and ``None`` for each unknown one.
+    """
+    if hasattr(shape, "as_list") and hasattr(shape, "rank"):  # TensorShape
+        return None if shape.rank is None else list(shape.as_list())
+    if isinstance(shape, (list, tuple)):
+        return [None if d is None else int(d) for d in shape]
+    if backend_name() == "tensorflow":
+        import tensorflow as tf
+
+        if tf.is_tensor(shape):
+            value = tf.get_static_value(shape, partial=True)
+            if value is None:
+                return None
+            return [None if d is None else int(d) for d in np.reshape(np.asarray(value, dtype=object), [-1])]
+    if not is_concrete(shape):
+        return None
+    return [int(d) for d in np.reshape(np.asarray(shape), [-1])]
+
+
+def event_dims(shape, *, name: str) -> tuple[int | None, int | None, int | None] | None:
+    """The ``(H, W, C)`` of a shape whose last three dimensions are the event.
+
+    Unknown dimensions come back as ``None``; a shape of unknown rank gives ``None``.
+
+    Raises:
+        ValueError: naming the shape, when its rank is below 3 or a known event
+            dimension is not positive.
+    """
+    dims = static_dims(shape)
+    if dims is None:
+        return None
+    if len(dims) < 3:
+        raise ValueError(
+            f"{name} needs at least rank 3 (..., height, width, channels); received shape {dims}."
+        )
+    event = tuple(dims[-3:])
+    if any(d is not None and d <= 0 for d in event):
+        raise ValueError(f"{name} needs positive event dimensions; received shape {dims}.")
+    return event
+
+
+def format_event(event) -> str:
+    """``[H, W, C]`` with ``None`` for unknown dimensions, as the error messages show shapes."""
+    return str([d for d in event])
+
+
+def check_built_event(event, built, *, name: str, what: str = "event shape") -> None:
+    """Refuses an event that contradicts the (known) event a bijector was built for."""
+    if built is None:
+        return
+    if any(d is not None and d != b for d, b in zip(event, built)):
+        raise ValueError(f"{name} was built for {what} {list(built)}; received {what} {format_event(event)}.")
 
 
 # ``tfb.Chain(...)`` and ``tfb.Invert(...)`` may return instances of private base classes
@@ -40,6 +100,7 @@ def transform(bijector, x, *, inverse: bool, training: bool):
     TFP with a 3-dimensional event.
     """
     if isinstance(bijector, OnePassBijector):
+        bijector._check_input(x, inverse=inverse)
         return bijector._transform(x, inverse=inverse, training=training)
     if isinstance(bijector, _CHAIN_TYPES):
         # A Chain applies its last bijector first in ``forward``, its first in ``inverse``.
@@ -56,28 +117,68 @@ def transform(bijector, x, *, inverse: bool, training: bool):
     return bijector.forward(x), bijector.forward_log_det_jacobian(x, event_ndims=3)
 
 
+def one_pass_steps(bijector) -> Iterator[OnePassBijector]:
+    """The ``OnePassBijector`` steps of ``bijector``, looking through ``tfb.Chain``/``tfb.Invert``."""
+    if isinstance(bijector, OnePassBijector):
+        yield bijector
+    elif isinstance(bijector, _CHAIN_TYPES):
+        for step in bijector.bijectors:
+            yield from one_pass_steps(step)
+    elif isinstance(bijector, _INVERT_TYPES):
+        yield from one_pass_steps(bijector.bijector)
+
+
+def check_nested_event_shape(bijector, event, *, inverse: bool):
+    """The event shape that ``bijector`` maps ``event`` to, or ``ValueError`` if it rejects it.
+
+    ``OnePassBijector`` steps, ``tfb.Chain`` and ``tfb.Invert`` are walked as
+    ``transform`` walks them; any other bijector answers through its own
+    ``forward_event_shape``/``inverse_event_shape``.
+    """
+    if isinstance(bijector, OnePassBijector):
+        bijector._validate_event_shape(event, inverse=inverse)
+        return tuple(event)
+    if isinstance(bijector, _CHAIN_TYPES):
+        steps = bijector.bijectors if inverse else list(reversed(bijector.bijectors))
+        for step in steps:
+            event = check_nested_event_shape(step, event, inverse=inverse)
+        return event
+    if isinstance(bijector, _INVERT_TYPES):
+        return check_nested_event_shape(bijector.bijector, event, inverse=not inverse)
+    method = bijector.inverse_event_shape if inverse else bijector.forward_event_shape
+    out = static_dims(method(list(event)))
+    return tuple(out[-3:]) if out is not None else (None, None, None)
+
+
 class OnePassBijector(tfb.Bijector):
     """A ``tfb.Bijector`` that computes a transformation and its log-det together.
 
-    Subclasses implement ``_transform(x, *, inverse, training) -> (value, log_det)``.
+    Subclasses implement ``_transform(x, *, inverse, training) -> (value, log_det)``
+    and, when they accept only some event shapes, ``_validate_event_shape``.
     The log-det is stored in TFP's bijector cache under the input and the call's
     keyword arguments (``ildj`` and ``fldj``; the cache shares the entry between
     ``x`` and ``y``), so ``TransformedDistribution.log_prob``, ``sample`` and
     ``experimental_sample_and_log_prob`` evaluate every network once.
 
-    Every method takes ``training`` (default ``False``): batch normalization uses
-    batch statistics, and updates its moving averages, only when it is ``True``.
+    **Mode.** Every method takes ``training`` (default ``False``): batch normalization
+    uses batch statistics, and updates its moving averages, only when it is ``True``.
     Because it is a call argument it is part of TFP's cache key and of a
     ``tf.function``'s trace signature, so a result computed in one mode is never
     returned for the other. Through a distribution:
-    ``dist.log_prob(x, bijector_kwargs={"training": True})``.
+    ``dist.log_prob(x, bijector_kwargs={"training": True})``. A training-mode call that
+    updates moving averages also drops every other cached result of this bijector, so
+    an inference-mode result cached before the update is computed again with the new
+    averages. (As for every TFP bijector, a cached result otherwise lives as long as
+    its input and output tensors do: after changing the weights, transform new tensors.)
 
-    The bijector owns the weights of its Keras layers: ``copy()`` returns the bijector
-    itself (the same function, the same weights) and refuses parameter overrides, and
-    the batch shape is ``[]``.
+    **Shapes.** The event shape is unchanged. ``forward_event_shape``,
+    ``inverse_event_shape`` and their ``_tensor`` versions reject (``ValueError``
+    naming the shape) every event shape that ``forward``/``inverse`` reject.
+
+    **Weights.** The bijector owns the weights of its Keras layers: ``copy()`` returns
+    the bijector itself (the same function, the same weights) and refuses parameter
+    overrides, and the batch shape is ``[]``.
     """
-
-    _owns_weights = True
 
     def _get_parameterization(self):
         # TFP's bijector cache is shared by all instances and keyed by bijector
@@ -121,9 +222,107 @@ class OnePassBijector(tfb.Bijector):
             return
         import tensorflow as tf
 
-        tf_variables = tuple(v.value if not isinstance(v, tf.Variable) else v for v in keras_variables)
-        self._tf_variables = self._no_dependency(tf_variables)
+        found = []
+        for v in keras_variables:
+            # The stored ``tf.Variable`` itself: ``v.value`` may be an autocast copy or,
+            # inside a ``StatelessScope``, a substituted value.
+            inner = v if isinstance(v, tf.Variable) else getattr(v, "_value", None)
+            if isinstance(inner, tf.Variable):
+                found.append(inner)
+        self._tf_variables = self._no_dependency(tuple(found))
 
+    # Nested state ------------------------------------------------------------------
+    def _one_pass_parts(self) -> Iterator[OnePassBijector]:
+        """The ``OnePassBijector`` steps inside this one (none by default)."""
+        return iter(())
+
+    @property
+    def layers(self) -> list:
+        """The Keras layers of this bijector's steps, each once."""
+        seen, out = set(), []
+        for part in self._one_pass_parts():
+            for layer in part.layers:
+                if id(layer) not in seen:
+                    seen.add(id(layer))
+                    out.append(layer)
+        return out
+
+    @property
+    def variables(self):
+        """Every Keras weight (trainable weights and batch-norm statistics)."""
+        return [v for layer in self.layers for v in layer.weights]
+
+    @property
+    def trainable_variables(self):
+        return [v for layer in self.layers for v in layer.trainable_weights]
+
+    @property
+    def non_trainable_variables(self):
+        return [v for layer in self.layers for v in layer.non_trainable_weights]
+
+    def _has_moving_statistics(self) -> bool:
+        """True when a training-mode call may update state (batch-norm statistics)."""
+        return any(part._has_moving_statistics() for part in self._one_pass_parts())
+
+    def _drop_cached_results(self, current, fn_name: str, kwargs: dict) -> None:
+        """Forgets every cached result of this bijector and its parts but the current one.
+
+        Called after a training-mode call changed moving averages: results cached
+        before it (inference-mode ones above all) describe the old statistics.
+        """
+        owners = {id(self)} | {id(part) for part in self._walk_parts()}
+        storage = self._cache.storage
+        for key in list(storage.keys()):
+            if not key.alive:
+                continue
+            owner, _, name, key_kwargs = key.subkey
+            if id(owner) not in owners:
+                continue
+            if owner is self and name == fn_name and key_kwargs == kwargs and key() is current:
+                continue
+            key.cancel()
+            storage.pop(key, None)
+
+    def _walk_parts(self) -> Iterator[OnePassBijector]:
+        for part in self._one_pass_parts():
+            yield part
+            yield from part._walk_parts()
+
+    # Event shapes --------------------------------------------------------------------
+    def _validate_event_shape(self, event, *, inverse: bool) -> None:
+        """Raises ``ValueError`` naming ``event`` when ``forward`` (``inverse``) rejects it.
+
+        Args:
+            event: ``(H, W, C)``, each an int or ``None`` when unknown; only known
+                dimensions are checked.
+            inverse: check the input of ``inverse`` (else of ``forward``).
+        """
+
+    def _check_input(self, x, *, inverse: bool) -> None:
+        """Checks the input of ``forward``/``inverse``: rank >= 3 and an event it accepts."""
+        event = event_dims(x.shape, name=f"{self.name} input")
+        if event is not None:
+            self._validate_event_shape(event, inverse=inverse)
+
+    def _checked_shape(self, shape, *, inverse: bool):
+        event = event_dims(shape, name=f"{self.name} event shape")
+        if event is not None:
+            self._validate_event_shape(event, inverse=inverse)
+        return shape
+
+    def _forward_event_shape(self, input_shape):
+        return self._checked_shape(input_shape, inverse=False)
+
+    def _inverse_event_shape(self, output_shape):
+        return self._checked_shape(output_shape, inverse=True)
+
+    def _forward_event_shape_tensor(self, input_shape):
+        return self._checked_shape(input_shape, inverse=False)
+
+    def _inverse_event_shape_tensor(self, output_shape):
+        return self._checked_shape(output_shape, inverse=True)
+
+    # Transformations -----------------------------------------------------------------
     def _transform(self, x, *, inverse: bool, training: bool = False):
         raise NotImplementedError(f"{type(self).__name__} must implement _transform.")
 
@@ -133,17 +332,25 @@ class OnePassBijector(tfb.Bijector):
             raise ValueError(f"{self.name} takes the keyword argument 'training' only; received {unknown}.")
         return check_training(kwargs.get("training", False))
 
+    def _run(self, x, kwargs: dict, *, inverse: bool):
+        training = self._mode(kwargs)
+        self._check_input(x, inverse=inverse)
+        value, log_det = self._transform(x, inverse=inverse, training=training)
+        if training and self._has_moving_statistics():
+            self._drop_cached_results(x, "_inverse" if inverse else "_forward", kwargs)
+        return value, log_det
+
     # The cache is keyed by the keyword arguments exactly as TFP received them, so that
     # the attributes written by one call are the ones the next call with the same
     # arguments reads (for example ``forward(z)`` then ``inverse_log_det_jacobian(x)``
     # inside ``experimental_sample_and_log_prob``).
     def _forward(self, x, **kwargs):
-        y, fldj = self._transform(x, inverse=False, training=self._mode(kwargs))
+        y, fldj = self._run(x, kwargs, inverse=False)
         self._cache.forward_attributes(x, **kwargs).update(fldj=fldj, ildj=-fldj)
         return y
 
     def _inverse(self, y, **kwargs):
-        x, ildj = self._transform(y, inverse=True, training=self._mode(kwargs))
+        x, ildj = self._run(y, kwargs, inverse=True)
         self._cache.inverse_attributes(y, **kwargs).update(ildj=ildj, fldj=-ildj)
         return x
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import keras
 from keras import ops
 
 from tfp_realnvp.bijectors.one_pass import OnePassBijector
@@ -26,7 +27,10 @@ class LogitPreprocess(OnePassBijector):
     ``(-256 alpha / (1 - 2 alpha), 256 (1 - alpha) / (1 - 2 alpha))``, about
     ``(-14.2, 270.2)`` for ``alpha = 0.05``, which contains ``[0, 256)``. That interval
     is the bijector's domain: samples of a flow may fall slightly outside
-    ``[0, 256)`` and their ``log_prob`` is still finite. Images are checked against
+    ``[0, 256)`` and their ``log_prob`` is still finite. In floating point, logits
+    beyond about ``+-16`` (float32) would round to the ends of the interval, so
+    ``forward`` clips its output to stay a few units of precision inside it: the
+    inverse of every ``forward`` output is finite. Images are checked against
     ``[0, 256)`` by the image-facing API (``RealNVP``, the CLI, the SavedModel); with
     ``validate_args=True`` this bijector checks its own domain.
 
@@ -58,17 +62,40 @@ class LogitPreprocess(OnePassBijector):
         a = self._alpha
         return -256.0 * a / (1.0 - 2.0 * a), 256.0 * (1.0 - a) / (1.0 - 2.0 * a)
 
+    def _interior(self, dtype) -> tuple[float, float]:
+        """The closed interval, strictly inside the domain in ``dtype``, that ``forward`` clips to.
+
+        A few units of ``dtype``'s precision from each end: far enough that the
+        difference to either end is not zero after rounding, so ``inverse`` of every
+        ``forward`` output is finite.
+        """
+        eps = _EPS.get(keras.backend.standardize_dtype(dtype), _EPS["float32"])
+        low, high = self.domain
+        return low + 2.0 * eps * abs(low), high - 2.0 * eps * abs(high)
+
     def _transform(self, x, *, inverse: bool, training: bool = False):
         a = self._alpha
         log_slope = math.log((1.0 - 2.0 * a) / 256.0)
+        low, high = self.domain
         if inverse:
             if self.validate_args:
-                low, high = self.domain
                 x = assert_in_range(x, low, high, name=f"{self.name} inputs")
-            p = a + (1.0 - 2.0 * a) * x / 256.0
-            y = ops.log(p) - ops.log1p(-p)
+            # y = log((x - low) / (high - x)), with low + high = 256, written as
+            # +-log1p(2 |x - 128| / distance to the far end): every difference is exact
+            # near the ends of the domain, and y is accurate near x = 128.
+            upper = ops.log1p(2.0 * (x - 128.0) / (high - x))
+            lower = -ops.log1p(2.0 * (128.0 - x) / (x - low))
+            y = ops.where(x >= 128.0, upper, lower)
             per_element = log_slope + ops.softplus(y) + ops.softplus(-y)
             return y, ops.sum(per_element, axis=(-3, -2, -1))
         per_element = log_slope + ops.softplus(x) + ops.softplus(-x)
         pixels = 256.0 * (ops.sigmoid(x) - a) / (1.0 - 2.0 * a)
+        # Logits beyond about +-16 (float32) round to the ends of the domain, where
+        # the inverse is infinite; such pixels stay a few units of precision inside.
+        inner_low, inner_high = self._interior(x.dtype)
+        pixels = ops.clip(pixels, inner_low, inner_high)
         return pixels, -ops.sum(per_element, axis=(-3, -2, -1))
+
+
+# Machine epsilon of the float dtypes the flow computes in.
+_EPS = {"float16": 2.0**-10, "bfloat16": 2.0**-7, "float32": 2.0**-23, "float64": 2.0**-52}

@@ -1,0 +1,98 @@
+"""benchmarks/batch_norm_modes.py: its shadow averages follow the package's rule, and a
+tiny run writes a complete report in which the re-estimation beats the old default."""
+
+import importlib.util
+import io
+import json
+import math
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from tfp_realnvp.bijectors.batch_norm import BatchNormalization
+from tfp_realnvp.moving_stats import update_moving_moments
+
+SCRIPT = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", "batch_norm_modes.py")
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("batch_norm_modes_benchmark", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("momentum,warm_start", [(0.99, False), (0.99, True), (0.9, True)])
+def test_shadow_averages_follow_the_package_rule(momentum, warm_start):
+    module = _load()
+    rng = np.random.default_rng(0)
+    shadow = module.ShadowAverages([3], momentum=momentum, warm_start=warm_start)
+    mean = keras.Variable(np.zeros(3, np.float32))
+    var = keras.Variable(np.ones(3, np.float32))
+    count = keras.Variable(np.float32(0.0 if warm_start else module.NO_WARM_START))
+    for _ in range(25):
+        m = rng.normal(size=3).astype(np.float32)
+        v = rng.uniform(0.5, 2.0, size=3).astype(np.float32)
+        update_moving_moments(moving_mean=mean, moving_variance=var, num_updates=count, mean=m, variance=v, momentum=momentum, what="test")
+        shadow.update([(m, v)])
+    np.testing.assert_allclose(shadow.stats[0][0], keras.ops.convert_to_numpy(mean), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(shadow.stats[0][1], keras.ops.convert_to_numpy(var), rtol=1e-6, atol=1e-7)
+    assert float(shadow.k) == float(keras.ops.convert_to_numpy(count))
+
+
+def test_momentum_zero_leaves_the_batch_statistics():
+    """The benchmark reads each step's batch statistics from averages with momentum 0."""
+    bn = BatchNormalization(event_shape=(4, 4, 2), momentum=0.0)
+    x = np.random.default_rng(1).normal(2.0, 3.0, size=(5, 4, 4, 2)).astype(np.float32)
+    for _ in range(2):  # the second call must not mix in the first
+        bn.inverse(x, training=True)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(bn.state.moving_mean), x.mean(axis=(0, 1, 2)), rtol=1e-5)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(bn.state.moving_variance), x.var(axis=(0, 1, 2)), rtol=1e-5)
+
+
+@pytest.mark.tf_only
+def test_tiny_run_writes_report_and_plot(tmp_path):
+    module = _load()
+    out, png = tmp_path / "bn.json", tmp_path / "bn.png"
+    steps, every = 4, 2
+    argv = ["--steps", str(steps), "--eval-every", str(every), "--steps-per-epoch", "2", "--data", "shipped",
+            "--max-train", "256", "--max-test", "64", "--reestimate-batches", "2", "--reestimate-batch-size", "32",
+            "--num-scales", "1", "--num-filters", "4", "--runs", "shared", "--verbose", "0",
+            "--output", str(out), "--plot", str(png)]
+    assert module.main(argv) == 0
+    report = json.loads(out.read_text())
+
+    settings = report["settings"]
+    assert settings["steps"] == steps and settings["train_images"] == 256 and settings["test_images"] == 64
+    assert report["machine"]["cores"] >= 1 and report["versions"]["backend"] == "tensorflow"
+    assert report["wall_seconds"] > 0
+    shared = report["runs"]["shared"]
+    assert shared["steps_trained"] == steps
+    assert shared["num_updates_after_training"] == [float(steps)]  # one update per batch norm per step
+    assert shared["eval_steps"] == list(range(every, steps + 1, every))
+    assert shared["epoch_end_reestimations"] == steps // 2
+    names = [c["name"] for c in report["candidates"]]
+    assert names == [c["name"] for c in module.SHADOW_CANDIDATES]
+    for c in report["candidates"]:
+        curve = c["inference_bits_per_dim"]
+        assert len(curve) == len(c["gap"]) == len(shared["eval_steps"])
+        assert all(math.isfinite(v) and v > 0 for v in curve)
+        assert c["final_gap"] == pytest.approx(c["final_inference_bits_per_dim"] - c["final_reference_bits_per_dim"])
+        assert c["within_threshold_at_end"] == (abs(c["final_gap"]) <= module.THRESHOLD)
+    by_name = {c["name"]: c for c in report["candidates"]}
+    old = by_name["momentum_0.99_no_warm_start"]
+    reference = shared["reference_bits_per_dim"][-1]
+    # Averages that still hold most of their 0/1 start are far off; re-estimated ones are not.
+    assert reference < old["final_inference_bits_per_dim"] - 0.1
+    # Warm-started averages come from the same batches as the reference, a few steps apart.
+    assert abs(by_name["momentum_0.9_warm_start"]["final_gap"]) < abs(old["final_gap"])
+    # Re-estimated statistics and each test batch's own statistics describe the same weights.
+    assert abs(shared["batch_mode_bits_per_dim"][-1] - reference) < 0.05
+
+    from PIL import Image
+
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert Image.open(io.BytesIO(data)).size == (1500, 720)
