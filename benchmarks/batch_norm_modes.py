@@ -409,7 +409,9 @@ def run(args) -> dict:
     if args.steps_per_epoch is None:
         args.steps_per_epoch = max(1, len(train) // args.batch_size)
     config = {"num_scales": args.num_scales, "num_filters": args.num_filters, "num_blocks": args.num_blocks}
-    base = dict(config, seed=args.seed)
+    # Every run keeps the averages of its own rule: fit's epoch-end re-estimation is off,
+    # and the candidate that re-estimates at epoch ends does so on its shadow copy.
+    base = dict(config, seed=args.seed, refresh_batches=0)
     plans = {
         "shared": (dict(base, batch_norm_momentum=0.0, batch_norm_lag=0.0), [dict(c) for c in SHADOW_CANDIDATES], True),
         "lag": (

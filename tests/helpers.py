@@ -69,13 +69,17 @@ def pixels(rng: np.random.Generator, shape, low: float = 8.0, high: float = 248.
 def randomize(variables, seed: int, stddev: float = 0.3) -> None:
     """Assigns Gaussian noise to every variable, moving all weights off their initial values.
 
-    Variances (``moving_variance``) get a positive value in ``[0.5, 2)`` instead.
+    Variances (``moving_variance``) get a positive value in ``[0.5, 2)`` instead, and
+    update counts (``num_updates``) a whole number in ``[10, 100)``, so that moving
+    averages move by their long-run momentum.
     """
     rng = np.random.default_rng(seed)
     for v in variables:
         shape = tuple(v.shape)
         if "moving_variance" in v.path:
             value = rng.uniform(0.5, 2.0, size=shape)
+        elif "num_updates" in v.path:
+            value = rng.integers(10, 100, size=shape).astype(np.float64)
         else:
             value = rng.normal(0.0, stddev, size=shape)
         v.assign(value.astype(v.dtype))

@@ -28,11 +28,48 @@ def _report(out):
     return json.loads((out / "report.json").read_text())
 
 
+class _Reference:
+    """An uninterrupted run of ``TOTAL`` steps, started once, in the background."""
+
+    def __init__(self, data, out):
+        self.out = out
+        self.process = tiny_runs.start(tiny_runs.train_argv(data, out, *TOTAL))
+        self._weights = None
+
+    def weights(self) -> dict:
+        if self._weights is None:
+            stdout, stderr = self.process.communicate(timeout=240)
+            assert self.process.returncode == 0, stderr[-3000:]
+            assert _report(self.out)["steps"] == 40
+            self._weights = tiny_runs.trainable_weights(self.out / "model.keras")
+        return self._weights
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.communicate()
+
+
+@pytest.fixture(scope="module")
+def reference(data, tmp_path_factory):
+    run = _Reference(data, tmp_path_factory.mktemp("reference"))
+    yield run
+    run.stop()
+
+
+def _assert_same_weights(model_file, reference):
+    """The resumed run saw the same batches and noise: the same weights (CPU is deterministic)."""
+    resumed = tiny_runs.trainable_weights(model_file)
+    expected = reference.weights()
+    assert resumed.keys() == expected.keys()
+    for name, value in expected.items():
+        np.testing.assert_allclose(resumed[name], value, rtol=1e-6, atol=1e-7, err_msg=name)
+
+
 # SIGKILL ------------------------------------------------------------------------------
 @slow_on_jax
-def test_sigkill_then_the_same_command_resumes_and_ends_like_an_uninterrupted_run(data, tmp_path):
-    killed_dir, reference_dir = tmp_path / "killed", tmp_path / "reference"
-    reference = tiny_runs.start(tiny_runs.train_argv(data, reference_dir, *TOTAL))
+def test_sigkill_then_the_same_command_resumes_and_ends_like_an_uninterrupted_run(data, tmp_path, reference):
+    killed_dir = tmp_path / "killed"
     killed = tiny_runs.start(tiny_runs.train_argv(data, killed_dir, *TOTAL))
     tiny_runs.wait_for_checkpoint(killed, killed_dir)
     killed.kill()
@@ -54,21 +91,13 @@ def test_sigkill_then_the_same_command_resumes_and_ends_like_an_uninterrupted_ru
     assert rerun.stdout.count(" - loss: ") == epochs_run
     assert "\r" not in rerun.stdout and "\b" not in rerun.stdout
 
-    stdout, stderr = reference.communicate(timeout=240)
-    assert reference.returncode == 0, stderr[-3000:]
-    assert _report(reference_dir)["steps"] == 40
-    # The resumed run saw the same batches and noise: the same weights (CPU is deterministic).
-    resumed = tiny_runs.trainable_weights(killed_dir / "model.keras")
-    uninterrupted = tiny_runs.trainable_weights(reference_dir / "model.keras")
-    assert resumed.keys() == uninterrupted.keys()
-    for name, value in uninterrupted.items():
-        np.testing.assert_allclose(resumed[name], value, rtol=1e-6, atol=1e-7, err_msg=name)
+    _assert_same_weights(killed_dir / "model.keras", reference)
 
 
 # Signals ------------------------------------------------------------------------------
 @slow_on_jax
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_signal_saves_a_checkpoint_says_how_to_resume_and_exits_nonzero(data, tmp_path, signum):
+def test_signal_saves_a_checkpoint_says_how_to_resume_and_exits_nonzero(data, tmp_path, signum, reference):
     out = tmp_path / "run"
     process = tiny_runs.start(tiny_runs.train_argv(data, out, *TOTAL))
     first = tiny_runs.wait_for_checkpoint(process, out)
@@ -88,6 +117,8 @@ def test_signal_saves_a_checkpoint_says_how_to_resume_and_exits_nonzero(data, tm
         assert resumed.returncode == 0, resumed.stderr[-3000:]
         assert f"(step {step})" in resumed.stdout
         assert _report(out)["steps"] == 40
+        # Resumed in the middle of an epoch, it still saw the batches of the uninterrupted run.
+        _assert_same_weights(out / "model.keras", reference)
 
 
 # Starting and resuming explicitly ---------------------------------------------------------
@@ -132,7 +163,7 @@ def test_other_settings_than_the_checkpoint_are_refused(finished, capsys):
     assert main(changed) == 2
     err = capsys.readouterr().err
     assert "seed: checkpoint 0, now 5" in err
-    assert "'num_filters': 4" in err and "--fresh" in err
+    assert "--num-filters: checkpoint 4, now 8" in err and "--fresh" in err
     assert (out / "model.keras").read_bytes() == before
 
 

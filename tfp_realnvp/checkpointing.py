@@ -142,10 +142,10 @@ class CheckpointManager:
             NonFiniteWeightsError: when a weight is NaN or infinite (nothing is written).
         """
         step = model_step(model)
+        check_finite_weights(model, name=f"the model at step {step}")
         path = self.directory / f"step-{step:09d}"
         if path.is_dir():
             return Checkpoint(path, step)
-        check_finite_weights(model, name=f"the model at step {step}")
         staging = atomic.staging_directory(path)
         try:
             staging.mkdir()

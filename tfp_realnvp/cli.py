@@ -158,7 +158,7 @@ def _run_settings(args, model: RealNVP, train_images: np.ndarray) -> dict:
         "seed": args.seed,
         "flip": bool(args.flip),
         "precision": args.precision,
-        "model": {key: config[key] for key in ("image_shape", "num_scales", "num_filters", "num_blocks", "batch_norm", "alpha", "batch_norm_momentum", "l2_scale")},
+        **{key: config[key] for key in ("image_shape", "num_scales", "num_filters", "num_blocks", "batch_norm", "alpha", "batch_norm_momentum", "l2_scale")},
     }
 
 
@@ -206,12 +206,12 @@ def _resume(args, model: RealNVP, manager: CheckpointManager, settings: dict) ->
             f"{error} Run with the flags of that run to resume it, or pass --fresh to start over (deletes its checkpoints)."
         ) from None
     checkpoint, _ = manager.restore_latest(model)
+    step = model_step(model)
+    print(f"resuming from {checkpoint.path} (step {step})")
     saved_rate = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
     if not math.isclose(saved_rate, args.learning_rate, rel_tol=1e-6):
         model.optimizer.learning_rate = args.learning_rate
         print(f"--learning-rate {args.learning_rate:g} replaces the checkpoint's {saved_rate:g}")
-    step = model_step(model)
-    print(f"resuming from {checkpoint.path} (step {step})")
     return step, checkpoint
 
 

@@ -37,15 +37,25 @@ def update_moving_moments(*, moving_mean, moving_variance, num_updates, mean, va
             stateless scope (JAX).
 
     Returns:
-        ``(old_mean, old_variance, k)``: the averages before this update, and ``k``.
+        ``(old_mean, old_variance, k)``: the averages before this update, and ``k`` in
+        their dtype.
+
+    Raises:
+        ValueError: on JAX, for a traced update outside a ``keras.StatelessScope``;
+            nothing is assigned then.
     """
-    old_mean = ops.convert_to_tensor(moving_mean)
-    old_var = ops.convert_to_tensor(moving_variance)
-    k = ops.convert_to_tensor(num_updates)
-    decay = ops.cast(ops.minimum(momentum, k / (k + 1.0)), old_mean.dtype)
+    # Snapshots of the values before the update: on TensorFlow a variable converted
+    # to a tensor is still the variable, and would read the new value after assign.
+    old_mean = ops.copy(moving_mean)
+    old_var = ops.copy(moving_variance)
+    count = ops.copy(num_updates)
+    # The decay in the averages' precision (the count is a float32 variable).
+    k = ops.cast(count, old_mean.dtype)
+    decay = ops.minimum(momentum, k / (k + 1.0))
     new_mean = decay * old_mean + (1.0 - decay) * ops.cast(ops.stop_gradient(mean), old_mean.dtype)
     new_var = decay * old_var + (1.0 - decay) * ops.cast(ops.stop_gradient(variance), old_var.dtype)
-    for variable, value in ((moving_mean, new_mean), (moving_variance, new_var), (num_updates, k + 1.0)):
+    for variable, value in ((moving_mean, new_mean), (moving_variance, new_var), (num_updates, count + 1.0)):
         check_state_update(value, what=what)
+    for variable, value in ((moving_mean, new_mean), (moving_variance, new_var), (num_updates, count + 1.0)):
         variable.assign(value)
     return old_mean, old_var, k

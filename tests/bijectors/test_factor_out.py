@@ -1,4 +1,7 @@
-"""FactorOut: the first half of the channels passes through, the inner bijector gets the rest."""
+"""FactorOut: the first half of the channels passes through, the inner bijector gets the
+rest, in both batch-norm modes.
+
+Exactness, log-dets, event shapes and the cache are checked in ``test_conformance``."""
 
 import re
 
@@ -6,7 +9,6 @@ import numpy as np
 import pytest
 from helpers import (
     assert_close,
-    check_log_det,
     check_round_trips,
     fresh,
     randomize,
@@ -14,7 +16,7 @@ from helpers import (
     to_numpy,
 )
 
-from tfp_realnvp import AffineCoupling, FactorOut, tfb
+from tfp_realnvp import AffineCoupling, BatchNormalization, FactorOut, Squeeze, tfb
 
 EVENT = (4, 4, 4)
 
@@ -32,22 +34,12 @@ def points():
     return tensor(rng.normal(size=(3,) + EVENT)), tensor(rng.normal(size=(3,) + EVENT))
 
 
-def test_round_trips(factor_out, points):
-    x, y = points
-    check_round_trips(factor_out, x, y, atol=1e-10)
-
-
-def test_log_det_matches_autodiff_jacobian(factor_out, points):
-    x, y = points
-    check_log_det(factor_out, x, y, atol=1e-9)
-
-
 def test_halves(factor_out, points):
     x, y = points
     inner = factor_out.inner
-    for out, inp, inner_fn, inner_ldj in (
-        (factor_out.forward(x), x, inner.forward, inner.forward_log_det_jacobian),
-        (factor_out.inverse(y), y, inner.inverse, inner.inverse_log_det_jacobian),
+    for out, inp, inner_fn in (
+        (factor_out.forward(x), x, inner.forward),
+        (factor_out.inverse(y), y, inner.inverse),
     ):
         out, inp = to_numpy(out), to_numpy(inp)
         np.testing.assert_array_equal(out[..., :2], inp[..., :2])
@@ -64,15 +56,34 @@ def test_nested_chain_round_trips(points):
     """FactorOut around a chain with a squeeze, as MultiScaleFlow nests them."""
     inner = AffineCoupling(mask_type="channel", parity=0, event_shape=(2, 2, 8), num_filters=4, num_blocks=1, dtype="float64")
     randomize(inner.variables, seed=4)
-    from tfp_realnvp import Squeeze
-
     bijector = FactorOut(tfb.Chain([tfb.Invert(Squeeze()), inner, Squeeze()]))
     x, y = points
     check_round_trips(bijector, x, y, atol=1e-10)
+    assert list(bijector.forward_event_shape(EVENT)) == list(EVENT)
+    with pytest.raises(ValueError, match=re.escape("[4, 4, 6]")):
+        bijector.inverse_event_shape([4, 4, 6])  # the squeeze inside gets [4, 4, 3]
 
 
-@pytest.mark.parametrize("channels", [3, 5])
-def test_odd_channel_count(channels):
-    bijector = FactorOut(tfb.Identity())
-    with pytest.raises(ValueError, match=re.escape(f"[1, 4, 4, {channels}]")):
-        bijector.forward(tensor(np.zeros((1, 4, 4, channels))))
+def test_training_reaches_the_inner_bijector(points):
+    bn = BatchNormalization(event_shape=(4, 4, 2), dtype="float64")
+    randomize(bn.variables, seed=5)
+    bijector = FactorOut(bn)
+    _, y = points
+    count = float(to_numpy(bn.state.num_updates))
+    inference = to_numpy(bijector.inverse(y))
+    assert float(to_numpy(bn.state.num_updates)) == count
+    training = to_numpy(bijector.inverse(y, training=True))
+    assert float(to_numpy(bn.state.num_updates)) == count + 1
+    np.testing.assert_array_equal(training[..., :2], inference[..., :2])
+    # Batch statistics of the second half: per-channel mean beta.
+    assert_close(training[..., 2:].mean(axis=(0, 1, 2)), to_numpy(bn.state.beta), atol=1e-6)
+    assert np.max(np.abs(training - inference)) > 1e-3
+
+
+def test_inner_bijector_must_keep_the_event_shape():
+    bijector = FactorOut(Squeeze())
+    with pytest.raises(ValueError, match=re.escape("[4, 4, 8]")) as info:
+        bijector.forward_event_shape([4, 4, 8])
+    assert "keeps the event shape" in str(info.value)
+    with pytest.raises(ValueError, match=re.escape("[4, 4, 8]")):
+        bijector.forward(tensor(np.zeros((1, 4, 4, 8))))

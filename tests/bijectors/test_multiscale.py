@@ -1,83 +1,58 @@
-"""MultiScaleFlow: exactness of the whole flow, the closed form at zero, TFP integration,
-gradients, one network pass per call, and argument checks."""
+"""MultiScaleFlow: architecture, the closed form at zero, TFP integration, gradients,
+the batch-norm mode of every step, one network pass per call, and argument checks.
+
+Exactness, log-dets, event shapes, batch shape, copies and the cache are checked for
+several configurations in ``test_conformance``; the contracts with TFP's and the
+backends' tools (variables, checkpoints, compiled modes) in ``test_ecosystem_contracts``."""
 
 import math
 import re
 
-import keras
 import numpy as np
 import pytest
 from helpers import (
     REORDER_RTOL,
+    SMALL,
     assert_close,
-    check_log_det,
     check_round_trips,
     compiled,
     fresh,
+    latent_points,
+    make_dist,
+    make_flow,
+    negative_log_prob,
     pixels,
-    randomize,
     sample_seed,
     stateless_seed,
     tensor,
     to_numpy,
     value_and_gradients,
+    variable_values,
 )
 
 from tfp_realnvp import AffineCoupling, MultiScaleFlow, tfd
 
 IMAGE = (8, 8, 2)
-SMALL = {"num_filters": 4, "num_blocks": 1}
-CONFIGS = [(1, False), (1, True), (2, False), (2, True)]
-CONFIG_IDS = [f"scales{s}-{'bn' if bn else 'nobn'}" for s, bn in CONFIGS]
-
-
-def make_flow(num_scales=2, batch_norm=True, *, image=IMAGE, dtype="float64", seed=None, **kwargs):
-    flow = MultiScaleFlow(image_shape=image, num_scales=num_scales, batch_norm=batch_norm, dtype=dtype, **SMALL, **kwargs)
-    if seed is not None:
-        randomize(flow.variables, seed, stddev=0.2)
-    return flow
-
-
-def make_dist(flow, dtype="float64"):
-    zero, one = np.array(0.0, dtype), np.array(1.0, dtype)
-    return tfd.TransformedDistribution(tfd.Sample(tfd.Normal(zero, one), list(flow.image_shape)), flow)
 
 
 def num_couplings(num_scales):
     return 6 * (num_scales - 1) + 4
 
 
-_RANDOM_FLOWS = {}
-
-
-def random_flow_for(num_scales, batch_norm):
-    """A float64 flow with every weight randomised, built once per configuration."""
-    key = (num_scales, batch_norm)
-    if key not in _RANDOM_FLOWS:
-        _RANDOM_FLOWS[key] = make_flow(num_scales, batch_norm, seed=20 + CONFIGS.index(key))
-    return _RANDOM_FLOWS[key]
-
-
-@pytest.fixture(params=CONFIGS, ids=CONFIG_IDS)
-def flow(request):
-    return random_flow_for(*request.param)
+_RANDOM_FLOW = []
 
 
 @pytest.fixture
 def random_flow():
-    """Two scales with batch norm and every weight randomised."""
-    return random_flow_for(2, True)
+    """Two scales with batch norm and every weight randomised, built once."""
+    if not _RANDOM_FLOW:
+        _RANDOM_FLOW.append(make_flow(2, True, seed=23))
+    return _RANDOM_FLOW[0]
 
 
 @pytest.fixture(scope="module")
 def images():
     return tensor(pixels(np.random.default_rng(0), (2,) + IMAGE))
-
-
-def latent_points(flow, rng, batch=2):
-    """Latents whose images lie inside ``[0, 256)`` (the forward map also reaches beyond)."""
-    z = to_numpy(flow.inverse(tensor(pixels(rng, (batch,) + IMAGE))))
-    return tensor(z + 0.01 * rng.normal(size=z.shape))
 
 
 # Structure -------------------------------------------------------------------------
@@ -109,25 +84,6 @@ def test_without_batch_norm_or_preprocess():
     check_round_trips(flow, x, y, atol=1e-9)
 
 
-# Exactness -------------------------------------------------------------------------
-def test_round_trips(flow, images):
-    z = latent_points(flow, np.random.default_rng(1))
-    before = flow.network_calls
-    check_round_trips(flow, z, images, atol=1e-8)
-    assert flow.network_calls > before
-
-
-def test_log_det_matches_autodiff_jacobian(flow, images):
-    # The forward log-det follows from this one and fldj == -ildj (test_round_trips).
-    check_log_det(flow, None, images, atol=1e-8, directions=("inverse",))
-
-
-def test_inverse_log_det_is_per_example(flow, images):
-    ildj = to_numpy(flow.inverse_log_det_jacobian(images, event_ndims=3))
-    assert ildj.shape == (2,)
-    assert abs(ildj[0] - ildj[1]) > 1e-6
-
-
 # Closed form at zero ------------------------------------------------------------------
 @pytest.mark.parametrize("num_scales, alpha", [(1, 0.05), (2, 0.05), (2, 0.1)])
 def test_log_prob_closed_form_at_zero_networks(num_scales, alpha):
@@ -142,21 +98,6 @@ def test_log_prob_closed_form_at_zero_networks(num_scales, alpha):
     assert_close(log_prob, log_normal + log_det, atol=1e-9, kind="log-det")
     # Identity couplings, squeezes undone: the latent is the preprocessed image itself.
     assert_close(flow.inverse(tensor(x)), y, atol=1e-10)
-
-
-def test_equal_flows_do_not_share_cached_results(images):
-    """Two flows built alike but holding different weights map the same tensor differently."""
-    first, second = make_flow(1, True, seed=40), make_flow(1, True, seed=41)
-    assert first != second
-    z_first = first.inverse(images)
-    z_second = second.inverse(images)  # the same input object while z_first is alive
-    assert_close(z_second, second.inverse(fresh(images)), atol=0.0)
-    assert np.max(np.abs(to_numpy(z_first) - to_numpy(z_second))) > 1e-3
-    assert_close(
-        second.inverse_log_det_jacobian(images, event_ndims=3),
-        second.inverse_log_det_jacobian(fresh(images), event_ndims=3),
-        atol=0.0,
-    )
 
 
 # TFP integration ------------------------------------------------------------------------
@@ -183,17 +124,23 @@ def test_sample_and_log_prob_agree():
     assert_close(dist.log_prob(fresh(samples)), log_prob, atol=1e-9, kind="log-det")
 
 
-def test_builds_lazily_with_paper_defaults():
-    flow = MultiScaleFlow()
+def test_paper_defaults():
+    flow = MultiScaleFlow(image_shape=[4, 4, 3])
+    assert len(flow.couplings) == 10 and flow.couplings[0].conditioner.num_filters == 64
+    assert flow.couplings[0].conditioner.num_blocks == 8 and len(flow.batch_norms) == 10
+    assert flow.config["num_scales"] == 2 and flow.config["image_shape"] == [4, 4, 3]
+
+
+def test_builds_lazily_from_the_first_call():
+    flow = MultiScaleFlow(**SMALL)
     assert not flow.built and flow.image_shape is None and flow.chain is None
     assert flow.variables == [] and flow.couplings == []
     dist = tfd.TransformedDistribution(tfd.Sample(tfd.Normal(0.0, 1.0), [4, 4, 3]), flow)
+    assert list(dist.event_shape) == [4, 4, 3] and not flow.built
     log_prob = dist.log_prob(tensor(pixels(np.random.default_rng(5), (2, 4, 4, 3)), "float32"))
     assert tuple(log_prob.shape) == (2,)
-    assert flow.built and flow.image_shape == (4, 4, 3)
-    assert len(flow.couplings) == 10 and flow.couplings[0].conditioner.num_filters == 64
-    assert flow.couplings[0].conditioner.num_blocks == 8
-    assert flow.config["num_scales"] == 2 and flow.config["image_shape"] == [4, 4, 3]
+    assert flow.built and flow.image_shape == (4, 4, 3) and len(flow.couplings) == 10
+    assert flow.config["image_shape"] == [4, 4, 3]
     with pytest.raises(ValueError, match=re.escape("[8, 8, 3]")):
         flow.inverse(tensor(np.full((1, 8, 8, 3), 5.0), "float32"))
 
@@ -206,13 +153,6 @@ def test_image_shape_builds_eagerly():
 
 
 # Gradients and compilation ------------------------------------------------------------
-def negative_log_prob(dist):
-    def loss(x):
-        return -keras.ops.sum(dist.log_prob(x)) / x.shape[0]
-
-    return loss
-
-
 def test_every_trainable_weight_gets_a_gradient_eager_and_compiled(random_flow, images):
     loss = negative_log_prob(make_dist(random_flow))
     variables = random_flow.trainable_variables
@@ -257,8 +197,8 @@ def test_compiled_sampling_matches_eager(random_flow):
     assert_close(graph, eager, atol=0.0, rtol=REORDER_RTOL)
 
 
-# One pass -----------------------------------------------------------------------------
-def test_one_network_pass_per_call(random_flow, images):
+# One pass and the batch-norm mode -------------------------------------------------------
+def test_one_network_pass_per_gradient_and_per_training_call(random_flow, images):
     dist = make_dist(random_flow)
     n = len(random_flow.couplings)
 
@@ -267,33 +207,37 @@ def test_one_network_pass_per_call(random_flow, images):
         fn()
         return random_flow.network_calls - start
 
-    assert calls(lambda: dist.log_prob(fresh(images))) == n
-    assert calls(lambda: dist.sample(2, seed=sample_seed(4))) == n
-    assert calls(lambda: dist.experimental_sample_and_log_prob(2, seed=sample_seed(5))) == n
     assert calls(lambda: value_and_gradients(negative_log_prob(dist), random_flow.trainable_variables, fresh(images))) == n
-    with random_flow.training_mode(True):
-        assert calls(lambda: dist.log_prob(fresh(images))) == n
+    training = {"bijector_kwargs": {"training": True}}
+    assert calls(lambda: dist.log_prob(fresh(images), **training)) == n
+    assert calls(lambda: dist.experimental_sample_and_log_prob(2, seed=sample_seed(5), **training)) == n
     # Each coupling ran exactly once per call.
     assert all(c.network_calls == random_flow.couplings[0].network_calls for c in random_flow.couplings)
 
 
-def test_training_mode_reaches_every_batch_norm(images):
-    flow = make_flow(2, True, seed=6)
+def moving_statistics(flow):
+    return variable_values(flow.non_trainable_variables)
+
+
+@pytest.mark.parametrize("conditioner_batch_norm", [False, True], ids=["flow_bn", "flow_and_conditioner_bn"])
+def test_training_argument_reaches_every_batch_norm(images, conditioner_batch_norm):
+    flow = make_flow(2, True, seed=6, conditioner_batch_norm=conditioner_batch_norm)
     dist = make_dist(flow)
-    assert not flow.training
+    before = moving_statistics(flow)
     inference = to_numpy(dist.log_prob(images))
-    with flow.training_mode(True):
-        assert flow.training and all(bn.training for bn in flow.batch_norms)
-        before = [(to_numpy(bn.state.moving_mean), to_numpy(bn.state.moving_variance)) for bn in flow.batch_norms]
-        training = to_numpy(dist.log_prob(fresh(images)))
-        after = [(to_numpy(bn.state.moving_mean), to_numpy(bn.state.moving_variance)) for bn in flow.batch_norms]
-    assert not flow.training and not any(bn.training for bn in flow.batch_norms)
+    assert all(np.array_equal(a, b) for a, b in zip(moving_statistics(flow), before))
+    training = to_numpy(dist.log_prob(fresh(images), bijector_kwargs={"training": True}))
+    after = moving_statistics(flow)
     assert training.shape == (2,) and np.all(np.isfinite(training))
     assert np.max(np.abs(training - inference)) > 1e-3
-    # Every batch-norm step moved both of its averages.
-    for (mean0, var0), (mean1, var1) in zip(before, after):
-        assert np.all(mean0 != mean1) and np.all(var0 != var1)
-    # Back in inference mode the flow is a fixed bijection again.
+    # Every moving average (and update count) moved, once.
+    assert len(after) == (3 if not conditioner_batch_norm else 3 + 9) * len(flow.couplings)
+    for variable, old, new in zip(flow.non_trainable_variables, before, after):
+        if "num_updates" in variable.path:
+            assert float(new) == float(old) + 1, variable.path
+        else:
+            assert np.all(old != new), variable.path
+    # Inference mode is a fixed bijection again, with the new averages.
     check_round_trips(flow, latent_points(flow, np.random.default_rng(7)), images, atol=1e-8)
 
 
@@ -349,9 +293,18 @@ def test_other_image_shape_after_build():
         flow.inverse(tensor(np.full((1, 4, 4, 3), 5.0)))
 
 
-@pytest.mark.parametrize("value, shown", [(256.25, "256.25"), (-3.0, "-3"), (np.nan, "NaN")])
-def test_pixels_out_of_range(value, shown):
+def test_pixels_inside_the_logit_domain_are_accepted():
+    """Samples of the flow may fall slightly outside [0, 256); their density is finite."""
     flow = make_flow(1, False, image=(4, 4, 2))
+    x = np.full((2, 4, 4, 2), 10.0)
+    x[1, 3, 0, 1] = 265.0
+    x[0, 0, 0, 0] = -10.0
+    assert np.all(np.isfinite(to_numpy(make_dist(flow).log_prob(tensor(x)))))
+
+
+@pytest.mark.parametrize("value, shown", [(275.0, "275"), (-20.0, "-20"), (np.nan, "NaN")])
+def test_validate_args_checks_the_logit_domain(value, shown):
+    flow = make_flow(1, False, image=(4, 4, 2), validate_args=True)
     x = np.full((2, 4, 4, 2), 10.0)
     x[1, 3, 0, 1] = value
     with pytest.raises(ValueError, match=re.escape(shown)):

@@ -1,4 +1,8 @@
-"""LogitPreprocess: the pixel-to-logit formula, its log-det, and the pixel range check."""
+"""LogitPreprocess: the pixel-to-logit formula, its log-det, its domain, and the
+forward map staying inside it.
+
+Exactness, log-dets against autodiff, event shapes and the cache are checked in
+``test_conformance``."""
 
 import math
 import re
@@ -8,7 +12,6 @@ import pytest
 from helpers import (
     BACKEND,
     assert_close,
-    check_log_det,
     check_round_trips,
     compiled,
     fresh,
@@ -40,23 +43,15 @@ def rng():
     return np.random.default_rng(0)
 
 
-@pytest.mark.parametrize("alpha", [0.05, 0.2, 1e-3])
-def test_round_trips(alpha, rng):
+@pytest.mark.parametrize("alpha", [0.2, 1e-3])
+def test_round_trips_for_other_margins(alpha, rng):
     low, high = logit_range(alpha)
     x = tensor(rng.uniform(0.9 * low, 0.9 * high, size=(3,) + EVENT))
     y = tensor(pixels(rng, (3,) + EVENT, 0.5, 255.5))
     check_round_trips(LogitPreprocess(alpha=alpha), x, y, atol=1e-9)
 
 
-@pytest.mark.parametrize("alpha", [0.05, 0.2])
-def test_log_det_matches_autodiff_jacobian(alpha, rng):
-    low, high = logit_range(alpha)
-    x = tensor(rng.uniform(0.9 * low, 0.9 * high, size=(3,) + EVENT))
-    y = tensor(pixels(rng, (3,) + EVENT))
-    check_log_det(LogitPreprocess(alpha=alpha), x, y, atol=1e-10)
-
-
-@pytest.mark.parametrize("alpha", [0.05, 0.1])
+@pytest.mark.parametrize("alpha", [0.05, 0.1, 1e-3])
 def test_inverse_matches_formula(alpha, rng):
     x = pixels(rng, (2, 3) + EVENT, 0.0, 256.0)
     expected_y, expected_ldj = reference_inverse(x, alpha)
@@ -74,44 +69,75 @@ def test_forward_maps_logit_range_onto_pixel_range():
     np.testing.assert_allclose(out.ravel(), [0.0, 128.0, 256.0], atol=1e-10)
 
 
-def test_edges_of_the_pixel_range_are_accepted():
-    # 256 itself is admitted: float32 rounds 255 + u up to 256 for u near 1.
-    x = tensor(np.array([0.0, 255.999, 256.0, 0.5]).reshape(1, 2, 2, 1))
-    bijector = LogitPreprocess()
-    assert np.all(np.isfinite(to_numpy(bijector.inverse(x))))
+def domain(alpha):
+    return -256.0 * alpha / (1.0 - 2.0 * alpha), 256.0 * (1.0 - alpha) / (1.0 - 2.0 * alpha)
+
+
+@pytest.mark.parametrize("alpha", [0.05, 0.2])
+def test_domain_is_the_open_range_of_forward(alpha):
+    bijector = LogitPreprocess(alpha=alpha)
+    assert bijector.domain == pytest.approx(domain(alpha), rel=1e-15)
+    low, high = domain(alpha)
+    # Just inside both ends, and beyond [0, 256): finite logits and log-dets.
+    x = tensor(np.array([low + 1e-6, -1.0, 0.0, 128.0, 255.999, 256.0, 260.0, high - 1e-4]).reshape(1, 2, 4, 1))
+    y = to_numpy(bijector.inverse(x))
+    assert np.all(np.isfinite(y)) and np.all(np.diff(y.ravel()) > 0)
     assert np.all(np.isfinite(to_numpy(bijector.inverse_log_det_jacobian(x, event_ndims=3))))
+    expected, _ = reference_inverse(to_numpy(x), alpha)
+    assert_close(y, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_forward_stays_strictly_inside_the_domain(dtype):
+    """Extreme logits round to the ends of the domain; forward keeps them inside, so
+    the inverse of every forward output is finite."""
+    bijector = LogitPreprocess()
+    logits = np.array([-1e4, -60.0, -30.0, -18.0, 18.0, 30.0, 60.0, 1e4]).reshape(1, 2, 4, 1)
+    x = bijector.forward(tensor(logits, dtype))
+    assert keras_dtype(x) == dtype
+    low, high = domain(0.05)
+    values = to_numpy(x).astype(np.float64)
+    assert np.all(values > np.asarray(low, dtype)) and np.all(values < np.asarray(high, dtype))
+    back = to_numpy(bijector.inverse(fresh(x)))
+    assert np.all(np.isfinite(back)) and np.all(np.abs(back) > 10.0)
+    assert np.all(np.sign(back) == np.sign(logits))
+    assert np.all(np.isfinite(to_numpy(bijector.inverse_log_det_jacobian(fresh(x), event_ndims=3))))
+    # Moderate logits are untouched by the clip: the plain formula.
+    moderate = np.linspace(-8.0, 8.0, 16).reshape(1, 4, 4, 1)
+    expected = 256.0 * (1.0 / (1.0 + np.exp(-moderate)) - 0.05) / 0.9
+    tol = 1e-4 if dtype == "float32" else 1e-10
+    assert_close(bijector.forward(tensor(moderate, dtype)), expected, atol=tol)
+
+
+def keras_dtype(x):
+    import keras
+
+    return keras.backend.standardize_dtype(x.dtype)
+
+
+def test_outside_the_domain_is_not_checked_by_default():
+    x = tensor(np.full((1,) + EVENT, 300.0))
+    assert not np.all(np.isfinite(to_numpy(LogitPreprocess().inverse(x))))
 
 
 @pytest.mark.parametrize(
     "value, shown",
-    [(256.5, "256.5"), (-0.5, "-0.5"), (300.0, "300"), (-1e-3, "-0.001")],
+    [(270.5, "270.5"), (-14.5, "-14.5"), (300.0, "300"), (np.nan, "NaN")],
 )
-def test_out_of_range_pixels_raise(value, shown):
+def test_validate_args_checks_the_domain(value, shown):
     x = np.full((2,) + EVENT, 100.0)
     x[1, 2, 3, 1] = value
+    bijector = LogitPreprocess(validate_args=True)
     with pytest.raises(ValueError, match=re.escape(shown)):
-        LogitPreprocess().inverse(tensor(x))
-
-
-def test_nan_pixels_raise():
-    x = np.full((1,) + EVENT, 100.0)
-    x[0, 0, 0, 0] = np.nan
-    with pytest.raises(ValueError, match="NaN"):
-        LogitPreprocess().inverse(tensor(x))
-    with pytest.raises(ValueError, match="NaN"):
-        LogitPreprocess().inverse_log_det_jacobian(tensor(x), event_ndims=3)
-
-
-def test_range_check_can_be_disabled():
-    x = tensor(np.full((1,) + EVENT, 260.0))
-    y = LogitPreprocess(check_range=False).inverse(x)
-    # Above 256 the map is still the same logit formula while p < 1.
-    expected, _ = reference_inverse(to_numpy(x), 0.05)
-    assert_close(y, expected, atol=1e-12)
+        bijector.inverse(tensor(x))
+    with pytest.raises(ValueError, match=re.escape(shown)):
+        bijector.inverse_log_det_jacobian(tensor(x), event_ndims=3)
+    x[1, 2, 3, 1] = 265.0
+    assert np.all(np.isfinite(to_numpy(bijector.inverse(tensor(x)))))
 
 
 def test_compiled_matches_eager(rng):
-    bijector = LogitPreprocess()
+    bijector = LogitPreprocess(validate_args=True)
     x = tensor(pixels(rng, (3,) + EVENT))
 
     def fn(x):
@@ -124,9 +150,9 @@ def test_compiled_matches_eager(rng):
     if BACKEND == "tensorflow":
         import tensorflow as tf
 
-        # Inside a graph the range check becomes an assertion that fails when it runs.
-        with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape("[0, 256")):
-            compiled(fn)(tensor(np.full((1,) + EVENT, 257.0)))
+        # Inside a graph the domain check becomes an assertion that fails when it runs.
+        with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape("[-14.2222, 270.222")):
+            compiled(fn)(tensor(np.full((1,) + EVENT, 280.0)))
 
 
 @pytest.mark.parametrize("bad", [0.0, 0.5, -0.1, 0.7])

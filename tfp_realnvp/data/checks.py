@@ -1,0 +1,184 @@
+"""Checks shared by the data modules: pixel arrays, splits, sizes, counts and shards.
+
+Everything here needs only NumPy. :func:`check_images` is public; the rest are the
+argument checks every loader applies, each raising a ``ValueError`` that names the
+received value.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any, Union
+
+import numpy as np
+
+__all__ = ["SPLITS", "check_images"]
+
+PathLike = Union[str, os.PathLike]
+Size = Union[int, Sequence[int]]
+
+SPLITS = ("train", "test", "all")
+"""The splits of a local source: ``"train"``, ``"test"`` and ``"all"``."""
+
+_SPLIT_SEED = 20170101
+
+
+def _tensorflow():
+    """Imports TensorFlow, or says what to use instead where it is not installed."""
+    try:
+        import tensorflow
+    except ImportError as error:
+        raise ImportError(
+            "this function builds tf.data pipelines and needs TensorFlow "
+            "(pip install 'tfp-realnvp[tensorflow]'); without it, load_images() returns "
+            "NumPy arrays that Keras fit takes on any backend."
+        ) from error
+    return tensorflow
+
+
+def check_images(images: Any, *, name: str = "images") -> np.ndarray:
+    """Checks that ``images`` are pixel values and returns them as ``uint8`` NHWC.
+
+    Accepts NumPy arrays and concrete tensors of any backend (anything ``np.asarray``
+    reads). Rank 4 is ``[N, H, W, C]``; rank 3 is read as a batch of grayscale images
+    ``[N, H, W]`` and gets a channel axis. Integer dtypes must lie in ``[0, 256)``;
+    floating dtypes must hold integral values in ``[0, 256)`` and no NaN.
+
+    Args:
+        images: the images.
+        name: what to call them in error messages.
+
+    Returns:
+        A ``uint8`` NumPy array ``[N, H, W, C]`` (no copy when already ``uint8`` NHWC).
+
+    Raises:
+        ValueError: naming the received dtype, shape, and min/max where they matter,
+            when the rank is not 3 or 4, a dimension is zero, the dtype is not numeric,
+            or a value is NaN, non-integral or outside ``[0, 256)``.
+    """
+    try:
+        array = np.asarray(images)
+    except Exception as error:  # symbolic tensors, ragged inputs, ...
+        raise ValueError(
+            f"{name} must be concrete array data; received {type(images).__name__} ({error})."
+        ) from error
+    described = f"received dtype {array.dtype}, shape {list(array.shape)}"
+    if array.dtype == bool or not (
+        np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)
+    ):
+        raise ValueError(f"{name} must have an integer or floating dtype; {described}.")
+    if array.ndim == 3:
+        array = array[..., np.newaxis]
+    if array.ndim != 4:
+        raise ValueError(
+            f"{name} must have rank 4 [N, H, W, C] (or rank 3 [N, H, W] for grayscale); "
+            f"{described}."
+        )
+    if 0 in array.shape:
+        raise ValueError(f"{name} must hold at least one pixel in every dimension; {described}.")
+    if array.dtype == np.uint8:
+        return array
+    if np.issubdtype(array.dtype, np.floating):
+        nan_count = int(np.isnan(array).sum())
+        if nan_count:
+            finite = array[~np.isnan(array)]
+            span = f"min {finite.min()}, max {finite.max()}" if finite.size else "min nan, max nan"
+            raise ValueError(
+                f"{name} must not contain NaN; {described}, {span}, {nan_count} NaN value(s)."
+            )
+    low, high = array.min(), array.max()
+    if low < 0 or high >= 256:
+        raise ValueError(
+            f"{name} must lie in [0, 256); {described}, min {low}, max {high}."
+        )
+    if np.issubdtype(array.dtype, np.floating):
+        fractional = array != np.floor(array)
+        if fractional.any():
+            example = array[fractional].flat[0]
+            raise ValueError(
+                f"{name} must hold integer pixel values; {described}, min {low}, max {high}, "
+                f"non-integral values such as {example}."
+            )
+    return array.astype(np.uint8)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _check_split(split: str, allowed: Sequence[str] = SPLITS) -> str:
+    if split not in allowed:
+        raise ValueError(f"split must be one of {list(allowed)}; received {split!r}.")
+    return split
+
+
+def _check_fraction(train_fraction: float) -> float:
+    try:
+        value = float(train_fraction)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not 0.0 < value < 1.0:
+        raise ValueError(f"train_fraction must lie in (0, 1); received {train_fraction!r}.")
+    return value
+
+
+def _check_size(size: Size | None, *, name: str) -> tuple[int, int] | None:
+    """Normalises an ``int`` or ``(height, width)`` size; ``None`` passes through."""
+    if size is None:
+        return None
+    if _is_int(size):
+        pair = (int(size), int(size))
+    elif (
+        isinstance(size, Sequence)
+        and not isinstance(size, str)
+        and len(size) == 2
+        and all(_is_int(s) for s in size)
+    ):
+        pair = (int(size[0]), int(size[1]))
+    else:
+        raise ValueError(f"{name} must be an int or a (height, width) pair; received {size!r}.")
+    if min(pair) <= 0:
+        raise ValueError(f"{name} must be positive; received {size!r}.")
+    return pair
+
+
+def _check_positive_int(value: Any, *, name: str, allow_none: bool = False) -> int | None:
+    """``value`` as an ``int`` when it is a positive integer (``None`` if allowed)."""
+    if value is None and allow_none:
+        return None
+    if not _is_int(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive int; received {value!r}.")
+    return int(value)
+
+
+def _check_shard(num_shards: Any, shard_index: Any) -> tuple[int, int]:
+    """``(num_shards, shard_index)`` as ints, with ``0 <= shard_index < num_shards``."""
+    count = _check_positive_int(num_shards, name="num_shards")
+    if not _is_int(shard_index) or not 0 <= shard_index < count:
+        raise ValueError(
+            f"shard_index must be an int in [0, num_shards={count}); received {shard_index!r}."
+        )
+    return count, int(shard_index)
+
+
+def _check_channels(channels: Any) -> int:
+    if not _is_int(channels) or channels not in (1, 3):
+        raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB); received {channels!r}.")
+    return int(channels)
+
+
+def _split_indices(count: int, split: str, train_fraction: float) -> np.ndarray:
+    """Indices of ``split`` among ``count`` items: a fixed permutation, kept sorted."""
+    _check_split(split)
+    fraction = _check_fraction(train_fraction)
+    if split == "all":
+        return np.arange(count)
+    order = np.random.default_rng(_SPLIT_SEED).permutation(count)
+    num_train = int(round(fraction * count))
+    chosen = order[:num_train] if split == "train" else order[num_train:]
+    if chosen.size == 0:
+        raise ValueError(
+            f"split {split!r} is empty: {count} image(s) with train_fraction={train_fraction!r}."
+        )
+    return np.sort(chosen)

@@ -1,0 +1,139 @@
+"""tfds datasets by name, with the paper's preprocessing for CelebA and LSUN.
+
+tfds downloads and prepares a dataset on first use, which needs network access; pass
+``data_dir`` to read a prepared copy. :func:`tfds_key` and :func:`is_tfds_name` need
+no TensorFlow; :func:`load_tfds` imports TensorFlow and tensorflow-datasets when called.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from tfp_realnvp.data.checks import PathLike, Size, _check_size, _tensorflow
+from tfp_realnvp.data.resizing import _preprocessor, _to_uint8
+
+__all__ = ["TFDS_DATASETS", "is_tfds_name", "load_tfds", "tfds_key"]
+
+TFDS_DATASETS = {
+    "mnist": "28x28x1 digits, as stored.",
+    "fashion_mnist": "28x28x1 Zalando articles, as stored.",
+    "cifar10": "32x32x3, as stored.",
+    "celeb_a": "218x178x3 faces; center crop 148x148, resize to 64x64 (the paper's setup).",
+    "imagenet_resized/32x32": "32x32x3 downsampled ImageNet, as stored.",
+    "imagenet_resized/64x64": "64x64x3 downsampled ImageNet, as stored.",
+    "lsun/<category>": "smaller side resized to 96, center crop 64x64 (e.g. lsun/bedroom).",
+}
+"""tfds names that :func:`load_tfds` knows, with the preprocessing each gets."""
+
+# Which entries of TFDS_DATASETS get a preset of resizing.PRESETS.
+_TFDS_PRESETS = {"celeb_a": "celeba", "lsun/<category>": "lsun"}
+
+
+def tfds_key(name: Any) -> str | None:
+    """The :data:`TFDS_DATASETS` entry that ``name`` refers to, or ``None``.
+
+    A version suffix (``"cifar10:3.0.2"``) is allowed, and every ``"lsun/<category>"``
+    maps to the entry ``"lsun/<category>"``. Only the spelling is checked: a local path
+    with the same spelling is the caller's to prefer.
+
+    Args:
+        name: a candidate tfds name; anything that is not a string gives ``None``.
+
+    Returns:
+        The matching key of :data:`TFDS_DATASETS`, or ``None``.
+    """
+    if not isinstance(name, str):
+        return None
+    base = name.split(":", 1)[0]
+    if base in TFDS_DATASETS:
+        return base
+    if base.startswith("lsun/") and len(base) > len("lsun/"):
+        return "lsun/<category>"
+    return None
+
+
+def is_tfds_name(name: Any) -> bool:
+    """Whether ``name`` is a tfds name that :func:`load_tfds` knows (see :func:`tfds_key`).
+
+    Args:
+        name: a candidate tfds name.
+
+    Returns:
+        ``True`` when :func:`tfds_key` finds an entry for it.
+    """
+    return tfds_key(name) is not None
+
+
+# Kept under its former private name for callers that still use it.
+_tfds_key = tfds_key
+
+
+def load_tfds(
+    name: str,
+    *,
+    split: str,
+    data_dir: PathLike | None = None,
+    image_size: Size | None = None,
+    shuffle_files: bool = False,
+):
+    """Loads a tfds image dataset as a ``tf.data.Dataset`` of ``uint8`` images.
+
+    Known names and their preprocessing are in :data:`TFDS_DATASETS`: MNIST,
+    Fashion-MNIST, CIFAR-10 and downsampled ImageNet are used as stored; CelebA gets
+    :func:`~tfp_realnvp.data.celeba_preprocess` and LSUN categories (``"lsun/bedroom"``,
+    ...) get :func:`~tfp_realnvp.data.lsun_preprocess` with center crops, so every epoch
+    sees the same images. A version suffix (``"cifar10:3.0.2"``) is passed on to tfds.
+    tfds downloads and prepares the data on first use (network access needed); pass
+    ``data_dir`` to use a prepared copy.
+
+    Args:
+        name: a tfds name from :data:`TFDS_DATASETS`.
+        split: a tfds split string, e.g. ``"train"``, ``"test"``, ``"train[:90%]"``.
+        data_dir: the tfds data directory; ``None`` uses tfds' default.
+        image_size: the output side or ``(height, width)``. ``None`` keeps the stored
+            size (64x64 for CelebA and LSUN). Otherwise CelebA and LSUN produce this
+            size from their crops, and other datasets are center cropped to its aspect
+            ratio and resized (antialiased bilinear).
+        shuffle_files: passed to ``tfds.load``.
+
+    Returns:
+        A ``tf.data.Dataset`` of ``uint8`` tensors ``[H, W, C]`` with a static shape.
+
+    Raises:
+        ValueError: naming the received name and listing the known names when
+            ``name`` is not one of them, or naming a bad ``split`` / ``image_size``.
+    """
+    known = tfds_key(name)
+    if known is None:
+        raise ValueError(
+            f"unknown tfds dataset {name!r}; known names: {sorted(TFDS_DATASETS)} "
+            "(lsun takes any category, e.g. 'lsun/bedroom')."
+        )
+    if not isinstance(split, str) or not split:
+        raise ValueError(f"split must be a tfds split string such as 'train'; received {split!r}.")
+    size = _check_size(image_size, name="image_size")
+    tf = _tensorflow()
+    import tensorflow_datasets
+
+    dataset = tensorflow_datasets.load(
+        name,
+        split=split,
+        data_dir=None if data_dir is None else os.fspath(data_dir),
+        shuffle_files=shuffle_files,
+    )
+    preprocess = _preprocessor(_TFDS_PRESETS.get(known), size)
+
+    def select(example):
+        image = tf.convert_to_tensor(example["image"])
+        if image.dtype != tf.uint8:
+            image = _to_uint8(tf.cast(image, tf.float32))
+        return image if preprocess is None else preprocess(image)
+
+    dataset = dataset.map(select, num_parallel_calls=tf.data.AUTOTUNE)
+    if not dataset.element_spec.shape.is_fully_defined():
+        raise ValueError(
+            f"tfds dataset {name!r} gives images of unknown shape "
+            f"{dataset.element_spec.shape}; pass image_size= to fix it."
+        )
+    return dataset
