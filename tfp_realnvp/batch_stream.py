@@ -25,12 +25,18 @@ import numpy as np
 from tfp_realnvp.backend import backend_name
 
 
-def batches_per_pass(num_images: int, batch_size: int) -> int:
-    """Batches in one pass over ``num_images`` images: ``ceil(num_images / batch_size)``."""
+def batches_per_pass(num_images: int, batch_size: int, *, drop_remainder: bool = False) -> int:
+    """Batches in one pass over ``num_images`` images: ``ceil(num_images / batch_size)``,
+    or ``floor`` with ``drop_remainder`` (every batch full, the last images of each
+    pass's permutation left out of that pass)."""
     if int(num_images) < 1:
         raise ValueError(f"num_images must be >= 1; received {num_images!r}.")
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be >= 1; received {batch_size!r}.")
+    if drop_remainder:
+        if int(num_images) < int(batch_size):
+            raise ValueError(f"full batches of {batch_size} need at least as many images; received {num_images}.")
+        return int(num_images) // int(batch_size)
     return math.ceil(int(num_images) / int(batch_size))
 
 
@@ -39,9 +45,11 @@ def pass_order(num_images: int, *, seed: int, data_pass: int) -> np.ndarray:
     return np.random.default_rng([int(seed) % 2**32, int(data_pass)]).permutation(int(num_images))
 
 
-def batch_indices(num_images: int, *, batch_size: int, seed: int, start_step: int = 0) -> Iterator[tuple[int, np.ndarray]]:
+def batch_indices(
+    num_images: int, *, batch_size: int, seed: int, start_step: int = 0, drop_remainder: bool = False
+) -> Iterator[tuple[int, np.ndarray]]:
     """``(step, image indices)`` for every step from ``start_step`` on, without end."""
-    per_pass = batches_per_pass(num_images, batch_size)
+    per_pass = batches_per_pass(num_images, batch_size, drop_remainder=drop_remainder)
     if int(start_step) < 0:
         raise ValueError(f"start_step must be >= 0; received {start_step!r}.")
     cached_pass, order = None, None
@@ -58,9 +66,12 @@ def _flip(batch: np.ndarray, *, seed: int, step: int) -> np.ndarray:
     return np.where(flips[:, None, None, None], batch[:, :, ::-1], batch)
 
 
-def image_batches(images: np.ndarray, *, batch_size: int, seed: int, flip: bool = False, start_step: int = 0) -> Iterator[np.ndarray]:
+def image_batches(
+    images: np.ndarray, *, batch_size: int, seed: int, flip: bool = False, start_step: int = 0, drop_remainder: bool = False
+) -> Iterator[np.ndarray]:
     """The uint8 batches of steps ``start_step, start_step + 1, ...`` (see the module docstring)."""
-    for step, indices in batch_indices(len(images), batch_size=batch_size, seed=seed, start_step=start_step):
+    indices_of = batch_indices(len(images), batch_size=batch_size, seed=seed, start_step=start_step, drop_remainder=drop_remainder)
+    for step, indices in indices_of:
         batch = images[indices]
         yield _flip(batch, seed=seed, step=step) if flip else batch
 
@@ -95,7 +106,9 @@ def _tf_batches(images: np.ndarray, *, batch_size: int, seed: int, flip: bool, s
     return stream.prefetch(tf.data.AUTOTUNE)
 
 
-def resumable_fit_input(images: np.ndarray, *, batch_size: int, seed: int, flip: bool = False, start_step: int = 0):
+def resumable_fit_input(
+    images: np.ndarray, *, batch_size: int, seed: int, flip: bool = False, start_step: int = 0, topology=None
+):
     """``(x, fit_kwargs)`` for ``fit`` that starts at training step ``start_step``.
 
     On TensorFlow ``x`` is a ``tf.data.Dataset`` that computes the same kind of
@@ -110,6 +123,9 @@ def resumable_fit_input(images: np.ndarray, *, batch_size: int, seed: int, flip:
         seed: fixes the order of every pass and the flips.
         flip: random horizontal flips.
         start_step: the global training step of the first batch.
+        topology: a data-parallel :class:`~tfp_realnvp.distributed.Topology` (JAX): every
+            batch is full (``drop_remainder``), so the devices share it equally, and this
+            process gets only its rows of each global batch.
     """
     images = np.asarray(images)
     if images.ndim != 4 or len(images) == 0:
@@ -118,8 +134,10 @@ def resumable_fit_input(images: np.ndarray, *, batch_size: int, seed: int, flip:
         raise ValueError(f"start_step must be >= 0; received {start_step!r}.")
     if backend_name() == "tensorflow":
         return _tf_batches(images, batch_size=batch_size, seed=seed, flip=flip, start_step=start_step), {"shuffle": False}
+    parallel = topology is not None and topology.data_parallel
+    stream = image_batches(images, batch_size=batch_size, seed=seed, flip=flip, start_step=start_step, drop_remainder=parallel)
     # Keras wants each element of a generator as a tuple: (x,).
-    batches = ((batch,) for batch in image_batches(images, batch_size=batch_size, seed=seed, flip=flip, start_step=start_step))
+    batches = ((topology.local_rows(batch) if parallel else batch,) for batch in stream)
     return batches, {"shuffle": False}
 
 

@@ -24,9 +24,12 @@ class SampleGrid(keras.callbacks.Callback):
         seed: sampling seed, fixed so grids are comparable across epochs.
         every: epoch interval.
         log_dir: TensorBoard log directory, or ``None``.
+        write: whether to write files; ``False`` still draws the samples (what the
+            processes other than 0 of a multi-process job do: every process must run
+            the same computations).
     """
 
-    def __init__(self, directory: str, *, num_samples: int = 64, temperature: float = 0.7, seed: int = 0, every: int = 1, log_dir: str | None = None):
+    def __init__(self, directory: str, *, num_samples: int = 64, temperature: float = 0.7, seed: int = 0, every: int = 1, log_dir: str | None = None, write: bool = True):
         super().__init__()
         if int(every) < 1:
             raise ValueError(f"every must be >= 1; received {every!r}.")
@@ -36,6 +39,7 @@ class SampleGrid(keras.callbacks.Callback):
         self.seed = int(seed)
         self.every = int(every)
         self.log_dir = log_dir
+        self.write = bool(write)
         self.paths: list[str] = []
         self._writer = None
 
@@ -43,6 +47,8 @@ class SampleGrid(keras.callbacks.Callback):
         if (epoch + 1) % self.every:
             return
         images = self.model.sample(self.num_samples, temperature=self.temperature, seed=self.seed)
+        if not self.write:
+            return
         grid = image_grid(images)
         self.paths.append(save_png(grid, os.path.join(self.directory, f"samples_epoch{epoch + 1:03d}.png"), scale=2))
         if self.log_dir and backend_name() == "tensorflow":

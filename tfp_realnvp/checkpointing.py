@@ -32,6 +32,7 @@ from typing import Any, NamedTuple
 import keras
 
 from tfp_realnvp import atomic
+from tfp_realnvp.distributed import without_distribution
 from tfp_realnvp.model_files import ModelFileError, NonFiniteWeightsError, check_finite_weights
 
 PathLike = str | os.PathLike
@@ -244,6 +245,8 @@ class CheckpointCallback(keras.callbacks.Callback):
         signals: a :class:`~tfp_realnvp.interrupts.SignalCatcher`; when it has
             received a signal, the callback saves after the current batch and stops
             training.
+        write: whether this process writes checkpoints (``False`` in the processes
+            other than 0 of a multi-process job: they still stop on a signal).
 
     Attributes:
         last: the newest checkpoint written or restored, or ``None``.
@@ -261,6 +264,7 @@ class CheckpointCallback(keras.callbacks.Callback):
         every_seconds: float | None = None,
         signals=None,
         last: Checkpoint | None = None,
+        write: bool = True,
     ):
         super().__init__()
         if every_seconds is not None and not float(every_seconds) > 0:
@@ -270,13 +274,17 @@ class CheckpointCallback(keras.callbacks.Callback):
         self.every_seconds = None if every_seconds is None else float(every_seconds)
         self.signals = signals
         self.last = last
+        self.write = bool(write)
         self.stopped_by_signal = False
         self._last_time = time.monotonic()
 
     def save(self) -> Checkpoint:
         """Saves a checkpoint now (or returns the one of this step)."""
+        if not self.write:
+            return self.last
         try:
-            self.last = self.manager.save(self.model, self.state_fn())
+            with without_distribution():
+                self.last = self.manager.save(self.model, self.state_fn())
         except NonFiniteWeightsError as error:
             step = model_step(self.model)
             self.model.stop_training = True

@@ -30,6 +30,7 @@ from tfp_realnvp import batch_stream
 from tfp_realnvp import data as data_lib
 from tfp_realnvp.baselines import independent_pixel_bits_per_dim
 from tfp_realnvp.callbacks import SampleGrid
+from tfp_realnvp.distributed import AgreeToStop, Topology, broadcast_from_chief, setup_data_parallel, without_distribution
 from tfp_realnvp.checkpointing import (
     CheckpointCallback,
     CheckpointManager,
@@ -102,14 +103,17 @@ def _report(model: RealNVP, test: np.ndarray, batch_size: int) -> float:
     return float(np.mean(model.bits_per_dim(test, batch_size=batch_size)))
 
 
-def _train_input(args, train_images, start_step: int):
-    """``(x, fit_kwargs)`` whose first batch is the one of training step ``start_step``."""
+def _train_input(args, train_images, start_step: int, topology: Topology):
+    """``(x, fit_kwargs)`` whose first batch is the one of training step ``start_step``
+    (this process's rows of it, in a multi-process job)."""
     if _is_tfds(args):
         dataset = data_lib.get_dataset(args.data, split="train", image_size=args.image_size, pad_to=args.pad_to, data_dir=args.data_dir, shuffle_files=True)
         return batch_stream.streamed_fit_input(dataset, batch_size=args.batch_size, seed=args.seed, flip=args.flip, start_step=start_step)
     if args.flip and keras.backend.backend() != "tensorflow":
         raise ValueError(f"--flip needs the TensorFlow backend; received --flip on {keras.backend.backend()}.")
-    return batch_stream.resumable_fit_input(train_images, batch_size=args.batch_size, seed=args.seed, flip=args.flip, start_step=start_step)
+    return batch_stream.resumable_fit_input(
+        train_images, batch_size=args.batch_size, seed=args.seed, flip=args.flip, start_step=start_step, topology=topology
+    )
 
 
 def _statistics_refresh(model: RealNVP, x, train_images: np.ndarray, args):
@@ -241,19 +245,54 @@ def train(args) -> dict:
         ValueError: for contradictory or bad flags, naming them.
     """
     out = pathlib.Path(args.output_dir)
+    # First of all: joining a multi-process job must precede any JAX computation.
+    topology = setup_data_parallel()
+    if topology.data_parallel:
+        print(f"training {topology.describe()}; --batch-size {args.batch_size} is the global batch")
     with contextlib.ExitStack() as stack:
-        try:
-            stack.enter_context(atomic.directory_lock(out, blocking=False))
-        except BlockingIOError:
-            raise ValueError(f"another run is writing to --output-dir {str(out)!r}; wait for it or choose another --output-dir.") from None
+        if topology.is_chief:
+            try:
+                stack.enter_context(atomic.directory_lock(out, blocking=False))
+            except BlockingIOError:
+                raise ValueError(f"another run is writing to --output-dir {str(out)!r}; wait for it or choose another --output-dir.") from None
         signals = stack.enter_context(SignalCatcher())
-        return _train(args, out, signals)
+        return _train(args, out, signals, topology)
 
 
-def _train(args, out: pathlib.Path, signals: SignalCatcher) -> dict:
+_START_FRESH, _START_RESUME, _START_REFUSED = 0, 1, 2
+
+
+def _agree_on_start(args, manager: CheckpointManager, topology: Topology) -> bool:
+    """Process 0 claims ``--output-dir`` and tells the others whether to resume.
+
+    Returns:
+        Whether to resume from the newest checkpoint.
+    """
+    if topology.is_chief:
+        try:
+            resume = _claim_output_dir(args, manager)
+            manager.remove_leftovers()
+        except BaseException:
+            broadcast_from_chief(topology, _START_REFUSED)
+            raise
+        broadcast_from_chief(topology, _START_RESUME if resume else _START_FRESH)
+        return resume
+    decision = broadcast_from_chief(topology, _START_REFUSED)
+    if decision == _START_REFUSED:
+        raise ValueError("process 0 of the job refused to start (its error says why); nothing was trained.")
+    return decision == _START_RESUME
+
+
+def _train(args, out: pathlib.Path, signals: SignalCatcher, topology: Topology) -> dict:
+    if topology.data_parallel:
+        topology.check_batch_size(args.batch_size, name="--batch-size")
+    if topology.multi_process and args.time_budget:
+        raise ValueError(
+            f"--time-budget {args.time_budget:g} would stop the processes of a job at different steps; "
+            "give --steps or --epochs instead."
+        )
     manager = CheckpointManager(out / CHECKPOINT_DIRNAME, keep=args.keep_checkpoints)
-    resume = _claim_output_dir(args, manager)
-    manager.remove_leftovers()
+    resume = _agree_on_start(args, manager, topology)
     keras.utils.set_random_seed(args.seed)
     if args.precision != "float32":
         keras.mixed_precision.set_global_policy(args.precision)
@@ -272,7 +311,7 @@ def _train(args, out: pathlib.Path, signals: SignalCatcher) -> dict:
     start_step, checkpoint = (_resume(args, model, manager, settings) if resume else (0, None))
     resumed_from = start_step if resume else None
 
-    per_pass = None if _is_tfds(args) else batch_stream.batches_per_pass(len(train_images), args.batch_size)
+    per_pass = None if _is_tfds(args) else batch_stream.batches_per_pass(len(train_images), args.batch_size, drop_remainder=topology.data_parallel)
     plan = plan_steps(batches_per_pass=per_pass, epochs=args.epochs, steps=args.steps, steps_per_epoch=args.steps_per_epoch, default_epochs=args.default_epochs)
     if start_step >= plan.total_steps:
         print(f"the checkpoint is at step {start_step}; this run asks for {plan.total_steps} steps: nothing left to train")
@@ -281,18 +320,21 @@ def _train(args, out: pathlib.Path, signals: SignalCatcher) -> dict:
         step = model_step(model)
         return {"settings": settings, "epoch": step // plan.steps_per_epoch, "steps_per_epoch": plan.steps_per_epoch, "total_steps": plan.total_steps}
 
-    checkpoints = CheckpointCallback(manager, state_fn=state, every_seconds=args.checkpoint_every, signals=signals, last=checkpoint)
-    callbacks = [StopOnNonFiniteLoss(), checkpoints, StopAtStep(plan.total_steps)]
-    callbacks.append(SampleGrid(str(out), num_samples=64, temperature=args.temperature, seed=args.seed, log_dir=args.tensorboard))
-    if args.tensorboard:
+    chief = topology.is_chief
+    checkpoints = CheckpointCallback(
+        manager, state_fn=state, every_seconds=args.checkpoint_every, signals=signals, last=checkpoint, write=chief
+    )
+    callbacks = [AgreeToStop(topology, signals), StopOnNonFiniteLoss(), checkpoints, StopAtStep(plan.total_steps)]
+    callbacks.append(SampleGrid(str(out), num_samples=64, temperature=args.temperature, seed=args.seed, log_dir=args.tensorboard if chief else None, write=chief))
+    if args.tensorboard and chief:
         callbacks.append(keras.callbacks.TensorBoard(args.tensorboard))
     budget = TimeBudget(args.time_budget) if args.time_budget else None
     if budget:
         callbacks.append(budget)
-    verbose = _verbosity(args)
+    verbose = _verbosity(args) if chief else 0
 
     def fit(start: int, *, steps_per_epoch: int, extra_callbacks=()):
-        x, fit_kwargs = _train_input(args, train_images, start)
+        x, fit_kwargs = _train_input(args, train_images, start, topology)
         with warnings.catch_warnings():
             own_refresh = _statistics_refresh(model, x, train_images, args)
             first = [own_refresh] if own_refresh is not None else []
@@ -318,7 +360,7 @@ def _train(args, out: pathlib.Path, signals: SignalCatcher) -> dict:
                 checkpoints.save()
     except TrainingDiverged as error:
         error.checkpoint = checkpoints.last
-        if not (out / MODEL_FILENAME).exists():  # else keep the report that belongs to that model
+        if chief and not (out / MODEL_FILENAME).exists():  # else keep the report that belongs to that model
             write_json(out / REPORT_FILENAME, _diverged_report(args, error, resumed_from))
         raise
     train_seconds = time.perf_counter() - started
@@ -333,7 +375,9 @@ def _train(args, out: pathlib.Path, signals: SignalCatcher) -> dict:
         )
 
     model_path = out / MODEL_FILENAME
-    save_realnvp(model, model_path)
+    if chief:
+        with without_distribution():
+            save_realnvp(model, model_path)
     test_bpd = _report(model, test_images, batch_size=256)
     train_bpd = [h.history["bits_per_dim"][-1] for h in histories if h.history.get("bits_per_dim")]
     report = {
@@ -349,12 +393,18 @@ def _train(args, out: pathlib.Path, signals: SignalCatcher) -> dict:
         "train_seconds": round(train_seconds, 1),
         "stopped_by_time_budget": bool(budget and budget.stopped_early),
         "final_train_bits_per_dim": float(train_bpd[-1]) if train_bpd else None,
+        # Per epoch of this invocation (a resumed run lists only the epochs it trained).
+        "history": {key: [float(v) for h in histories for v in h.history.get(key, [])] for key in ("loss", "bits_per_dim")},
         "test_bits_per_dim": test_bpd,
         "independent_pixel_test_bits_per_dim": independent_pixel_bits_per_dim(train_images, test_images),
         "model": str(model_path),
         "checkpoint": str(checkpoints.last.path) if checkpoints.last else None,
         "config": model.get_config(),
     }
+    if topology.data_parallel:
+        report["data_parallel"] = {"processes": topology.process_count, "devices": topology.num_devices, "global_batch_size": args.batch_size}
+    if not chief:
+        return {"model": model, "report": report, "test_images": test_images}
     write_json(out / REPORT_FILENAME, report)
     print(f"test bits/dim: {test_bpd:.4f}  (independent-pixel baseline: {report['independent_pixel_test_bits_per_dim']:.4f}; {steps} steps in {train_seconds:.0f} s)")
     return {"model": model, "report": report, "test_images": test_images}

@@ -12,6 +12,7 @@ from tfp_realnvp.backend import backend_name, stateless_normal, tfd
 from tfp_realnvp.batch_norm_refresh import make_refresh_callback
 from tfp_realnvp.bijectors.multiscale import MultiScaleFlow
 from tfp_realnvp.compiled import CompiledFunction
+from tfp_realnvp.distributed import refuse_multi_worker_tensorflow
 from tfp_realnvp.validation import as_image_batch
 
 #: Seed of the dequantization noise used when integer images are evaluated, so that
@@ -156,6 +157,7 @@ class RealNVP(keras.Model):
         seed: int | None = None,
         **kwargs,
     ):
+        refuse_multi_worker_tensorflow(check_environment=False)
         super().__init__(**kwargs)
         if float(l2_scale) < 0:
             raise ValueError(f"l2_scale must be >= 0; received {l2_scale!r}.")
