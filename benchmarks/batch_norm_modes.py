@@ -411,7 +411,7 @@ def run(args) -> dict:
     config = {"num_scales": args.num_scales, "num_filters": args.num_filters, "num_blocks": args.num_blocks}
     # Every run keeps the averages of its own rule: fit's epoch-end re-estimation is off,
     # and the candidate that re-estimates at epoch ends does so on its shadow copy.
-    base = dict(config, seed=args.seed, refresh_batches=0)
+    base = dict(config, seed=args.seed, refresh_batches=0, conditioner_batch_norm=False)
     plans = {
         "shared": (dict(base, batch_norm_momentum=0.0, batch_norm_lag=0.0), [dict(c) for c in SHADOW_CANDIDATES], True),
         "lag": (

@@ -377,7 +377,9 @@ def build_model(impl: str, config: str, precision: str, seed: int):
     if impl == "package":
         import tfp_realnvp
 
-        return tfp_realnvp.RealNVP(**kwargs)
+        # The architecture of the plain baseline and the PyTorch port: weight-norm
+        # conditioners without batch norm (the package's default adds it).
+        return tfp_realnvp.RealNVP(conditioner_batch_norm=False, **kwargs)
     from benchmarks.plain_keras import PlainRealNVP
 
     return PlainRealNVP(**kwargs)

@@ -58,7 +58,7 @@ SCRIPT = textwrap.dedent(
             # the epoch-end re-estimation off they hold what the replicas' updates made.
             model = tfp_realnvp.RealNVP(
                 (8, 8, 1), num_scales=1, num_filters=8, num_blocks=1, batch_norm=batch_norm,
-                batch_norm_momentum=0.5, refresh_batches=0, seed=1,
+                conditioner_batch_norm=batch_norm, batch_norm_momentum=0.5, refresh_batches=0, seed=1,
             )
             model.compile(optimizer=optimizer(), jit_compile=False)
         dataset = tf.data.Dataset.from_tensor_slices(images).batch(16)

@@ -66,6 +66,17 @@ def in_stateless_scope() -> bool:
     return bool(_in_scope())
 
 
+def in_multi_replica_step() -> bool:
+    """True inside the replica function of a TensorFlow distribution strategy with more
+    than one replica (the replicas then run concurrently on the same objects)."""
+    if backend_name() != "tensorflow":
+        return False
+    import tensorflow as tf
+
+    context = tf.distribute.get_replica_context()
+    return context is not None and context.num_replicas_in_sync > 1
+
+
 def check_state_update(value, *, what: str) -> None:
     """Refuses to store a JAX tracer in a variable outside a ``keras.StatelessScope``.
 

@@ -76,6 +76,8 @@ def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=_positive_int, default=64, help="images per batch (default: 64, as in the paper).")
     parser.add_argument("--data-dir", default=None, help="tfds data directory (tfds names only).")
     parser.add_argument("--max-images", type=_positive_int, default=None, help="use at most N images of each split held in memory (tfds sources: N images of the evaluation split; default 10000 there).")
+    parser.add_argument("--stream", action="store_true", help="stream --data from disk through tf.data instead of loading it into memory (an image folder, searched recursively, or a folder of TFRecord / .npz shards; TensorFlow backend). Memory stays flat as the set grows; the final report uses the first --max-images test images (default 10000).")
+    parser.add_argument("--preset", choices=sorted(data_lib.PRESETS), default=None, help="the paper's preprocessing of a streamed set: celeba (148x148 center crop, resized to 64x64) or lsun (smaller side to 96, 64x64 center crop). Needs --stream.")
     parser.add_argument("--test-split", default="test", help="split for the final bits/dim report (default: test; tfds also accepts e.g. validation).")
 
 
@@ -87,11 +89,33 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _is_tfds(args) -> bool:
-    return data_lib._tfds_key(str(args.data)) is not None and not os.path.exists(str(args.data))
+    return data_lib.tfds_key(str(args.data)) is not None and not os.path.exists(str(args.data))
+
+
+def _is_streamed(args) -> bool:
+    if getattr(args, "preset", None) and not getattr(args, "stream", False):
+        raise ValueError(f"--preset {args.preset} applies to streamed sets; add --stream.")
+    if getattr(args, "stream", False):
+        if keras.backend.backend() != "tensorflow":
+            raise ValueError(f"--stream reads through tf.data and needs the TensorFlow backend; received {keras.backend.backend()}.")
+        if _is_tfds(args):
+            raise ValueError(f"--stream is for local folders and shard files; the tfds source {args.data!r} streams already.")
+        if args.pad_to is not None:
+            raise ValueError("--pad-to applies to images held in memory; with --stream give --image-size or --preset.")
+        return True
+    return False
+
+
+def _stream(args, split: str, **options):
+    return data_lib.stream_dataset(args.data, split=split, preset=args.preset, image_size=args.image_size, **options)
 
 
 def _load(args, split: str) -> np.ndarray:
-    """Local images as a uint8 array, or a tfds split materialised up to ``--max-images``."""
+    """Local images as a uint8 array, or a tfds or streamed split materialised up to
+    ``--max-images`` (default 10000)."""
+    if _is_streamed(args):
+        dataset = _stream(args, split, batch_size=None, shuffle=False)
+        return np.stack(list(dataset.take(args.max_images or 10000).as_numpy_iterator()))
     if _is_tfds(args):
         dataset = data_lib.get_dataset(args.data, split=split, image_size=args.image_size, pad_to=args.pad_to, data_dir=args.data_dir)
         return np.stack(list(dataset.take(args.max_images or 10000).as_numpy_iterator()))
@@ -106,6 +130,11 @@ def _report(model: RealNVP, test: np.ndarray, batch_size: int) -> float:
 def _train_input(args, train_images, start_step: int, topology: Topology):
     """``(x, fit_kwargs)`` whose first batch is the one of training step ``start_step``
     (this process's rows of it, in a multi-process job)."""
+    if _is_streamed(args):
+        # Like tfds sources, a stream restarts with a shuffle seeded by (seed, start step).
+        stream_seed = int(np.random.default_rng([int(args.seed) % 2**32, int(start_step)]).integers(2**31 - 1))
+        dataset = _stream(args, "train", batch_size=args.batch_size, seed=stream_seed, repeat=True, flip=args.flip)
+        return dataset, {"shuffle": False}
     if _is_tfds(args):
         dataset = data_lib.get_dataset(args.data, split="train", image_size=args.image_size, pad_to=args.pad_to, data_dir=args.data_dir, shuffle_files=True)
         return batch_stream.streamed_fit_input(dataset, batch_size=args.batch_size, seed=args.seed, flip=args.flip, start_step=start_step)
@@ -162,7 +191,7 @@ def _run_settings(args, model: RealNVP, train_images: np.ndarray) -> dict:
         "seed": args.seed,
         "flip": bool(args.flip),
         "precision": args.precision,
-        **{key: config[key] for key in ("image_shape", "num_scales", "num_filters", "num_blocks", "batch_norm", "alpha", "batch_norm_momentum", "l2_scale")},
+        **{key: config[key] for key in ("image_shape", "num_scales", "num_filters", "num_blocks", "batch_norm", "alpha", "batch_norm_momentum", "conditioner_batch_norm", "l2_scale")},
     }
 
 
@@ -303,15 +332,15 @@ def _train(args, out: pathlib.Path, signals: SignalCatcher, topology: Topology) 
         num_filters=args.num_filters,
         num_blocks=args.num_blocks,
         batch_norm=not args.no_batch_norm,
-        batch_norm_momentum=args.batch_norm_momentum,
         seed=args.seed,
+        **{key: value for key, value in (("batch_norm_momentum", args.batch_norm_momentum), ("conditioner_batch_norm", args.conditioner_batch_norm)) if value is not None},
     )
     model.compile(learning_rate=args.learning_rate, jit_compile=args.jit_compile)
     settings = _run_settings(args, model, train_images)
     start_step, checkpoint = (_resume(args, model, manager, settings) if resume else (0, None))
     resumed_from = start_step if resume else None
 
-    per_pass = None if _is_tfds(args) else batch_stream.batches_per_pass(len(train_images), args.batch_size, drop_remainder=topology.data_parallel)
+    per_pass = None if _is_tfds(args) or _is_streamed(args) else batch_stream.batches_per_pass(len(train_images), args.batch_size, drop_remainder=topology.data_parallel)
     plan = plan_steps(batches_per_pass=per_pass, epochs=args.epochs, steps=args.steps, steps_per_epoch=args.steps_per_epoch, default_epochs=args.default_epochs)
     if start_step >= plan.total_steps:
         print(f"the checkpoint is at step {start_step}; this run asks for {plan.total_steps} steps: nothing left to train")
@@ -455,7 +484,8 @@ def _add_training_arguments(p: argparse.ArgumentParser, name: str) -> None:
     p.add_argument("--steps-per-epoch", type=_positive_int, default=None, help="batches per epoch (default: one pass over the data); the data repeats as needed.")
     p.add_argument("--time-budget", type=float, default=330.0 if name == "demo" else None, help="stop training after this many seconds (checked after every batch).")
     p.add_argument("--learning-rate", type=float, default=3e-3 if name == "demo" else 1e-3, help="Adam learning rate (default: 1e-3 as in the paper; the short demo uses 3e-3). A resumed run uses this value.")
-    p.add_argument("--batch-norm-momentum", type=float, default=0.95 if name == "demo" else 0.99, help="decay of the batch-norm moving averages.")
+    p.add_argument("--batch-norm-momentum", type=float, default=None, help="decay of the batch-norm moving averages (default: the model's, 0.9; fit re-estimates them at every epoch end).")
+    p.add_argument("--conditioner-batch-norm", action=argparse.BooleanOptionalAction, default=None, help="batch normalization after every convolution of the conditioner networks (default: the model's; see the README).")
     p.add_argument("--flip", action="store_true", help="random horizontal flips (TensorFlow backend).")
     p.add_argument("--precision", choices=["float32", "mixed_bfloat16", "mixed_float16"], default="float32", help="Keras dtype policy.")
     p.add_argument("--jit-compile", choices=["auto", "true", "false"], default="auto", help="XLA-compile the train step (auto: on where Keras deems it faster).")

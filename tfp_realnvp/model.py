@@ -131,7 +131,8 @@ class RealNVP(keras.Model):
         alpha: margin of the logit preprocessing.
         batch_norm_momentum: decay of the batch-norm moving averages.
         batch_norm_lag: weight of the moving averages in the training statistics.
-        conditioner_batch_norm: batch normalization inside the conditioner networks.
+        conditioner_batch_norm: batch normalization inside the conditioner networks
+            (default on; see ``MultiScaleFlow``).
         l2_scale: L2 coefficient on the weight-norm scales.
         refresh_batches: training batches from which ``fit`` re-estimates the
             batch-norm averages at the end of every epoch (0: keep the running
@@ -151,7 +152,7 @@ class RealNVP(keras.Model):
         alpha: float = 0.05,
         batch_norm_momentum: float = 0.9,
         batch_norm_lag: float = 0.0,
-        conditioner_batch_norm: bool = False,
+        conditioner_batch_norm: bool = True,
         l2_scale: float = 5e-5,
         refresh_batches: int = 8,
         seed: int | None = None,

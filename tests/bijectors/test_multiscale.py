@@ -156,8 +156,11 @@ def test_image_shape_builds_eagerly():
 def test_every_trainable_weight_gets_a_gradient_eager_and_compiled(random_flow, images):
     loss = negative_log_prob(make_dist(random_flow))
     variables = random_flow.trainable_variables
-    # conditioners (conv v, g, bias per convolution; per-channel scale) and batch norm
-    assert len(variables) == 10 * (3 * 4 + 1) + 10 * 2
+    # conditioners (conv v, g, bias per convolution; per-channel scale), the flow's batch
+    # norm (log_gamma, beta) and, by default, the conditioners' batch norm after each of
+    # their three hidden convolutions (gamma, beta)
+    assert random_flow.config["conditioner_batch_norm"]
+    assert len(variables) == 10 * (3 * 4 + 1) + 10 * 2 + 10 * 3 * 2
     value, grads = value_and_gradients(loss, variables, fresh(images))
     assert np.isfinite(value)
     for variable, grad in zip(variables, grads):

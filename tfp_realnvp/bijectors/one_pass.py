@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from tfp_realnvp.backend import backend_name, is_concrete, tfb
+from tfp_realnvp.backend import backend_name, in_multi_replica_step, is_concrete, tfb
 
 
 def check_training(training) -> bool:
@@ -268,15 +268,22 @@ class OnePassBijector(tfb.Bijector):
         """Forgets every cached result of this bijector and its parts but the current one.
 
         Called after a training-mode call changed moving averages: results cached
-        before it (inference-mode ones above all) describe the old statistics.
+        before it (inference-mode ones above all) describe the old statistics. Inside
+        the step of a multi-replica strategy the replicas run the same bijectors at
+        once, each in training mode on its own share of the batch: their training-mode
+        results stay, or one replica would throw away what another has just computed
+        and must read back (its log-det), and then run its networks a second time.
         """
         owners = {id(self)} | {id(part) for part in self._walk_parts()}
+        keep_training_results = in_multi_replica_step()
         storage = self._cache.storage
         for key in list(storage.keys()):
             if not key.alive:
                 continue
             owner, _, name, key_kwargs = key.subkey
             if id(owner) not in owners:
+                continue
+            if keep_training_results and isinstance(key_kwargs, dict) and key_kwargs.get("training") is True:
                 continue
             if owner is self and name == fn_name and key_kwargs == kwargs and key() is current:
                 continue
