@@ -8,7 +8,7 @@ import pytest
 
 from tfp_realnvp.cli import build_parser, main
 
-TINY = ["--num-filters", "4", "--num-blocks", "1", "--max-images", "128", "--batch-size", "32", "--verbose", "0"]
+TINY = ["--num-filters", "4", "--num-blocks", "1", "--max-images", "128", "--batch-size", "32", "--verbose", "0", "--jit-compile", "false"]
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ def _one_line_error(capsys, argv) -> str:
     return err
 
 
-@pytest.mark.parametrize("command", ["evaluate", "sample", "export"])
+@pytest.mark.parametrize("command", ["evaluate", "sample", pytest.param("export", marks=pytest.mark.tf_only)])
 def test_a_truncated_model_file_is_named_as_corrupt(model_file, tmp_path, capsys, command):
     broken = tmp_path / "broken.keras"
     broken.write_bytes(model_file.read_bytes()[:1203])
@@ -73,7 +73,8 @@ def _command_parser(command: str):
 def test_cli_wording_names_flags():
     train = _command_parser("train")
     assert cli_wording("refused: image_size=3 is odd", train) == "refused: --image-size 3 is odd"
-    assert cli_wording("pass overwrite=True to replace", _command_parser("export")) == "pass --overwrite to replace"
+    if keras.backend.backend() == "tensorflow":  # export exists on TensorFlow only
+        assert cli_wording("pass overwrite=True to replace", _command_parser("export")) == "pass --overwrite to replace"
     assert cli_wording("num_filters must be positive", train) == "--num-filters must be positive"
     # Words that are not option names stay as they are.
     assert cli_wording("the image size is odd", train) == "the image size is odd"

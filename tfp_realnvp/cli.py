@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import math
 import os
@@ -96,8 +97,11 @@ def _is_streamed(args) -> bool:
     if getattr(args, "preset", None) and not getattr(args, "stream", False):
         raise ValueError(f"--preset {args.preset} applies to streamed sets; add --stream.")
     if getattr(args, "stream", False):
-        if keras.backend.backend() != "tensorflow":
-            raise ValueError(f"--stream reads through tf.data and needs the TensorFlow backend; received {keras.backend.backend()}.")
+        if keras.backend.backend() != "tensorflow" and not os.path.isdir(str(args.data)):
+            raise ValueError(
+                f"on {keras.backend.backend()}, --stream reads image folders; received --data {args.data!r} "
+                "(shard files stream through tf.data: use the TensorFlow backend)."
+            )
         if _is_tfds(args):
             raise ValueError(f"--stream is for local folders and shard files; the tfds source {args.data!r} streams already.")
         if args.pad_to is not None:
@@ -107,15 +111,26 @@ def _is_streamed(args) -> bool:
 
 
 def _stream(args, split: str, **options):
+    """A ``tf.data`` stream of ``--data`` (TensorFlow backend)."""
     return data_lib.stream_dataset(args.data, split=split, preset=args.preset, image_size=args.image_size, **options)
+
+
+def _folder_batches(args, split: str, **options) -> data_lib.FolderBatches:
+    """A NumPy stream of the image folder ``--data`` (backends without TensorFlow)."""
+    files = data_lib.folder_files(args.data, split=split)
+    return data_lib.FolderBatches(files, preset=args.preset, image_size=args.image_size, **options)
 
 
 def _load(args, split: str) -> np.ndarray:
     """Local images as a uint8 array, or a tfds or streamed split materialised up to
     ``--max-images`` (default 10000)."""
     if _is_streamed(args):
+        limit = args.max_images or 10000
+        if keras.backend.backend() != "tensorflow":
+            batches = _folder_batches(args, split, batch_size=min(limit, 256), shuffle=False)
+            return np.concatenate(list(itertools.islice(batches, math.ceil(limit / min(limit, 256)))))[:limit]
         dataset = _stream(args, split, batch_size=None, shuffle=False)
-        return np.stack(list(dataset.take(args.max_images or 10000).as_numpy_iterator()))
+        return np.stack(list(dataset.take(limit).as_numpy_iterator()))
     if _is_tfds(args):
         dataset = data_lib.get_dataset(args.data, split=split, image_size=args.image_size, pad_to=args.pad_to, data_dir=args.data_dir)
         return np.stack(list(dataset.take(args.max_images or 10000).as_numpy_iterator()))
@@ -133,6 +148,13 @@ def _train_input(args, train_images, start_step: int, topology: Topology):
     if _is_streamed(args):
         # Like tfds sources, a stream restarts with a shuffle seeded by (seed, start step).
         stream_seed = int(np.random.default_rng([int(args.seed) % 2**32, int(start_step)]).integers(2**31 - 1))
+        if keras.backend.backend() != "tensorflow":
+            # Each process decodes only its share of the files: its rows of every batch.
+            batches = _folder_batches(
+                args, "train", batch_size=args.batch_size // topology.process_count, seed=stream_seed, repeat=True,
+                flip=args.flip, num_shards=topology.process_count, shard_index=topology.process_index,
+            )
+            return ((batch,) for batch in batches), {"shuffle": False}
         dataset = _stream(args, "train", batch_size=args.batch_size, seed=stream_seed, repeat=True, flip=args.flip)
         return dataset, {"shuffle": False}
     if _is_tfds(args):

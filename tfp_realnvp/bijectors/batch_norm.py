@@ -70,6 +70,12 @@ class BatchNormalization(OnePassBijector):
     the only candidate within 0.02, so ``fit`` does it by default
     (``RealNVP(refresh_batches=8)``).
 
+    **Devices.** Under ``keras.distribution.DataParallel`` (JAX) the batch moments are
+    reductions over the global batch, across every device and process of the job, so
+    ``N`` devices compute what one device computes on the same global batch. Under
+    TensorFlow's ``MirroredStrategy`` each replica normalises with the moments of its
+    own share of the batch, and the moving averages are the mean over replicas.
+
     **Lag** (the paper's appendix E, "a running average over recent minibatches"):
     with ``lag > 0`` training normalises with
     ``m = (1 - l_k) m_B + l_k stopgrad(a_m)``,

@@ -53,6 +53,7 @@ Modules, one concern each (every public name is re-exported here):
 * ``tfds``: tfds names and their preprocessing;
 * ``sources``: :func:`load_images` and :func:`get_dataset`, by source;
 * ``streaming``: image folders and TFRecord / ``.npz`` shards through ``tf.data``;
+* ``file_batches``: image folders as NumPy batches without TensorFlow (JAX);
 * ``pipeline``: :func:`make_dataset`.
 
 Nothing imports TensorFlow at import time: the functions that build ``tf.data``
@@ -69,6 +70,7 @@ from tfp_realnvp.data.local import (
     load_npz,
     read_idx,
 )
+from tfp_realnvp.data.file_batches import FolderBatches, decode_image_file, folder_files
 from tfp_realnvp.data.pipeline import make_dataset
 from tfp_realnvp.data.resizing import (
     PRESETS,
@@ -98,6 +100,7 @@ from tfp_realnvp.data.tfds import _tfds_key  # noqa: F401  (the former private n
 __all__ = [
     "DEFAULT_SHUFFLE_BUFFER",
     "FASHION_MNIST_CLASSES",
+    "FolderBatches",
     "IMAGE_SUFFIXES",
     "NUM_PROCESSES_VARIABLE",
     "PRESETS",
@@ -107,6 +110,8 @@ __all__ = [
     "TFDS_DATASETS",
     "celeba_preprocess",
     "check_images",
+    "decode_image_file",
+    "folder_files",
     "get_dataset",
     "is_tfds_name",
     "list_image_files",
