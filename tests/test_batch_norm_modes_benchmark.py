@@ -96,3 +96,21 @@ def test_tiny_run_writes_report_and_plot(tmp_path):
     data = png.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     assert Image.open(io.BytesIO(data)).size == (1500, 720)
+
+
+@pytest.mark.tf_only
+def test_default_run_measures_the_model_as_fit_leaves_it(tmp_path):
+    module = _load()
+    out = tmp_path / "bn.json"
+    argv = ["--steps", "4", "--eval-every", "2", "--steps-per-epoch", "2", "--data", "shipped",
+            "--max-train", "256", "--max-test", "64", "--reestimate-batches", "2", "--reestimate-batch-size", "32",
+            "--num-scales", "1", "--num-filters", "4", "--runs", "default", "--verbose", "0", "--output", str(out)]
+    assert module.main(argv) == 0
+    report = json.loads(out.read_text())
+    run = report["runs"]["default"]
+    assert run["model"]["conditioner_batch_norm"] is True
+    # fit re-estimated the averages at the end: the counters hold its batches, not the steps.
+    assert run["num_updates_after_training"] == [8.0]
+    (candidate,) = report["candidates"]
+    assert candidate["name"] == "defaults" and len(candidate["inference_bits_per_dim"]) == 2
+    assert abs(candidate["final_gap"]) < 0.5
