@@ -4,11 +4,15 @@ import importlib.util
 import json
 import os
 
+import keras
 import numpy as np
+import pytest
 
 SCRIPT = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", "bits_per_dim.py")
 
 
+# Runs in the TensorFlow suite; on JAX with the slow tests (it compiles for long there).
+@(pytest.mark.slow if keras.backend.backend() == "jax" else pytest.mark.usefixtures())
 def test_bits_per_dim_benchmark_writes_measured_json(tmp_path):
     spec = importlib.util.spec_from_file_location("bits_per_dim_benchmark", SCRIPT)
     module = importlib.util.module_from_spec(spec)

@@ -3,12 +3,15 @@
 import json
 import os
 
+import keras
 import numpy as np
 import pytest
 
 from tfp_realnvp.cli import build_parser, main
 
-TINY = ["--num-filters", "4", "--num-blocks", "1", "--max-images", "128", "--batch-size", "32", "--verbose", "0", "--jit-compile", "false"]
+TINY = ["--num-filters", "4", "--num-blocks", "1", "--max-images", "128", "--batch-size", "32", "--verbose", "0"]
+if keras.backend.backend() == "tensorflow":
+    TINY += ["--jit-compile", "false"]  # faster to build; on JAX it would run eagerly
 
 
 @pytest.fixture(scope="module")
