@@ -190,38 +190,19 @@ def write_json(path: str, payload: dict) -> str:
 
 
 def recalibrate_batch_norm(model, images: np.ndarray, *, batch_size: int = 256, num_batches: int = 4, seed: int = 0) -> int:
-    """Sets every batch-norm moving average to the mean of batch statistics over data.
+    """Sets every batch-norm average of ``model`` to the mean of batch statistics over ``images``.
 
-    Moving averages lag behind the weights early in training, which makes inference
-    bits/dim worse than training bits/dim. This runs ``num_batches`` batches through
-    the flow in training mode with momentum ``k / (k + 1)`` on the ``k``-th batch, so
-    each ``moving_mean``/``moving_variance`` ends as the plain average of the batch
-    statistics that the current weights produce. Weights are not changed.
+    What ``RealNVP.fit`` does by itself at the end of every epoch
+    (``tfp_realnvp.batch_norm_refresh``), for weights that were changed otherwise (a
+    custom loop, loaded weights): ``num_batches`` random batches of ``batch_size``
+    images run through the flow in training mode with the update counters reset, so
+    each average ends as the plain mean of the statistics of the current weights.
+    Integer images are dequantized with the evaluation noise. Weights are not changed.
 
     Returns:
         The number of batches used.
     """
-    from keras import ops
+    from tfp_realnvp.batch_norm_refresh import TrainingBatches, refresh_statistics
 
-    flow = model.flow
-    if not flow.batch_norms:
-        return 0
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(images))
-    saved = [bn._momentum for bn in flow.batch_norms]
-    used = 0
-    try:
-        for k in range(num_batches):
-            batch = images[order[k * batch_size : (k + 1) * batch_size]]
-            if len(batch) == 0:
-                break
-            for bn in flow.batch_norms:
-                bn._momentum = k / (k + 1.0)
-            x = ops.cast(batch, "float32") + keras.random.uniform(batch.shape, seed=seed + k)
-            with flow.training_mode(True):
-                flow.inverse(x)
-            used += 1
-    finally:
-        for bn, momentum in zip(flow.batch_norms, saved):
-            bn._momentum = momentum
-    return used
+    batches = TrainingBatches(np.asarray(images), batch_size=batch_size, seed=seed)
+    return refresh_statistics(model, batches.take(num_batches))
