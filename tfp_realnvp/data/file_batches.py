@@ -27,13 +27,9 @@ import numpy as np
 
 from tfp_realnvp.data.checks import Size, _check_channels, _check_positive_int, _check_shard, _check_size, _split_indices
 from tfp_realnvp.data.local import list_image_files
-from tfp_realnvp.data.resizing import _check_preset, _fit_pil
+from tfp_realnvp.data.resizing import _CELEBA_CROP, _DEFAULT_FLOW_SIZE, _LSUN_SHORT_SIDE, _check_preset, _fit_pil
 
 __all__ = ["FolderBatches", "decode_image_file", "folder_files"]
-
-_CELEBA_CROP = 148
-_LSUN_SHORT_SIDE = 96
-_PRESET_SIZE = 64
 
 
 def _center_window(image, height: int, width: int):
@@ -66,7 +62,7 @@ def decode_image_file(path, *, preset: str | None = None, image_size: Size | Non
     except (UnidentifiedImageError, OSError) as error:
         raise ValueError(f"cannot decode image {str(path)!r}: {error}.") from None
     if preset is not None:
-        out_h, out_w = size or (_PRESET_SIZE, _PRESET_SIZE)
+        out_h, out_w = size or (_DEFAULT_FLOW_SIZE, _DEFAULT_FLOW_SIZE)
         if preset == "celeba":
             if min(image.height, image.width) < _CELEBA_CROP:
                 raise ValueError(

@@ -67,10 +67,10 @@ from tfp_realnvp.data.checks import (
     _check_positive_int,
     _check_shard,
     _check_size,
-    _split_indices,
     _tensorflow,
     check_images,
 )
+from tfp_realnvp.data.file_batches import folder_files
 from tfp_realnvp.data.local import _npz_key, list_image_files
 from tfp_realnvp.data.pipeline import _batch
 from tfp_realnvp.data.resizing import _check_preset, _preprocessor
@@ -378,10 +378,8 @@ def stream_image_folder(
         ValueError: naming the folder when it holds no image, or the received value
             for a bad option.
     """
-    files = list_image_files(directory)
-    chosen = [files[i] for i in _split_indices(len(files), split, train_fraction)]
     return stream_image_files(
-        chosen, preset=preset, image_size=image_size, channels=channels, batch_size=batch_size,
+        folder_files(directory, split=split, train_fraction=train_fraction), preset=preset, image_size=image_size, channels=channels, batch_size=batch_size,
         shuffle=shuffle, shuffle_buffer=shuffle_buffer, seed=seed, num_shards=num_shards,
         shard_index=shard_index, repeat=repeat, flip=flip, drop_remainder=drop_remainder,
     )
