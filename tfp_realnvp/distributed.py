@@ -36,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -286,8 +287,6 @@ class AgreeToStop(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         if not self.topology.multi_process:
             return
-        import signal
-
         local = self.signals.received
         if any_process(self.topology, local is not None) and local is None:
             self.signals.received = int(signal.SIGTERM)

@@ -77,6 +77,10 @@ def test_bad_options_name_the_value(faces):
         data.FolderBatches(files, batch_size=0)
     with pytest.raises(ValueError, match="preset"):
         data.FolderBatches(files, batch_size=2, preset="imagenet")
+    # An endless stream of a share smaller than one batch would never yield.
+    with pytest.raises(ValueError, match=r"share 0 holds 12 file\(s\), fewer than batch_size=13"):
+        data.FolderBatches(files, batch_size=13, repeat=True)
+    assert len(next(iter(data.FolderBatches(files, batch_size=13)))) == 12  # one pass: a smaller last batch
 
 
 @pytest.mark.tf_only

@@ -29,11 +29,9 @@ def test_tfds_key_and_is_tfds_name(name, key):
     assert data.is_tfds_name(name) is (key is not None)
 
 
-def test_former_private_name_still_works():
-    from tfp_realnvp.data import _tfds_key
-
-    assert _tfds_key("lsun/church_outdoor") == "lsun/<category>"
-    assert _tfds_key("nope") is None
+def test_lsun_categories_share_one_key():
+    assert data.tfds_key("lsun/church_outdoor") == "lsun/<category>"
+    assert data.tfds_key("nope") is None
 
 
 @tf_only

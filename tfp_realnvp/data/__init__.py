@@ -95,7 +95,6 @@ from tfp_realnvp.data.streaming import (
     write_tfrecord_shards,
 )
 from tfp_realnvp.data.tfds import TFDS_DATASETS, is_tfds_name, load_tfds, tfds_key
-from tfp_realnvp.data.tfds import _tfds_key  # noqa: F401  (the former private name, kept for callers)
 
 __all__ = [
     "DEFAULT_SHUFFLE_BUFFER",

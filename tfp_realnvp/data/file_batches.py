@@ -131,6 +131,12 @@ class FolderBatches:
                 f"{len(files)} file(s) cannot be shared among num_shards={num_shards} processes: "
                 f"share {shard_index} is empty."
             )
+        if repeat and len(self.files) < self.batch_size:
+            # An endless stream yields full batches only: it could never yield one.
+            raise ValueError(
+                f"share {shard_index} holds {len(self.files)} file(s), fewer than batch_size={self.batch_size}; "
+                "an endless stream needs at least one full batch per pass."
+            )
         self.preset, self.image_size = preset, image_size
         self.shuffle, self.seed, self.repeat, self.flip = bool(shuffle), int(seed), bool(repeat), bool(flip)
         self.workers = int(workers or min(16, os.cpu_count() or 1))

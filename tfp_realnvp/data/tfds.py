@@ -65,9 +65,6 @@ def is_tfds_name(name: Any) -> bool:
     return tfds_key(name) is not None
 
 
-# Kept under its former private name for callers that still use it.
-_tfds_key = tfds_key
-
 
 def load_tfds(
     name: str,
