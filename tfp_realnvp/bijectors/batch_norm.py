@@ -7,6 +7,7 @@ from keras import ops
 
 from tfp_realnvp.backend import eager_scope
 from tfp_realnvp.bijectors.one_pass import OnePassBijector, check_built_event
+from tfp_realnvp.bijectors.reversible import pull_back_step
 from tfp_realnvp.moving_stats import channel_moments, update_moving_moments
 from tfp_realnvp.validation import check_event_shape
 
@@ -187,14 +188,15 @@ class BatchNormalization(OnePassBijector):
             var = (1.0 - lag) * var + lag * ops.cast(old_var, y.dtype)
         return mean, var
 
-    def _transform(self, x, *, inverse: bool, training: bool = False):
-        self.build(x.shape[-3:])
-        dtype = x.dtype
+    def _statistics(self, x, *, inverse: bool, training: bool):
+        """The ``(mean, variance)`` that normalise ``x``: the batch's in training mode."""
         if inverse and training:
-            mean, var = self._training_statistics(x)
-        else:
-            mean = ops.cast(self._state.moving_mean, dtype)
-            var = ops.cast(self._state.moving_variance, dtype)
+            return self._training_statistics(x)
+        return ops.cast(self._state.moving_mean, x.dtype), ops.cast(self._state.moving_variance, x.dtype)
+
+    def _apply(self, x, mean, var, *, inverse: bool):
+        """The transformation with given statistics: ``(value, log_det)``."""
+        dtype = x.dtype
         log_gamma = ops.cast(self._state.log_gamma, dtype)
         beta = ops.cast(self._state.beta, dtype)
         log_scale = log_gamma - 0.5 * ops.log(var + self._epsilon)
@@ -204,3 +206,26 @@ class BatchNormalization(OnePassBijector):
         if inverse:
             return (x - mean) * ops.exp(log_scale) + beta, ldj
         return (x - beta) * ops.exp(-log_scale) + mean, -ldj
+
+    def _transform(self, x, *, inverse: bool, training: bool = False):
+        self.build(x.shape[-3:])
+        mean, var = self._statistics(x, inverse=inverse, training=training)
+        return self._apply(x, mean, var, inverse=inverse)
+
+    def _transform_recorded(self, x, *, inverse: bool, training: bool = False):
+        """Also keeps the statistics the pass normalised with: the inverse needs them."""
+        self.build(x.shape[-3:])
+        mean, var = self._statistics(x, inverse=inverse, training=training)
+        y, log_det = self._apply(x, mean, var, inverse=inverse)
+        return y, log_det, (mean, var)
+
+    def _reverse(self, y, g_y, g_log_det, record, *, inverse: bool, training: bool, grads: dict):
+        """Rebuilds ``x`` with the recorded statistics, then pulls back through the pass at
+        ``x`` (in training mode that pass recomputes the batch statistics, so the
+        cotangent includes their dependence on ``x``)."""
+        mean, var = record
+        x, _ = self._apply(y, mean, var, inverse=not inverse)
+        g_x = pull_back_step(
+            self, lambda x: self._transform(x, inverse=inverse, training=training), x, (g_y, g_log_det), grads=grads
+        )
+        return x, g_x

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import ops
 
 from tfp_realnvp.backend import eager_scope
 from tfp_realnvp.bijectors.masks import check_mask_type, checkerboard
 from tfp_realnvp.bijectors.one_pass import OnePassBijector, check_built_event, format_event
+from tfp_realnvp.bijectors.recompute import rematerialized_call
+from tfp_realnvp.bijectors.reversible import add_gradients
+from tfp_realnvp.gradients import read_values, vjp
 from tfp_realnvp.networks.resnet import ResNetConditioner
 from tfp_realnvp.networks.tanh_scale import TanhScale
+from tfp_realnvp.stateless import stateless_call
 from tfp_realnvp.validation import check_event_shape
 
 
@@ -35,6 +40,15 @@ class AffineCoupling(OnePassBijector):
     The network runs once per transformation: the log-det computed with the values is
     kept in TFP's bijector cache, so ``log_prob`` and ``sample`` reuse it.
 
+    **Recomputation.** With ``rematerialize=True`` a training-mode call keeps only the
+    conditioner's input and recomputes its hidden activations for the gradient
+    (``keras.remat``). Under invertible recomputation (``bijectors.reversible``) the
+    backward pass rebuilds the input from the output, ``x_a = z_a``,
+    ``x_b = (z_b - t(z_a)) exp(-s(z_a))``, and pulls the cotangents back with the same
+    single conditioner pass: ``dE/dx_b = exp(s) dE/dz_b``,
+    ``dE/ds = (z_b - t) dE/dz_b + dE/dL``, ``dE/dt = dE/dz_b``, and ``(dE/ds, dE/dt)``
+    flow through the network into ``dE/dx_a`` and its weights.
+
     Args:
         mask_type: ``"checkerboard"`` or ``"channel"``.
         parity: 0 or 1, which half of the mask stays fixed.
@@ -47,6 +61,8 @@ class AffineCoupling(OnePassBijector):
         num_blocks: residual blocks of the default conditioner.
         conditioner_batch_norm: batch normalization inside the default conditioner.
         batch_norm_momentum: decay of its moving averages.
+        rematerialize: recompute the conditioner's activations in the backward pass
+            of training-mode calls instead of storing them.
         dtype: Keras dtype policy of the layers (e.g. ``"float64"``, ``"mixed_bfloat16"``).
         validate_args: passed to ``tfb.Bijector``.
         name: bijector name.
@@ -63,6 +79,7 @@ class AffineCoupling(OnePassBijector):
         num_blocks: int = 8,
         conditioner_batch_norm: bool = False,
         batch_norm_momentum: float = 0.9,
+        rematerialize: bool = False,
         dtype=None,
         validate_args: bool = False,
         name: str | None = None,
@@ -77,6 +94,9 @@ class AffineCoupling(OnePassBijector):
         self._num_blocks = num_blocks
         self._conditioner_batch_norm = bool(conditioner_batch_norm)
         self._batch_norm_momentum = float(batch_norm_momentum)
+        if not isinstance(rematerialize, (bool, np.bool_)):
+            raise ValueError(f"rematerialize must be a bool; received {rematerialize!r}.")
+        self._rematerialize = bool(rematerialize)
         self._layer_dtype = dtype
         self._scale_layer = None
         self._event_shape = None
@@ -149,6 +169,11 @@ class AffineCoupling(OnePassBijector):
         return self._conditioner
 
     @property
+    def rematerialize(self) -> bool:
+        """Whether training-mode calls recompute the conditioner's activations."""
+        return self._rematerialize
+
+    @property
     def mask_type(self) -> str:
         return self._mask_type
 
@@ -182,7 +207,10 @@ class AffineCoupling(OnePassBijector):
         h, w, _ = self._event_shape
         batch_shape = ops.shape(fixed)[:-3]
         flat = ops.reshape(fixed, (-1, h, w, fixed.shape[-1]))
-        out = self._conditioner(flat, training=training)
+        if self._rematerialize and training:
+            out = rematerialized_call(self._conditioner, flat, training=training)
+        else:
+            out = self._conditioner(flat, training=training)
         raw_s, t = ops.split(out, 2, axis=-1)
         s = ops.cast(self._scale_layer(raw_s), fixed.dtype)
         t = ops.cast(t, fixed.dtype)
@@ -203,3 +231,30 @@ class AffineCoupling(OnePassBijector):
             updated = (updated - t) * ops.exp(-s)
             log_det = -ops.sum(s, axis=(-3, -2, -1))
         return self._merge(fixed if self._mask_type == "channel" else None, updated), log_det
+
+    def _elementwise(self, x, s, t):
+        """The data-to-latent update given the conditioner's outputs: ``(z, log_det)``."""
+        fixed, updated = self._split(x)
+        updated = updated * ops.exp(s) + t
+        return self._merge(fixed if self._mask_type == "channel" else None, updated), ops.sum(s, axis=(-3, -2, -1))
+
+    def _reverse(self, y, g_y, g_log_det, record, *, inverse: bool, training: bool, grads: dict):
+        """Rebuilds the input from the latent ``y`` with one conditioner pass (see the class)."""
+        if not inverse:
+            return super()._reverse(y, g_y, g_log_det, record, inverse=inverse, training=training, grads=grads)
+        variables, state_variables = self.trainable_variables, self.non_trainable_variables
+        params, state = read_values(variables), read_values(state_variables)
+
+        def network(params, fixed):
+            return stateless_call(variables, state_variables, params, state, self._scale_and_shift, fixed, training)[0]
+
+        fixed, updated = self._split(y)
+        (s, t), network_pullback = vjp(network, params, fixed)
+        x = self._merge(fixed if self._mask_type == "channel" else None, (updated - t) * ops.exp(-s))
+        _, elementwise_pullback = vjp(self._elementwise, x, s, t)
+        g_x, g_s, g_t = elementwise_pullback((g_y, g_log_det))
+        g_params, g_fixed = network_pullback((g_s, g_t))
+        _, split_pullback = vjp(lambda x: self._split(x)[0], x)
+        (g_x_through_fixed,) = split_pullback(g_fixed)
+        add_gradients(grads, variables, g_params)
+        return x, g_x + g_x_through_fixed

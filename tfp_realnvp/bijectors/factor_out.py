@@ -5,6 +5,7 @@ from __future__ import annotations
 from keras import ops
 
 from tfp_realnvp.backend import tfb
+from tfp_realnvp.bijectors.reversible import record_transform, reverse_transform
 from tfp_realnvp.bijectors.one_pass import (
     OnePassBijector,
     check_nested_event_shape,
@@ -74,3 +75,19 @@ class FactorOut(OnePassBijector):
         kept, rest = x[..., : c // 2], x[..., c // 2 :]
         out, log_det = transform(self._inner, rest, inverse=inverse, training=training)
         return ops.concatenate([kept, out], axis=-1), log_det
+
+    def _transform_recorded(self, x, *, inverse: bool, training: bool = False):
+        c = x.shape[-1]
+        if c is None:
+            raise ValueError(f"FactorOut needs a known channel count; received shape {list(x.shape)}.")
+        kept, rest = x[..., : c // 2], x[..., c // 2 :]
+        out, log_det, record = record_transform(self._inner, rest, inverse=inverse, training=training)
+        return ops.concatenate([kept, out], axis=-1), log_det, record
+
+    def _reverse(self, y, g_y, g_log_det, record, *, inverse: bool, training: bool, grads: dict):
+        """The kept half passes through; the inner bijector rebuilds the other half."""
+        half = y.shape[-1] // 2
+        rest, g_rest = reverse_transform(
+            self._inner, y[..., half:], g_y[..., half:], g_log_det, record, inverse=inverse, training=training, grads=grads
+        )
+        return ops.concatenate([y[..., :half], rest], axis=-1), ops.concatenate([g_y[..., :half], g_rest], axis=-1)

@@ -8,6 +8,8 @@ from tfp_realnvp.bijectors.coupling import AffineCoupling
 from tfp_realnvp.bijectors.factor_out import FactorOut
 from tfp_realnvp.bijectors.one_pass import OnePassBijector, check_built_event, format_event, one_pass_steps, transform
 from tfp_realnvp.bijectors.preprocess import LogitPreprocess
+from tfp_realnvp.bijectors.recompute import check_recompute
+from tfp_realnvp.bijectors.reversible import record_transform, reverse_transform, reversible_transform
 from tfp_realnvp.bijectors.squeeze import Squeeze
 from tfp_realnvp.validation import check_event_shape
 
@@ -42,6 +44,13 @@ class MultiScaleFlow(OnePassBijector):
     ``jax.jit`` training mode needs ``stateless_call`` (the moving averages cannot be
     updated in place from inside a trace; the flow refuses with a ``ValueError``).
 
+    **Memory.** ``recompute`` trades computation for activation memory in training-mode
+    calls (``bijectors.recompute``): ``"conditioner"`` recomputes each conditioner's
+    hidden activations in the backward pass; ``"invertible"`` keeps only the latent of
+    the data-to-latent pass and rebuilds every step's input from its output with the
+    inverse, so the memory of a training step stops growing with the flow's depth.
+    Gradients and batch-norm updates are those of ``"none"``.
+
     **Weights.** ``trainable_variables``/``variables`` list the Keras weights; on
     TensorFlow a ``tfd.TransformedDistribution`` (or ``tfb.Chain``, ``tfb.Invert``)
     holding the flow lists them too, and ``tf.train.Checkpoint`` saves them all. On JAX,
@@ -69,6 +78,7 @@ class MultiScaleFlow(OnePassBijector):
             on Fashion-MNIST it reached 3.38 test bits/dim against 3.50 without, though
             each step takes about twice as long on CPU
             (``benchmarks/results/cpu/fashion_mnist_bits_per_dim*.json``).
+        recompute: ``"none"``, ``"conditioner"`` or ``"invertible"`` (see **Memory**).
         dtype: Keras dtype policy for every layer (``"float64"`` for exactness tests,
             ``"mixed_bfloat16"`` for speed).
         validate_args: passed to ``tfb.Bijector`` and to the logit step, which then
@@ -95,6 +105,7 @@ class MultiScaleFlow(OnePassBijector):
         batch_norm_momentum: float = 0.9,
         batch_norm_lag: float = 0.0,
         conditioner_batch_norm: bool = True,
+        recompute: str = "none",
         dtype=None,
         validate_args: bool = False,
         name: str = "multi_scale_flow",
@@ -110,6 +121,7 @@ class MultiScaleFlow(OnePassBijector):
         self._batch_norm_momentum = float(batch_norm_momentum)
         self._batch_norm_lag = float(batch_norm_lag)
         self._conditioner_batch_norm = bool(conditioner_batch_norm)
+        self._recompute = check_recompute(recompute)
         self._layer_dtype = dtype
         self._preprocess = LogitPreprocess(alpha=alpha, validate_args=validate_args) if preprocess else None
         self._image_shape = None
@@ -162,6 +174,7 @@ class MultiScaleFlow(OnePassBijector):
             num_blocks=self._num_blocks,
             conditioner_batch_norm=self._conditioner_batch_norm,
             batch_norm_momentum=self._batch_norm_momentum,
+            rematerialize=self._recompute == "conditioner",
             dtype=self._layer_dtype,
             name=f"scale{scale}_{kind}{index}",
         )
@@ -225,7 +238,13 @@ class MultiScaleFlow(OnePassBijector):
             "batch_norm_momentum": self._batch_norm_momentum,
             "batch_norm_lag": self._batch_norm_lag,
             "conditioner_batch_norm": self._conditioner_batch_norm,
+            "recompute": self._recompute,
         }
+
+    @property
+    def recompute(self) -> str:
+        """The training-mode recomputation: ``"none"``, ``"conditioner"`` or ``"invertible"``."""
+        return self._recompute
 
     @property
     def layers(self) -> list:
@@ -282,4 +301,13 @@ class MultiScaleFlow(OnePassBijector):
     # Math -----------------------------------------------------------------------
     def _transform(self, x, *, inverse: bool, training: bool = False):
         self.build(x.shape[-3:])
+        if self._recompute == "invertible" and training and inverse:
+            return reversible_transform(self, x, inverse=inverse, training=training)
         return transform(self._chain, x, inverse=inverse, training=training)
+
+    def _transform_recorded(self, x, *, inverse: bool, training: bool = False):
+        self.build(x.shape[-3:])
+        return record_transform(self._chain, x, inverse=inverse, training=training)
+
+    def _reverse(self, y, g_y, g_log_det, record, *, inverse: bool, training: bool, grads: dict):
+        return reverse_transform(self._chain, y, g_y, g_log_det, record, inverse=inverse, training=training, grads=grads)

@@ -333,6 +333,30 @@ class OnePassBijector(tfb.Bijector):
     def _transform(self, x, *, inverse: bool, training: bool = False):
         raise NotImplementedError(f"{type(self).__name__} must implement _transform.")
 
+    # Invertible recomputation (``bijectors.reversible``) ---------------------------------
+    def _transform_recorded(self, x, *, inverse: bool, training: bool = False):
+        """``(value, log_det, record)``: ``_transform`` plus what ``_reverse`` needs to
+        rebuild ``x`` (nothing by default: the inverse alone rebuilds it)."""
+        value, log_det = self._transform(x, inverse=inverse, training=training)
+        return value, log_det, None
+
+    def _reverse(self, y, g_y, g_log_det, record, *, inverse: bool, training: bool, grads: dict):
+        """``(x, g_x)``: the input of ``_transform(x, inverse=inverse)`` rebuilt from its
+        output ``y``, and the cotangent of ``x`` given those of ``y`` and of the log-det.
+
+        The default rebuilds ``x`` with the opposite direction in inference mode (right
+        for steps whose inverse does not depend on the batch-norm mode) and pulls the
+        cotangents back by autodiff through the step at ``x``, adding the gradients
+        of its weights to ``grads`` (``id(variable) -> gradient``).
+        """
+        from tfp_realnvp.bijectors.reversible import pull_back_step
+
+        x, _ = self._transform(y, inverse=not inverse, training=False)
+        g_x = pull_back_step(
+            self, lambda x: self._transform(x, inverse=inverse, training=training), x, (g_y, g_log_det), grads=grads
+        )
+        return x, g_x
+
     def _mode(self, kwargs: dict) -> bool:
         unknown = sorted(set(kwargs) - {"training"})
         if unknown:
