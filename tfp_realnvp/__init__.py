@@ -16,6 +16,7 @@ from tfp_realnvp.bijectors import (
     MultiScaleFlow,
     Squeeze,
 )
+from tfp_realnvp.bijectors.recompute import RECOMPUTE_MODES
 from tfp_realnvp.export import ExportExistsError, describe_export, export_saved_model, load_metadata
 from tfp_realnvp.model import RealNVP
 from tfp_realnvp.networks import ResNetConditioner, WeightNormConv2D
@@ -27,6 +28,7 @@ __all__ = [
     "FactorOut",
     "LogitPreprocess",
     "MultiScaleFlow",
+    "RECOMPUTE_MODES",
     "RealNVP",
     "ResNetConditioner",
     "Squeeze",

@@ -30,6 +30,7 @@ from tfp_realnvp import atomic
 from tfp_realnvp import batch_stream
 from tfp_realnvp import data as data_lib
 from tfp_realnvp.baselines import independent_pixel_bits_per_dim
+from tfp_realnvp.bijectors.recompute import RECOMPUTE_MODES
 from tfp_realnvp.callbacks import SampleGrid
 from tfp_realnvp.distributed import AgreeToStop, Topology, broadcast_from_chief, setup_data_parallel, without_distribution
 from tfp_realnvp.checkpointing import (
@@ -354,6 +355,7 @@ def _train(args, out: pathlib.Path, signals: SignalCatcher, topology: Topology) 
         num_filters=args.num_filters,
         num_blocks=args.num_blocks,
         batch_norm=not args.no_batch_norm,
+        recompute=args.recompute,
         seed=args.seed,
         **{key: value for key, value in (("batch_norm_momentum", args.batch_norm_momentum), ("conditioner_batch_norm", args.conditioner_batch_norm)) if value is not None},
     )
@@ -508,6 +510,7 @@ def _add_training_arguments(p: argparse.ArgumentParser, name: str) -> None:
     p.add_argument("--learning-rate", type=float, default=3e-3 if name == "demo" else 1e-3, help="Adam learning rate (default: 1e-3 as in the paper; the short demo uses 3e-3). A resumed run uses this value.")
     p.add_argument("--batch-norm-momentum", type=float, default=None, help="decay of the batch-norm moving averages (default: the model's, 0.9; fit re-estimates them at every epoch end).")
     p.add_argument("--conditioner-batch-norm", action=argparse.BooleanOptionalAction, default=None, help="batch normalization after every convolution of the conditioner networks (default: the model's; see the README).")
+    p.add_argument("--recompute", choices=list(RECOMPUTE_MODES), default="none", help="trade computation for memory in the train step: 'conditioner' recomputes each conditioner's activations in the backward pass, 'invertible' rebuilds every step's input from its output with the inverse (same gradients; see the README's memory table).")
     p.add_argument("--flip", action="store_true", help="random horizontal flips (TensorFlow backend).")
     p.add_argument("--precision", choices=["float32", "mixed_bfloat16", "mixed_float16"], default="float32", help="Keras dtype policy.")
     p.add_argument("--jit-compile", choices=["auto", "true", "false"], default="auto", help="XLA-compile the train step (auto: on where Keras deems it faster).")

@@ -133,6 +133,11 @@ class RealNVP(keras.Model):
         batch_norm_lag: weight of the moving averages in the training statistics.
         conditioner_batch_norm: batch normalization inside the conditioner networks
             (default on; see ``MultiScaleFlow``).
+        recompute: ``"none"``, ``"conditioner"`` (recompute each conditioner's
+            activations in the backward pass) or ``"invertible"`` (rebuild every
+            step's input from its output with the inverse, so the train step's memory
+            does not grow with the depth). Same gradients and batch-norm updates; see
+            ``MultiScaleFlow`` and the README's memory table.
         l2_scale: L2 coefficient on the weight-norm scales.
         refresh_batches: training batches from which ``fit`` re-estimates the
             batch-norm averages at the end of every epoch (0: keep the running
@@ -153,6 +158,7 @@ class RealNVP(keras.Model):
         batch_norm_momentum: float = 0.9,
         batch_norm_lag: float = 0.0,
         conditioner_batch_norm: bool = True,
+        recompute: str = "none",
         l2_scale: float = 5e-5,
         refresh_batches: int = 8,
         seed: int | None = None,
@@ -175,6 +181,7 @@ class RealNVP(keras.Model):
             batch_norm_momentum=batch_norm_momentum,
             batch_norm_lag=batch_norm_lag,
             conditioner_batch_norm=conditioner_batch_norm,
+            recompute=recompute,
             dtype=self.dtype_policy,
         )
         # The bijectors are not Keras objects: keep them out of Keras/TF attribute

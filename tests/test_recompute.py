@@ -1,0 +1,204 @@
+"""Recomputing training modes: the same gradients, the same batch-norm updates, less memory.
+
+``recompute="conditioner"`` (level 1) and ``recompute="invertible"`` (level 2) must give
+the gradient of every weight, the loss and the moving averages of ``"none"``: checked
+in float64 through TFP's ``TransformedDistribution`` (``tf.GradientTape`` on
+TensorFlow, ``stateless_call`` + ``jax.value_and_grad`` on JAX), then over a few float32
+``fit`` steps of ``RealNVP``, under ``mixed_bfloat16``, and on the compiled JAX train
+step's memory.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+from helpers import BACKEND, fast_jax_compilation, make_dist, make_flow, pixels, to_numpy  # noqa: F401 (autouse fixture)
+
+from tfp_realnvp import RECOMPUTE_MODES, AffineCoupling, MultiScaleFlow, RealNVP
+
+LEVELS = ("conditioner", "invertible")
+TRAINING = {"bijector_kwargs": {"training": True}}
+IMAGE = (8, 8, 2)
+
+
+def training_step(flow, x, *, compile: bool = False):
+    """Loss, gradients of every trainable weight, and batch-norm state after one
+    training-mode ``log_prob`` through ``tfd.TransformedDistribution``."""
+    dist = make_dist(flow)
+    if BACKEND == "jax":
+        import jax
+        import jax.numpy as jnp
+
+        def loss_fn(params, state, x):
+            log_prob, new_state = flow.stateless_call(params, state, dist.log_prob, x, **TRAINING)
+            return -jnp.mean(log_prob), new_state
+
+        step = jax.value_and_grad(loss_fn, has_aux=True)
+        if compile:
+            step = jax.jit(step)
+        params = [v.value for v in flow.trainable_variables]
+        state = [v.value for v in flow.non_trainable_variables]
+        (loss, new_state), grads = step(params, state, x)
+        return float(loss), [to_numpy(g) for g in grads], [to_numpy(s) for s in new_state]
+    import tensorflow as tf
+
+    def step(x):
+        with tf.GradientTape() as tape:
+            loss = -tf.reduce_mean(dist.log_prob(x, **TRAINING))
+        return loss, tape.gradient(loss, flow.trainable_variables)
+
+    if compile:
+        step = tf.function(step)
+    loss, grads = step(tf.constant(x))
+    return float(loss), [to_numpy(g) for g in grads], [to_numpy(v) for v in flow.non_trainable_variables]
+
+
+def worst_relative_error(grads, reference) -> float:
+    """Largest ``max|g - g_ref| / max|g_ref|`` over the weights.
+
+    A bias right before a batch norm has a zero gradient in exact arithmetic (the
+    normalisation removes it), so its reference is rounding noise; the denominator is
+    floored at 1e-6 of the largest gradient of the flow.
+    """
+    floor = 1e-6 * max(float(np.max(np.abs(r))) for r in reference)
+    return max(float(np.max(np.abs(g - r))) / max(float(np.max(np.abs(r))), floor) for g, r in zip(grads, reference))
+
+
+@pytest.mark.parametrize("conditioner_batch_norm", [False, True], ids=["plain_conditioners", "conditioner_batch_norm"])
+@pytest.mark.parametrize("recompute", LEVELS)
+def test_float64_gradients_loss_and_moving_averages_match(recompute, conditioner_batch_norm):
+    x = pixels(np.random.default_rng(0), (4,) + IMAGE)
+    options = {"image": IMAGE, "seed": 1, "conditioner_batch_norm": conditioner_batch_norm}
+    loss, grads, state = training_step(make_flow(2, True, **options), x)
+    flow = make_flow(2, True, recompute=recompute, **options)
+    assert flow.recompute == recompute
+    loss_r, grads_r, state_r = training_step(flow, x)
+    assert abs(loss_r - loss) <= 1e-10 * abs(loss)
+    assert len(grads_r) == len(grads) and all(np.all(np.isfinite(g)) for g in grads_r)
+    assert worst_relative_error(grads_r, grads) < 1e-8
+    # The moving averages (and update counts) after the step: updated exactly once.
+    assert len(state_r) == len(state)
+    for a, b, variable in zip(state_r, state, flow.non_trainable_variables):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12, err_msg=variable.path)
+
+
+@pytest.mark.parametrize("recompute", LEVELS)
+def test_every_moving_average_moves_once_per_step(recompute):
+    """Recomputation runs the networks again in the backward pass; the counts show
+    that only the forward pass updated the statistics."""
+    flow = make_flow(2, True, image=IMAGE, seed=2, conditioner_batch_norm=True, recompute=recompute)
+    before = {v.path: to_numpy(v) for v in flow.non_trainable_variables}
+    _, _, state = training_step(flow, pixels(np.random.default_rng(1), (4,) + IMAGE))
+    counts = [(v.path, s) for v, s in zip(flow.non_trainable_variables, state) if "num_updates" in v.path]
+    assert len(counts) == len(flow.batch_norms) + sum(len(c.conditioner.non_trainable_weights) // 3 for c in flow.couplings)
+    for path, value in counts:
+        assert float(value) == float(before[path]) + 1.0, path
+
+
+def test_compiled_step_matches_the_compiled_reference():
+    """Under ``tf.function``/``jax.jit`` the hand-written backward pass is traced too."""
+    x = pixels(np.random.default_rng(2), (4,) + IMAGE)
+    options = {"image": IMAGE, "seed": 3, "conditioner_batch_norm": False}
+    loss, grads, state = training_step(make_flow(2, True, **options), x, compile=True)
+    loss_c, grads_c, state_c = training_step(make_flow(2, True, recompute="invertible", **options), x, compile=True)
+    # XLA's fused CPU kernels for exp/tanh/log are not correctly rounded in float64, so
+    # the rebuilt inputs carry errors near 1e-10 that the gradients amplify.
+    assert abs(loss_c - loss) <= 1e-12 * abs(loss)
+    assert worst_relative_error(grads_c, grads) < 1e-6
+    for a, b in zip(state_c, state):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_single_coupling_rebuilds_its_input_and_gradient():
+    """The coupling's one-pass pull-back against autodiff, including ``dE/dx``."""
+    from tfp_realnvp.bijectors.reversible import reversible_transform
+    from tfp_realnvp.bijectors.one_pass import transform
+    from helpers import randomize, value_and_gradients
+
+    for mask in ("checkerboard", "channel"):
+        coupling = AffineCoupling(mask_type=mask, parity=1, event_shape=IMAGE, num_filters=4, num_blocks=1, conditioner_batch_norm=True, dtype="float64")
+        randomize(coupling.variables, 4)
+        x = keras.ops.convert_to_tensor(pixels(np.random.default_rng(3), (3,) + IMAGE) / 64.0 - 2.0)
+        weights = np.random.default_rng(5).normal(size=(3,) + IMAGE)
+
+        def loss(x, reversible):
+            fn = reversible_transform if reversible else (lambda b, x, **kw: transform(b, x, **kw))
+            y, log_det = fn(coupling, x, inverse=True, training=False)
+            return keras.ops.sum(y * weights) + keras.ops.sum(log_det**2)
+
+        for reversible in (False, True):
+            value, grads = value_and_gradients(lambda: loss(x, reversible), coupling.trainable_variables)
+            if not reversible:
+                reference = (value, grads)
+        assert abs(value - reference[0]) <= 1e-12 * abs(reference[0])
+        assert worst_relative_error(grads, reference[1]) < 1e-10
+
+
+def small_model(recompute: str, **kwargs) -> RealNVP:
+    options = {"num_scales": 2, "num_filters": 8, "num_blocks": 1, "seed": 0, "refresh_batches": 0}
+    keras.utils.set_random_seed(0)
+    return RealNVP((8, 8, 1), recompute=recompute, **{**options, **kwargs})
+
+
+def train_losses(model: RealNVP, images: np.ndarray, steps: int = 4) -> list[float]:
+    model.compile(learning_rate=1e-3)
+    history = model.fit(images, batch_size=16, epochs=steps, steps_per_epoch=1, verbose=0, shuffle=False)
+    return history.history["loss"]
+
+
+def test_float32_training_agrees_over_a_few_steps():
+    images = np.random.default_rng(6).integers(0, 256, size=(16, 8, 8, 1), dtype=np.uint8)
+    reference = small_model("none")
+    losses = train_losses(reference, images)
+    for recompute in LEVELS:
+        model = small_model(recompute)
+        assert model.get_config()["recompute"] == recompute
+        losses_r = train_losses(model, images)
+        np.testing.assert_allclose(losses_r, losses, rtol=2e-4, err_msg=recompute)
+        # The weights after the steps, and the inference-mode numbers that read them.
+        for a, b in zip(model.trainable_variables, reference.trainable_variables):
+            np.testing.assert_allclose(to_numpy(a), to_numpy(b), atol=5e-4, err_msg=f"{recompute} {a.path}")
+        np.testing.assert_allclose(model.bits_per_dim(images), reference.bits_per_dim(images), atol=2e-3)
+
+
+def test_mixed_bfloat16_trains_and_matches_within_its_precision():
+    images = np.random.default_rng(7).integers(0, 256, size=(16, 8, 8, 1), dtype=np.uint8)
+    losses = {mode: train_losses(small_model(mode, dtype="mixed_bfloat16"), images, steps=2) for mode in ("none", "invertible")}
+    assert all(np.all(np.isfinite(v)) for v in losses.values()), losses
+    np.testing.assert_allclose(losses["invertible"], losses["none"], rtol=2e-2)
+
+
+def test_config_round_trip_keeps_the_mode(tmp_path):
+    model = small_model("invertible")
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert loaded.flow.recompute == "invertible"
+    assert all(c.rematerialize is False for c in loaded.flow.couplings)
+    assert all(c.rematerialize for c in small_model("conditioner").flow.couplings)
+
+
+def test_bad_values_are_refused_by_name():
+    with pytest.raises(ValueError, match=r"recompute must be one of \['none', 'conditioner', 'invertible'\]; received 'full'"):
+        MultiScaleFlow(image_shape=IMAGE, recompute="full")
+    with pytest.raises(ValueError, match="recompute must be one of .*received 2"):
+        RealNVP((8, 8, 1), recompute=2)
+    with pytest.raises(ValueError, match="rematerialize must be a bool; received 'yes'"):
+        AffineCoupling(mask_type="channel", rematerialize="yes")
+    assert RECOMPUTE_MODES == ("none", "conditioner", "invertible")
+
+
+@pytest.mark.skipif(BACKEND != "jax", reason="the compiled step's memory_analysis is a JAX measurement")
+def test_invertible_recomputation_shrinks_the_compiled_train_step():
+    """Temporary memory of the compiled Keras train step, measured as the benchmark does."""
+    import sys
+    import pathlib
+
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+    from benchmarks.memory import compiled_step_memory
+
+    config = {"image_shape": (16, 16, 3), "num_scales": 2, "num_filters": 16, "num_blocks": 2}
+    temp = {mode: compiled_step_memory(config, batch_size=16, recompute=mode)["temp_bytes"] for mode in RECOMPUTE_MODES}
+    assert temp["conditioner"] < 0.8 * temp["none"], temp
+    assert temp["invertible"] < 0.5 * temp["none"], temp
