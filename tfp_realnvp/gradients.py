@@ -74,6 +74,33 @@ def vjp(fn: Callable, *primals):
     return out, pullback
 
 
+def after(values, dependency):
+    """``values`` (a tuple of tensors), computed only once ``dependency`` exists.
+
+    A backward pass that recomputes from stored inputs calls this on those inputs and
+    the incoming cotangent, so that the compiler can neither merge the recomputation
+    with the forward pass (which keeps the forward activations alive) nor run it before
+    the cotangent it serves. Each float value gets ``+ 0 * d``, ``d`` one element of the
+    dependency: XLA's CPU pipeline drops optimization barriers before common-subexpression
+    elimination, but cannot drop this data dependence (the sum is exact, and a NaN or
+    infinite ``d`` only reaches gradients that are already NaN or infinite). On JAX
+    the values also pass a ``jax.lax.optimization_barrier``.
+    """
+    first = ops.reshape(dependency, (-1,))[:1]
+    tie = ops.sum(ops.cast(first, "float32")) * 0.0
+
+    def tied(value):
+        dtype = keras.backend.standardize_dtype(value.dtype)
+        return value + ops.cast(tie, dtype) if "float" in dtype else value
+
+    values = tuple(tied(v) for v in values)
+    if backend_name() == "jax":
+        import jax
+
+        values = jax.lax.optimization_barrier((values, dependency))[0]
+    return values
+
+
 def custom_vjp(fwd: Callable, bwd: Callable) -> Callable:
     """A function ``f(*args)`` with the value of ``fwd`` and the backward pass ``bwd``.
 

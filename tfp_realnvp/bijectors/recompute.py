@@ -3,9 +3,12 @@
 ``MultiScaleFlow(recompute=...)`` and ``RealNVP(recompute=...)`` take one of:
 
 * ``"none"``: autodiff keeps every activation of the training step.
-* ``"conditioner"`` (level 1): each coupling's conditioner network runs under
-  ``keras.remat`` (``jax.checkpoint`` / ``tf.recompute_grad``): only its input is kept,
-  and its hidden activations are computed again when its gradient is needed.
+* ``"conditioner"`` (level 1): each coupling's conditioner network keeps only its
+  input; its hidden activations are computed again when its gradient is needed
+  (``rematerialized_call``: a hand-written backward pass whose recomputation depends
+  on the incoming cotangent, ``gradients.after``; with ``keras.remat``, i.e.
+  ``jax.checkpoint``, XLA's CPU compiler merges the recomputation back into the
+  forward pass and the compiled step needs as much memory as without it).
 * ``"invertible"`` (level 2): the data-to-latent pass keeps only its output ``z``
   (and the per-channel statistics of the flow's batch-norm steps). The backward pass
   walks the steps from the last to the first and rebuilds each step's input from its
@@ -24,9 +27,10 @@ same in every mode.
 from __future__ import annotations
 
 import keras
+from keras import ops
 
 from tfp_realnvp.backend import check_state_update
-from tfp_realnvp.gradients import read_values
+from tfp_realnvp.gradients import after, custom_vjp, read_values, vjp
 
 #: The accepted values of ``recompute``, from least to most recomputation.
 RECOMPUTE_MODES = ("none", "conditioner", "invertible")
@@ -51,19 +55,32 @@ def assign_updates(variables, old_values, new_values, *, what: str) -> None:
 def rematerialized_call(layer: keras.layers.Layer, x, *, training: bool):
     """``layer(x, training=training)`` whose hidden activations are recomputed for the gradient.
 
-    The layer runs as a pure function of its weights (``Layer.stateless_call``) under
-    ``keras.remat``; the batch-norm statistics it updates in training mode come back
-    as values and are written once here, so recomputation never updates them again.
+    The layer runs as a pure function of its weights (``Layer.stateless_call``); only
+    its input and weights are kept, and the backward pass runs it again, after its
+    output's cotangent exists (``gradients.after``), to pull the cotangent back. The
+    batch-norm statistics it updates in training mode come back as values and are
+    written once here, so the recomputation never updates them again.
     """
     trainable, state = layer.trainable_variables, layer.non_trainable_variables
     params, state_values = read_values(trainable), read_values(state)
-    num_params = len(params)
 
-    def pure(*flat):
-        out, new_state = layer.stateless_call(list(flat[:num_params]), list(flat[num_params:-1]), flat[-1], training=training)
-        return (out, *new_state)
+    def fwd(x, params, state_values):
+        out, new_state = layer.stateless_call(params, state_values, x, training=training)
+        return (out, new_state), (x, params, state_values)
 
-    out, *new_state = keras.remat(pure)(*params, *state_values, x)
+    def bwd(residuals, cotangents):
+        x, params, state_values = residuals
+        g_out, _ = cotangents
+        (x,) = after((x,), g_out)
+
+        def pure(x, params):
+            return layer.stateless_call(params, state_values, x, training=training)[0]
+
+        _, pull = vjp(pure, x, params)
+        g_x, g_params = pull(g_out)
+        return g_x, list(g_params), [ops.zeros_like(s) for s in state_values]
+
+    out, new_state = custom_vjp(fwd, bwd)(x, params, state_values)
     if training:
         assign_updates(state, state_values, new_state, what=f"{layer.name} moving averages")
     return out

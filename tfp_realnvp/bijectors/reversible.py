@@ -28,7 +28,7 @@ from keras import ops
 
 from tfp_realnvp.bijectors.one_pass import _CHAIN_TYPES, _INVERT_TYPES, OnePassBijector, transform
 from tfp_realnvp.bijectors.recompute import assign_updates
-from tfp_realnvp.gradients import custom_vjp, read_values, vjp
+from tfp_realnvp.gradients import after, custom_vjp, read_values, vjp
 from tfp_realnvp.stateless import stateless_call
 
 
@@ -69,6 +69,9 @@ def reverse_transform(bijector, y, g_y, g_log_det, record, *, inverse: bool, tra
         ``(x, g_x)``: the rebuilt input and its cotangent.
     """
     if isinstance(bijector, OnePassBijector):
+        # Each step is rebuilt only once the cotangent of its output exists, so the
+        # compiler cannot rebuild every input up front and keep them all.
+        (y,) = after((y,), g_y)
         return bijector._reverse(y, g_y, g_log_det, record, inverse=inverse, training=training, grads=grads)
     if isinstance(bijector, _CHAIN_TYPES):
         steps = bijector.bijectors if inverse else list(reversed(bijector.bijectors))
