@@ -1,6 +1,6 @@
 """Memory and time of the compiled train step with and without recomputation.
 
-JAX backend only (``KERAS_BACKEND=jax``). For each batch size and each ``recompute``
+On JAX (``KERAS_BACKEND=jax``), for each batch size and each ``recompute``
 mode (``none``, ``conditioner``, ``invertible``; see ``tfp_realnvp.bijectors.recompute``)
 it builds ``RealNVP`` for the chosen configuration, lowers and compiles Keras' own
 ``train_step`` (forward, loss, gradients, clipped Adam update, metric) with
@@ -13,9 +13,15 @@ it builds ``RealNVP`` for the chosen configuration, lowers and compiles Keras' o
   copies (the same in every mode);
 * ``peak_bytes``: XLA's peak estimate where the backend reports it.
 
-It then times ``--steps`` steps of the compiled program on a device-resident uint8
-batch (milliseconds per step; the first call is not timed). The report gives every
+It then times ``--steps`` steps of each compiled program on a device-resident uint8
+batch, in rounds of one step per mode (median milliseconds per step; a first call
+per mode is not timed). The report gives every
 mode's temporary memory and step time relative to ``none`` at the same batch size.
+
+On TensorFlow (``KERAS_BACKEND=tensorflow``) each (batch size, mode) runs in its own
+process: ``train_on_batch`` once (tracing and XLA compilation), then ``--steps`` timed
+steps; it reports the process' peak resident memory (``ru_maxrss``) and the resident
+memory before the first step, whose difference bounds what the step itself needs.
 
 Example (the README's table)::
 
@@ -60,69 +66,138 @@ def _build(config: dict, *, recompute: str, precision: str, conditioner_batch_no
     return model
 
 
-def compiled_step_memory(
-    config: dict,
-    *,
-    batch_size: int,
-    recompute: str,
-    precision: str = "float32",
-    conditioner_batch_norm: bool = False,
-    steps: int = 0,
-    seed: int = 0,
-) -> dict:
-    """Memory of the compiled Keras train step of one configuration, and its step time.
+class CompiledStep:
+    """One mode's compiled Keras train step (JAX), its memory analysis and a timer."""
 
-    Args:
-        config: ``RealNVP`` architecture (``image_shape``, ``num_scales``, ...).
-        batch_size: images per step.
-        recompute: the ``RealNVP(recompute=...)`` mode.
-        precision: Keras dtype policy.
-        conditioner_batch_norm: batch norm inside the conditioners.
-        steps: steps to time after one untimed call (0: memory only).
-        seed: seed of the weights and the batch.
+    def __init__(self, config: dict, *, batch_size: int, recompute: str, precision: str = "float32", conditioner_batch_norm: bool = False, seed: int = 0):
+        import jax
+        import numpy as np
+
+        model = _build(config, recompute=recompute, precision=precision, conditioner_batch_norm=conditioner_batch_norm, seed=seed)
+        shape = (batch_size,) + tuple(config["image_shape"])
+        images = np.random.default_rng(seed).integers(0, 256, size=shape, dtype=np.uint8)
+        self.state = model._get_jax_state(**{k: True for k in _STATE_KEYS})
+        self.data = (jax.device_put(images), None, None)
+        start = time.perf_counter()
+        self.compiled = jax.jit(model.train_step, donate_argnums=0).lower(self.state, self.data).compile()
+        analysis = self.compiled.memory_analysis()
+        self.row = {
+            "recompute": recompute,
+            "batch_size": batch_size,
+            "temp_bytes": int(analysis.temp_size_in_bytes),
+            "argument_bytes": int(analysis.argument_size_in_bytes),
+            "output_bytes": int(analysis.output_size_in_bytes),
+            "alias_bytes": int(analysis.alias_size_in_bytes),
+            "peak_bytes": int(getattr(analysis, "peak_memory_in_bytes", 0)) or None,
+            "compile_s": round(time.perf_counter() - start, 2),
+        }
+        self.times: list[float] = []
+        self.logs = None
+
+    def step(self, *, timed: bool) -> None:
+        import jax
+
+        start = time.perf_counter()
+        self.logs, self.state = self.compiled(self.state, self.data)
+        jax.block_until_ready((self.logs, self.state))
+        if timed:
+            self.times.append((time.perf_counter() - start) * 1e3)
+
+    def result(self) -> dict:
+        import numpy as np
+
+        out = dict(self.row)
+        if self.times:
+            out["ms_per_step"] = round(float(np.median(self.times)), 1)
+            out["step_ms"] = [round(t, 1) for t in self.times]
+            out["loss"] = float(self.logs["loss"])
+        return out
+
+    def release(self) -> None:
+        self.compiled = self.state = self.data = None
+        gc.collect()
+
+
+def compiled_step_memory(config: dict, *, batch_size: int, recompute: str, **kwargs) -> dict:
+    """Memory analysis of one mode's compiled train step (see ``CompiledStep``).
 
     Returns:
         ``temp_bytes``, ``argument_bytes``, ``output_bytes``, ``alias_bytes``,
-        ``peak_bytes`` (``None`` where not reported), ``compile_s`` and, when
-        ``steps``, ``ms_per_step``.
+        ``peak_bytes`` (``None`` where not reported) and ``compile_s``.
     """
-    import jax
+    step = CompiledStep(config, batch_size=batch_size, recompute=recompute, **kwargs)
+    row = step.result()
+    step.release()
+    return row
+
+
+def interleaved_steps(config: dict, *, batch_size: int, modes, steps: int, **kwargs) -> list[dict]:
+    """Compiles every mode, then times them in rounds (one step of each mode per round),
+    so that a change in the machine's load reaches every mode alike."""
+    runners = [CompiledStep(config, batch_size=batch_size, recompute=mode, **kwargs) for mode in modes]
+    for runner in runners:
+        runner.step(timed=False)
+    for _ in range(steps):
+        for runner in runners:
+            runner.step(timed=True)
+    rows = [runner.result() for runner in runners]
+    for runner in runners:
+        runner.release()
+    return rows
+
+
+def tensorflow_step_memory(config: dict, *, batch_size: int, recompute: str, precision: str = "float32", conditioner_batch_norm: bool = False, steps: int = 2, seed: int = 0) -> dict:
+    """Peak resident memory and step time of ``train_on_batch`` in this (fresh) process."""
+    import resource
+
     import numpy as np
+
+    def rss_bytes() -> int:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[1]) * resource.getpagesize()
 
     model = _build(config, recompute=recompute, precision=precision, conditioner_batch_norm=conditioner_batch_norm, seed=seed)
     shape = (batch_size,) + tuple(config["image_shape"])
     images = np.random.default_rng(seed).integers(0, 256, size=shape, dtype=np.uint8)
-    state = model._get_jax_state(**{k: True for k in _STATE_KEYS})
-    data = (jax.device_put(images), None, None)
+    before = rss_bytes()
     start = time.perf_counter()
-    compiled = jax.jit(model.train_step, donate_argnums=0).lower(state, data).compile()
-    compile_s = time.perf_counter() - start
-    analysis = compiled.memory_analysis()
+    model.train_on_batch(images)
+    first_s = time.perf_counter() - start
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        logs = model.train_on_batch(images, return_dict=True)
+        times.append((time.perf_counter() - start) * 1e3)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     out = {
         "recompute": recompute,
         "batch_size": batch_size,
-        "temp_bytes": int(analysis.temp_size_in_bytes),
-        "argument_bytes": int(analysis.argument_size_in_bytes),
-        "output_bytes": int(analysis.output_size_in_bytes),
-        "alias_bytes": int(analysis.alias_size_in_bytes),
-        "peak_bytes": int(getattr(analysis, "peak_memory_in_bytes", 0)) or None,
-        "compile_s": round(compile_s, 2),
+        "rss_before_step_bytes": before,
+        "peak_rss_bytes": int(peak),
+        "peak_minus_before_bytes": int(peak - before),
+        "first_step_s": round(first_s, 1),
     }
-    if steps:
-        logs, state = compiled(state, data)
-        jax.block_until_ready((logs, state))
-        times = []
-        for _ in range(steps):
-            start = time.perf_counter()
-            logs, state = compiled(state, data)
-            jax.block_until_ready((logs, state))
-            times.append((time.perf_counter() - start) * 1e3)
+    if times:
         out["ms_per_step"] = round(float(np.median(times)), 1)
         out["step_ms"] = [round(t, 1) for t in times]
         out["loss"] = float(logs["loss"])
-    del compiled, state, model
-    gc.collect()
     return out
+
+
+def _tensorflow_row(args, batch_size: int, mode: str) -> dict:
+    """Runs one TensorFlow measurement in a fresh process (its own peak memory)."""
+    import json
+    import os
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        result = Path(tmp) / "row.json"
+        argv = [sys.executable, __file__, "--config", args.config, "--precision", args.precision, "--steps", str(args.steps), "--seed", str(args.seed), "--worker", f"{batch_size}:{mode}", "--worker-output", str(result)]
+        if args.conditioner_batch_norm:
+            argv.append("--conditioner-batch-norm")
+        subprocess.run(argv, check=True, env=dict(os.environ, KERAS_BACKEND="tensorflow"))
+        return json.loads(result.read_text())
 
 
 def _relative(rows: list[dict]) -> None:
@@ -132,7 +207,10 @@ def _relative(rows: list[dict]) -> None:
         ref = base.get(row["batch_size"])
         if ref is None:
             continue
-        row["temp_vs_none"] = round(row["temp_bytes"] / ref["temp_bytes"], 4)
+        if "temp_bytes" in row:
+            row["temp_vs_none"] = round(row["temp_bytes"] / ref["temp_bytes"], 4)
+        if "peak_minus_before_bytes" in row:
+            row["peak_minus_before_vs_none"] = round(row["peak_minus_before_bytes"] / ref["peak_minus_before_bytes"], 4)
         if "ms_per_step" in row and "ms_per_step" in ref:
             row["time_vs_none"] = round(row["ms_per_step"] / ref["ms_per_step"], 4)
 
@@ -147,6 +225,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=int, default=2, help="Timed steps per mode and batch size (0: memory only).")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the weights and the batch.")
     parser.add_argument("--output", type=Path, default=None, help="Write the report as JSON here.")
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--worker-output", type=Path, default=None, help=argparse.SUPPRESS)
     return parser
 
 
@@ -156,8 +236,14 @@ def main(argv=None) -> dict:
     from tfp_realnvp import atomic
 
     args = _parser().parse_args(argv)
-    if keras.backend.backend() != "jax":
-        raise SystemExit(f"memory.py measures the compiled JAX step; run with KERAS_BACKEND=jax (received {keras.backend.backend()!r}).")
+    backend = keras.backend.backend()
+    if args.worker:
+        batch_size, mode = args.worker.split(":")
+        row = tensorflow_step_memory(CONFIGS[args.config], batch_size=int(batch_size), recompute=mode, precision=args.precision, conditioner_batch_norm=args.conditioner_batch_norm, steps=args.steps, seed=args.seed)
+        atomic.write_json(args.worker_output, row)
+        return row
+    if backend not in ("jax", "tensorflow"):
+        raise SystemExit(f"memory.py runs on the JAX or TensorFlow backend; received {backend!r}.")
     batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b]
     modes = [m for m in args.modes.split(",") if m]
     for mode in modes:
@@ -165,10 +251,11 @@ def main(argv=None) -> dict:
             raise SystemExit(f"--modes: {mode!r} is not one of {list(MODES)}.")
     report = {
         "schema_version": 1,
-        "command": "KERAS_BACKEND=jax python benchmarks/memory.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])),
+        "command": f"KERAS_BACKEND={backend} python benchmarks/memory.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])),
         "started": _now(),
-        "backend": "jax",
-        "device": device_description("jax"),
+        "backend": backend,
+        "measure": "compiled step memory_analysis()" if backend == "jax" else "process peak resident memory (ru_maxrss)",
+        "device": device_description(backend),
         "cpu": cpu_description(),
         "versions": versions(),
         "config": args.config,
@@ -179,22 +266,29 @@ def main(argv=None) -> dict:
         "results": [],
     }
     for batch_size in batch_sizes:
-        for mode in modes:
-            row = compiled_step_memory(
+        if backend == "jax":
+            rows = interleaved_steps(
                 CONFIGS[args.config],
                 batch_size=batch_size,
-                recompute=mode,
+                modes=modes,
+                steps=args.steps,
                 precision=args.precision,
                 conditioner_batch_norm=args.conditioner_batch_norm,
-                steps=args.steps,
                 seed=args.seed,
             )
-            report["results"].append(row)
-            _relative(report["results"])
+        else:
+            rows = [_tensorflow_row(args, batch_size, mode) for mode in modes]
+        report["results"].extend(rows)
+        _relative(report["results"])
+        for row in rows:
+            if backend == "jax":
+                memory = f"temp {row['temp_bytes'] / 2**30:6.2f} GiB"
+            else:
+                memory = f"peak RSS {row['peak_rss_bytes'] / 2**30:6.2f} GiB (+{row['peak_minus_before_bytes'] / 2**30:.2f} over the built model)"
             timing = f", {row['ms_per_step']:.0f} ms/step" if "ms_per_step" in row else ""
-            print(f"batch {batch_size:4d} {mode:12s} temp {row['temp_bytes'] / 2**30:6.2f} GiB{timing} (compile {row['compile_s']:.0f} s)", flush=True)
-            if args.output is not None:
-                atomic.write_json(args.output, dict(report, finished=None))
+            print(f"batch {batch_size:4d} {row['recompute']:12s} {memory}{timing}", flush=True)
+        if args.output is not None:
+            atomic.write_json(args.output, dict(report, finished=None))
     report["finished"] = _now()
     if args.output is not None:
         atomic.write_json(args.output, report)

@@ -17,7 +17,9 @@ if keras.backend.backend() == "tensorflow":
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("cli_run")
-    code = main(["train", *TINY, "--steps", "3", "--output-dir", str(out), "--seed", "1"])
+    # Trained with invertible recomputation: the rest of the module checks that the
+    # model it produces evaluates, samples and reports like any other.
+    code = main(["train", *TINY, "--steps", "3", "--output-dir", str(out), "--seed", "1", "--recompute", "invertible"])
     assert code == 0
     return out
 
@@ -26,6 +28,7 @@ def test_train_writes_model_report_and_grid(trained):
     report = json.loads((trained / "report.json").read_text())
     assert report["steps"] == 3
     assert report["image_shape"] == [28, 28, 1]
+    assert report["config"]["recompute"] == "invertible"
     assert np.isfinite(report["test_bits_per_dim"]) and report["test_bits_per_dim"] > 0
     assert 3.0 < report["independent_pixel_test_bits_per_dim"] < 8.0
     assert (trained / "model.keras").exists()
