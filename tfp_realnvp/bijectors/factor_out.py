@@ -67,10 +67,17 @@ class FactorOut(OnePassBijector):
                 f"{format_event(event)} it maps {format_event(half)} to {format_event(out)}."
             )
 
-    def _transform(self, x, *, inverse: bool, training: bool = False):
+    @property
+    def conditional(self) -> bool:
+        """Whether a step of ``inner`` is conditional (then ``conditional_input`` is passed on)."""
+        return any(part.conditional for part in one_pass_steps(self._inner))
+
+    def _transform(self, x, *, inverse: bool, training: bool = False, conditional_input=None):
         c = x.shape[-1]
         if c is None:
             raise ValueError(f"FactorOut needs a known channel count; received shape {list(x.shape)}.")
         kept, rest = x[..., : c // 2], x[..., c // 2 :]
-        out, log_det = transform(self._inner, rest, inverse=inverse, training=training)
+        out, log_det = transform(
+            self._inner, rest, inverse=inverse, training=training, conditional_input=conditional_input
+        )
         return ops.concatenate([kept, out], axis=-1), log_det
