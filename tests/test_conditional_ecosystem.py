@@ -21,6 +21,7 @@ from helpers import (
 )
 
 from tfp_realnvp import ConditionalNormal, MultiScaleFlow, tfd
+from tfp_realnvp.stateless import stateless_call
 
 IMAGE = (4, 4, 2)
 K = 3
@@ -144,11 +145,19 @@ def test_jax_jit_and_grad_through_stateless_call():
 
     def loss(params, base_params, state, x, c):
         def nll(x):
-            with keras.StatelessScope(state_mapping=list(zip(base.trainable_weights, base_params))):
-                dist = tfd.TransformedDistribution(base.distribution(c), flow)
-                return -dist.log_prob(x, bijector_kwargs={"training": True, "conditional_input": c}).mean()
+            dist = tfd.TransformedDistribution(base.distribution(c), flow)
+            return -dist.log_prob(x, bijector_kwargs={"training": True, "conditional_input": c}).mean()
 
-        value, new_state = flow.stateless_call(params, state, nll, x)
+        # One scope for the flow's and the base's weights (a nested scope would keep
+        # the batch-norm updates to itself).
+        value, new_state = stateless_call(
+            flow.trainable_variables + base.trainable_weights,
+            flow.non_trainable_variables,
+            params + base_params,
+            state,
+            nll,
+            x,
+        )
         return value, new_state
 
     step = jax.jit(jax.value_and_grad(loss, argnums=(0, 1), has_aux=True))
