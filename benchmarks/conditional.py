@@ -30,6 +30,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import sys
 import time
 
@@ -125,7 +126,7 @@ def run(args) -> dict:
         "runs": [],
         "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "platform": platform.platform(), "note": args.machine_note},
         "versions": {"tfp_realnvp": __version__, "keras": keras.__version__, "backend": keras.backend.backend(), "python": sys.version.split()[0]},
-        "command": " ".join(["python", "-m", "benchmarks.conditional", *(sys.argv[1:] if args.argv is None else args.argv)]),
+        "command": shlex.join(["python", "-m", "benchmarks.conditional", *(sys.argv[1:] if args.argv is None else args.argv)]),
     }
     for source in sources:
         result["runs"].append(run_one(source, args))
