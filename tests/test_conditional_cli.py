@@ -102,3 +102,16 @@ def test_labels_from_npz(tmp_path):
 def test_conditional_refuses_a_stream(tmp_path, capsys):
     assert main(["train", "--conditional", "--stream", "--data", str(tmp_path), *TINY, "--steps", "1", "--output-dir", str(tmp_path / "o")]) == 2
     assert "--conditional reads labelled sets held in memory" in capsys.readouterr().err
+
+
+@pytest.mark.tf_only
+def test_labels_from_tfds_mock(tmp_path):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    from tfp_realnvp.data import load_labelled_images
+
+    with tfds.testing.mock_data(num_examples=12):
+        images, labels, _ = load_labelled_images("mnist", split="train", max_images=10)
+        raw = list(tfds.load("mnist", split="train").take(10).as_numpy_iterator())
+    assert images.shape == (10, 28, 28, 1) and labels.shape == (10,) and labels.dtype == np.int32
+    np.testing.assert_array_equal(images, np.stack([r["image"] for r in raw]))
+    np.testing.assert_array_equal(labels, [r["label"] for r in raw])

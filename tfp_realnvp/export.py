@@ -330,18 +330,27 @@ def _trace_signatures(model, max_samples: int = DEFAULT_MAX_SAMPLES) -> dict:
             labels = checked_labels(labels, tf.shape(z)[0], "decode")
         return {"images": tf.identity(tf.cast(model._decode(z, labels), tf.uint8), name="images")}
 
+    if num_classes is None:
+        # The unconditional signatures take exactly their own inputs (no labels argument).
+        log_prob_fn, encode_fn, decode_fn = (lambda images: log_prob(images)), (lambda images: encode(images)), (lambda z: decode(z))
+
+        def sample_fn(num_samples, seed, temperature):
+            return sample(num_samples, seed, temperature)
+    else:
+        log_prob_fn, encode_fn, decode_fn, sample_fn = log_prob, encode, decode, sample
+
     specs = {
-        "serving_default": (log_prob, [tf.TensorSpec([None, *event], tf.uint8, name="images")]),
+        "serving_default": (log_prob_fn, [tf.TensorSpec([None, *event], tf.uint8, name="images")]),
         "sample": (
-            sample,
+            sample_fn,
             [
                 tf.TensorSpec([], tf.int32, name="num_samples"),
                 tf.TensorSpec([2], tf.int32, name="seed"),
                 tf.TensorSpec([], tf.float32, name="temperature"),
             ],
         ),
-        "encode": (encode, [tf.TensorSpec([None, *event], tf.uint8, name="images")]),
-        "decode": (decode, [tf.TensorSpec([None, *event], tf.float32, name="z")]),
+        "encode": (encode_fn, [tf.TensorSpec([None, *event], tf.uint8, name="images")]),
+        "decode": (decode_fn, [tf.TensorSpec([None, *event], tf.float32, name="z")]),
     }
     names = SIGNATURE_NAMES
     if num_classes is not None:
