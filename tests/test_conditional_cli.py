@@ -57,6 +57,7 @@ def test_sample_label_and_rows_per_class(trained, tmp_path, capsys):
     assert "--label must lie in [0, 10); received --label 10" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_resume_keeps_the_classes(trained, capsys):
     assert main(["train", "--conditional", *TINY, "--steps", "3", "--output-dir", str(trained)]) == 0
     assert json.loads((trained / "report.json").read_text())["steps"] == 3

@@ -62,7 +62,9 @@ def test_tfp_lists_every_weight_of_the_conditional_flow():
 
 
 @pytest.mark.tf_only
-@pytest.mark.parametrize("compile_step", [False, True], ids=["eager", "tf_function"])
+@pytest.mark.parametrize(
+    "compile_step", [pytest.param(False, marks=pytest.mark.slow), True], ids=["eager", "tf_function"]
+)
 def test_canonical_training_loop_with_labels(compile_step):
     import tensorflow as tf
 

@@ -147,6 +147,7 @@ def test_fit_on_arrays_then_save_and_load(tmp_path):
     np.testing.assert_allclose(loaded.log_prob(images[:4], labels[:4]), m.log_prob(images[:4], labels[:4]), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_standard_normal_base_option():
     m = RealNVP(IMAGE, num_classes=K, class_conditional_base=False, **FIT)
     assert m.prior is None and m.get_config()["class_conditional_base"] is False

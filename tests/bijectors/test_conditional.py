@@ -135,15 +135,6 @@ def test_a_result_cached_for_one_context_is_never_returned_for_another():
     assert np.max(np.abs(to_numpy(lp0) - to_numpy(lp2))) > 1e-6
 
 
-def test_training_mode_with_a_context_keeps_the_current_result():
-    flow = conditional_flow()
-    y = tensor(pixels(np.random.default_rng(6), (4, 4, 4, 2)))
-    c = one_hot([0, 1, 2, 0])
-    z = flow.inverse(y, conditional_input=c, training=True)
-    ildj = flow.inverse_log_det_jacobian(y, event_ndims=3, conditional_input=c, training=True)
-    assert np.all(np.isfinite(to_numpy(z))) and np.all(np.isfinite(to_numpy(ildj)))
-
-
 # The class-conditional base ------------------------------------------------------------------
 def test_conditional_base_log_prob_is_the_closed_form():
     flow = conditional_flow()
@@ -177,6 +168,7 @@ def test_conditional_sampling_through_tfp():
     assert_close(log_p, dist.log_prob(fresh(samples), **kw), atol=1e-6)
 
 
+@pytest.mark.slow  # the fast suite checks gradients through the training loops of test_conditional_ecosystem
 def test_every_weight_gets_a_gradient():
     flow = conditional_flow()
     base = ConditionalNormal(K, (4, 4, 2), dtype="float64")
