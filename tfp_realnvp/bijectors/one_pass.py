@@ -192,6 +192,7 @@ class OnePassBijector(tfb.Bijector):
     """A ``tfb.Bijector`` that computes a transformation and its log-det together.
 
     Subclasses implement ``_transform(x, *, inverse, training) -> (value, log_det)``
+    (conditional ones, whose ``conditional`` is true, also take ``conditional_input``)
     and, when they accept only some event shapes, ``_validate_event_shape``.
     The log-det is stored in TFP's bijector cache under the input and the call's
     keyword arguments (``ildj`` and ``fldj``; the cache shares the entry between
