@@ -119,6 +119,7 @@ def test_checkpoint_saves_and_restores_flow_and_base(tmp_path):
     assert_close(log_prob(flow2, base2), expected, atol=0.0)
 
 
+@pytest.mark.slow  # the fast suite traces the context in the tf.function loop and under jax.jit above/below
 def test_context_is_a_traced_argument_of_a_compiled_function():
     from helpers import compiled
 
