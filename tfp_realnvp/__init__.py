@@ -17,13 +17,16 @@ from tfp_realnvp.bijectors import (
     Squeeze,
 )
 from tfp_realnvp.bijectors.recompute import RECOMPUTE_MODES
+from tfp_realnvp.conditional_base import ConditionalNormal
 from tfp_realnvp.export import ExportExistsError, describe_export, export_saved_model, load_metadata
 from tfp_realnvp.model import RealNVP
-from tfp_realnvp.networks import ResNetConditioner, WeightNormConv2D
+from tfp_realnvp.networks import ContextEmbedding, ResNetConditioner, WeightNormConv2D
 
 __all__ = [
     "AffineCoupling",
     "BatchNormalization",
+    "ConditionalNormal",
+    "ContextEmbedding",
     "ExportExistsError",
     "FactorOut",
     "LogitPreprocess",

@@ -40,8 +40,10 @@ def has_batch_norm(model) -> bool:
 class TrainingBatches:
     """Draws image batches from what ``fit`` trains on, for re-estimation.
 
-    Accepts a NumPy array of images, or a ``tf.data.Dataset`` of image batches (or of
-    ``(images, ...)`` tuples). Anything else (Python generators, ``PyDataset``) cannot
+    Accepts a NumPy array of images, a tuple ``(images, labels)`` of arrays (a
+    class-conditional model; batches are then ``(images, labels)`` pairs), or a
+    ``tf.data.Dataset`` of image batches (or of ``(images, ...)`` tuples, whose first
+    item a conditional model's input pair may be). Anything else (Python generators, ``PyDataset``) cannot
     be read twice and is refused with ``ValueError``.
 
     Args:
@@ -52,9 +54,14 @@ class TrainingBatches:
 
     def __init__(self, x, *, batch_size: int, seed: int = 0):
         self._array = None
+        self._labels = None
         self._dataset = None
         self._batch_size = int(batch_size)
         self._rng = np.random.default_rng(seed)
+        if isinstance(x, tuple) and len(x) == 2 and all(isinstance(a, np.ndarray) for a in x):
+            x, self._labels = x
+            if len(self._labels) != len(x):
+                raise ValueError(f"expected one label per image; received {len(self._labels)} labels for {len(x)} images.")
         if isinstance(x, np.ndarray):
             if x.ndim != 4 or len(x) == 0:
                 raise ValueError(f"expected images [N, H, W, C] with N >= 1; received shape {list(x.shape)}.")
@@ -73,7 +80,7 @@ class TrainingBatches:
             for _ in range(count):
                 size = min(self._batch_size, len(self._array))
                 index = np.sort(self._rng.choice(len(self._array), size=size, replace=False))
-                yield self._array[index]
+                yield self._array[index] if self._labels is None else (self._array[index], self._labels[index])
             return
         for element in self._dataset.take(count):
             images = element[0] if isinstance(element, (tuple, list)) else element

@@ -76,8 +76,9 @@ def image_batches(
         yield _flip(batch, seed=seed, step=step) if flip else batch
 
 
-def _tf_batches(images: np.ndarray, *, batch_size: int, seed: int, flip: bool, start_step: int):
-    """The stream of :func:`image_batches` as a ``tf.data`` pipeline (its own permutations)."""
+def _tf_batches(images: np.ndarray, *, batch_size: int, seed: int, flip: bool, start_step: int, labels=None):
+    """The stream of :func:`image_batches` as a ``tf.data`` pipeline (its own permutations);
+    with ``labels``, elements are ``((images, labels),)``."""
     import tensorflow as tf
 
     num_images = len(images)
@@ -93,21 +94,27 @@ def _tf_batches(images: np.ndarray, *, batch_size: int, seed: int, flip: bool, s
 
     indices = tf.data.Dataset.range(first_pass, 2**62).flat_map(pass_batches).skip(first_batch)
     steps = tf.data.Dataset.range(int(start_step), 2**62)
-    pixels = tf.data.Dataset.from_tensors(images).repeat()
+    pixels = tf.data.Dataset.from_tensors(images if labels is None else (images, labels)).repeat()
 
-    def gather(step, index, all_images):
+    def gather(step, index, data):
+        all_images = data if labels is None else data[0]
         batch = tf.gather(all_images, index)
         if flip:
             draw = tf.random.stateless_uniform(tf.shape(batch)[:1], seed=tf.stack([tf.constant(seed + 1, tf.int64), step]))
             batch = tf.where(draw[:, None, None, None] < 0.5, tf.reverse(batch, axis=[2]), batch)
-        return tf.ensure_shape(batch, [None, *images.shape[1:]])
+        batch = tf.ensure_shape(batch, [None, *images.shape[1:]])
+        if labels is None:
+            return batch
+        return ((batch, tf.gather(data[1], index)),)
 
-    stream = tf.data.Dataset.zip((steps, indices, pixels)).map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    stream = tf.data.Dataset.zip((steps, indices, pixels)).map(
+        lambda step, index, data: gather(step, index, data), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+    )
     return stream.prefetch(tf.data.AUTOTUNE)
 
 
 def resumable_fit_input(
-    images: np.ndarray, *, batch_size: int, seed: int, flip: bool = False, start_step: int = 0, topology=None
+    images: np.ndarray, *, batch_size: int, seed: int, flip: bool = False, start_step: int = 0, topology=None, labels=None
 ):
     """``(x, fit_kwargs)`` for ``fit`` that starts at training step ``start_step``.
 
@@ -126,19 +133,40 @@ def resumable_fit_input(
         topology: a data-parallel :class:`~tfp_realnvp.distributed.Topology` (JAX): every
             batch is full (``drop_remainder``), so the devices share it equally, and this
             process gets only its rows of each global batch.
+        labels: for a class-conditional model, the labels ``[N]`` of ``images``: every
+            element is then ``((images, labels),)``, the pair being the model's ``x``
+            (flips leave the labels as they are).
     """
     images = np.asarray(images)
     if images.ndim != 4 or len(images) == 0:
         raise ValueError(f"images must be a non-empty [N, H, W, C] array; received shape {list(images.shape)}.")
     if int(start_step) < 0:
         raise ValueError(f"start_step must be >= 0; received {start_step!r}.")
+    if labels is not None:
+        labels = np.asarray(labels)
+        if labels.shape != (len(images),):
+            raise ValueError(f"labels must hold one label per image ({len(images)}); received shape {list(labels.shape)}.")
     if backend_name() == "tensorflow":
-        return _tf_batches(images, batch_size=batch_size, seed=seed, flip=flip, start_step=start_step), {"shuffle": False}
+        stream = _tf_batches(images, batch_size=batch_size, seed=seed, flip=flip, start_step=start_step, labels=labels)
+        return stream, {"shuffle": False}
     parallel = topology is not None and topology.data_parallel
-    stream = image_batches(images, batch_size=batch_size, seed=seed, flip=flip, start_step=start_step, drop_remainder=parallel)
-    # Keras wants each element of a generator as a tuple: (x,).
-    batches = ((topology.local_rows(batch) if parallel else batch,) for batch in stream)
-    return batches, {"shuffle": False}
+    if labels is None:
+        stream = image_batches(images, batch_size=batch_size, seed=seed, flip=flip, start_step=start_step, drop_remainder=parallel)
+        # Keras wants each element of a generator as a tuple: (x,).
+        batches = ((topology.local_rows(batch) if parallel else batch,) for batch in stream)
+        return batches, {"shuffle": False}
+    indices_of = batch_indices(len(images), batch_size=batch_size, seed=seed, start_step=start_step, drop_remainder=parallel)
+
+    def labelled():
+        for step, index in indices_of:
+            batch, batch_labels = images[index], labels[index]
+            if flip:
+                batch = _flip(batch, seed=seed, step=step)
+            if parallel:
+                batch, batch_labels = topology.local_rows(batch), topology.local_rows(batch_labels)
+            yield ((batch, batch_labels),)
+
+    return labelled(), {"shuffle": False}
 
 
 def streamed_fit_input(dataset, *, batch_size: int, seed: int, flip: bool = False, start_step: int = 0):

@@ -27,9 +27,12 @@ class SampleGrid(keras.callbacks.Callback):
         write: whether to write files; ``False`` still draws the samples (what the
             processes other than 0 of a multi-process job do: every process must run
             the same computations).
+        labels: for a class-conditional model, the class of every sample
+            (``[num_samples]``; e.g. ``columns`` of each class for one row per class).
+        columns: images per row of the grid (default: a square grid).
     """
 
-    def __init__(self, directory: str, *, num_samples: int = 64, temperature: float = 0.7, seed: int = 0, every: int = 1, log_dir: str | None = None, write: bool = True):
+    def __init__(self, directory: str, *, num_samples: int = 64, temperature: float = 0.7, seed: int = 0, every: int = 1, log_dir: str | None = None, write: bool = True, labels=None, columns: int | None = None):
         super().__init__()
         if int(every) < 1:
             raise ValueError(f"every must be >= 1; received {every!r}.")
@@ -40,16 +43,23 @@ class SampleGrid(keras.callbacks.Callback):
         self.every = int(every)
         self.log_dir = log_dir
         self.write = bool(write)
+        self.labels = None if labels is None else np.asarray(labels, dtype=np.int32)
+        if self.labels is not None and self.labels.shape != (self.num_samples,):
+            raise ValueError(f"labels must hold one label per sample ({self.num_samples}); received shape {list(self.labels.shape)}.")
+        self.columns = columns
         self.paths: list[str] = []
         self._writer = None
 
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every:
             return
-        images = self.model.sample(self.num_samples, temperature=self.temperature, seed=self.seed)
+        if self.labels is None:
+            images = self.model.sample(self.num_samples, temperature=self.temperature, seed=self.seed)
+        else:
+            images = self.model.sample(self.num_samples, labels=self.labels, temperature=self.temperature, seed=self.seed)
         if not self.write:
             return
-        grid = image_grid(images)
+        grid = image_grid(images, columns=self.columns)
         self.paths.append(save_png(grid, os.path.join(self.directory, f"samples_epoch{epoch + 1:03d}.png"), scale=2))
         if self.log_dir and backend_name() == "tensorflow":
             import tensorflow as tf

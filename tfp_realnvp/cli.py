@@ -1,5 +1,12 @@
 """Command line: ``python -m tfp_realnvp {train,evaluate,sample,export,demo}``.
 
+``train --conditional`` trains a class-conditional model ``p(x | y)`` on labelled data
+(``tfp_realnvp.data.load_labelled_images``: the shipped set, IDX directories with label
+files, ``.npz`` files with a label array, image folders with one subdirectory per class,
+tfds names); its sample grids have one row per class and its report adds the accuracy
+of ``classify``. ``evaluate`` of a conditional model reports ``-log p(x | y)`` in bits/dim
+and the classification accuracy; ``sample --label K`` draws from one class.
+
 ``train`` checkpoints into ``<output-dir>/checkpoints`` at the end of every epoch, every
 ``--checkpoint-every`` seconds and on SIGINT/SIGTERM; running the same command again
 resumes from the newest checkpoint. Every file it keeps is written aside and renamed
@@ -139,11 +146,40 @@ def _load(args, split: str) -> np.ndarray:
     return images[: args.max_images] if args.max_images else images
 
 
-def _report(model: RealNVP, test: np.ndarray, batch_size: int) -> float:
-    return float(np.mean(model.bits_per_dim(test, batch_size=batch_size)))
+def _report(model: RealNVP, test: np.ndarray, batch_size: int, labels: np.ndarray | None = None) -> float:
+    return float(np.mean(model.bits_per_dim(test, labels, batch_size=batch_size)))
 
 
-def _train_input(args, train_images, start_step: int, topology: Topology):
+def _load_labelled(args, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Images and labels of ``--data`` (held in memory) for a class-conditional model."""
+    if getattr(args, "stream", False):
+        raise ValueError("--conditional reads labelled sets held in memory; received --stream (leave it out).")
+    images, labels, _ = data_lib.load_labelled_images(
+        args.data, split=split, pad_to=args.pad_to, image_size=args.image_size, data_dir=args.data_dir,
+        max_images=args.max_images or 10000,
+    )
+    if args.max_images:
+        images, labels = images[: args.max_images], labels[: args.max_images]
+    return images, labels
+
+
+#: Test images on which ``train --conditional`` and ``evaluate`` measure ``classify``.
+CLASSIFY_IMAGES = 2000
+
+
+def _classify_accuracy(model: RealNVP, images: np.ndarray, labels: np.ndarray, limit: int = CLASSIFY_IMAGES) -> tuple[float, int]:
+    """Share of the first ``limit`` images whose most probable class (uniform prior) is their label."""
+    images, labels = images[:limit], labels[:limit]
+    predicted = model.classify(images).argmax(axis=1)
+    return float(np.mean(predicted == labels)), int(len(images))
+
+
+def _class_grid_labels(num_classes: int, columns: int) -> np.ndarray:
+    """Labels of a grid with one row per class: ``columns`` samples of each."""
+    return np.repeat(np.arange(num_classes, dtype=np.int32), columns)
+
+
+def _train_input(args, train_images, start_step: int, topology: Topology, train_labels=None):
     """``(x, fit_kwargs)`` whose first batch is the one of training step ``start_step``
     (this process's rows of it, in a multi-process job)."""
     if _is_streamed(args):
@@ -164,11 +200,12 @@ def _train_input(args, train_images, start_step: int, topology: Topology):
     if args.flip and keras.backend.backend() != "tensorflow":
         raise ValueError(f"--flip needs the TensorFlow backend; received --flip on {keras.backend.backend()}.")
     return batch_stream.resumable_fit_input(
-        train_images, batch_size=args.batch_size, seed=args.seed, flip=args.flip, start_step=start_step, topology=topology
+        train_images, batch_size=args.batch_size, seed=args.seed, flip=args.flip, start_step=start_step, topology=topology,
+        labels=train_labels,
     )
 
 
-def _statistics_refresh(model: RealNVP, x, train_images: np.ndarray, args):
+def _statistics_refresh(model: RealNVP, x, train_images, args):
     """A callback that re-estimates the batch-norm averages from ``train_images`` when
     ``RealNVP.fit`` cannot do it from ``x`` itself (the endless generator used on
     backends without ``tf.data``), else ``None``. Call it inside
@@ -215,6 +252,8 @@ def _run_settings(args, model: RealNVP, train_images: np.ndarray) -> dict:
         "flip": bool(args.flip),
         "precision": args.precision,
         **{key: config[key] for key in ("image_shape", "num_scales", "num_filters", "num_blocks", "batch_norm", "alpha", "batch_norm_momentum", "conditioner_batch_norm", "l2_scale")},
+        # Only a conditional run records its classes, so checkpoints of earlier versions still resume.
+        **({"num_classes": config["num_classes"]} if config.get("num_classes") is not None else {}),
     }
 
 
@@ -348,9 +387,21 @@ def _train(args, out: pathlib.Path, signals: SignalCatcher, topology: Topology) 
     keras.utils.set_random_seed(args.seed)
     if args.precision != "float32":
         keras.mixed_precision.set_global_policy(args.precision)
-    train_images, test_images = _load(args, "train"), _load(args, args.test_split)
+    conditional = bool(getattr(args, "conditional", False))
+    if conditional:
+        if _is_streamed(args):
+            raise ValueError("--conditional reads labelled sets held in memory; received --stream (leave it out).")
+        (train_images, train_labels), (test_images, test_labels) = _load_labelled(args, "train"), _load_labelled(args, args.test_split)
+        num_classes = int(max(train_labels.max(), test_labels.max())) + 1
+        if num_classes < 2:
+            raise ValueError(f"--conditional needs at least 2 classes; --data {args.data!r} has labels {sorted(set(train_labels.tolist()))}.")
+    else:
+        train_images, test_images = _load(args, "train"), _load(args, args.test_split)
+        train_labels = test_labels = None
+        num_classes = None
     model = RealNVP(
         train_images.shape[1:],
+        num_classes=num_classes,
         num_scales=args.num_scales,
         num_filters=args.num_filters,
         num_blocks=args.num_blocks,
@@ -378,7 +429,11 @@ def _train(args, out: pathlib.Path, signals: SignalCatcher, topology: Topology) 
         manager, state_fn=state, every_seconds=args.checkpoint_every, signals=signals, last=checkpoint, write=chief
     )
     callbacks = [AgreeToStop(topology, signals), StopOnNonFiniteLoss(), checkpoints, StopAtStep(plan.total_steps)]
-    callbacks.append(SampleGrid(str(out), num_samples=64, temperature=args.temperature, seed=args.seed, log_dir=args.tensorboard if chief else None, write=chief))
+    if conditional:
+        grid = {"num_samples": 8 * num_classes, "labels": _class_grid_labels(num_classes, 8), "columns": 8}
+    else:
+        grid = {"num_samples": 64}
+    callbacks.append(SampleGrid(str(out), temperature=args.temperature, seed=args.seed, log_dir=args.tensorboard if chief else None, write=chief, **grid))
     if args.tensorboard and chief:
         callbacks.append(keras.callbacks.TensorBoard(args.tensorboard))
     budget = TimeBudget(args.time_budget) if args.time_budget else None
@@ -387,9 +442,9 @@ def _train(args, out: pathlib.Path, signals: SignalCatcher, topology: Topology) 
     verbose = _verbosity(args) if chief else 0
 
     def fit(start: int, *, steps_per_epoch: int, extra_callbacks=()):
-        x, fit_kwargs = _train_input(args, train_images, start, topology)
+        x, fit_kwargs = _train_input(args, train_images, start, topology, train_labels)
         with warnings.catch_warnings():
-            own_refresh = _statistics_refresh(model, x, train_images, args)
+            own_refresh = _statistics_refresh(model, x, train_images if train_labels is None else (train_images, train_labels), args)
             first = [own_refresh] if own_refresh is not None else []
             return model.fit(x, initial_epoch=start // plan.steps_per_epoch, epochs=plan.epochs, steps_per_epoch=steps_per_epoch, callbacks=[*first, *callbacks, *extra_callbacks], verbose=verbose, **fit_kwargs)
 
@@ -431,7 +486,8 @@ def _train(args, out: pathlib.Path, signals: SignalCatcher, topology: Topology) 
     if chief:
         with without_distribution():
             save_realnvp(model, model_path)
-    test_bpd = _report(model, test_images, batch_size=256)
+    test_bpd = _report(model, test_images, batch_size=256, labels=test_labels)
+    classify = _classify_accuracy(model, test_images, test_labels) if conditional else None
     train_bpd = [h.history["bits_per_dim"][-1] for h in histories if h.history.get("bits_per_dim")]
     report = {
         "status": "stopped_by_time_budget" if budget and budget.stopped_early else "finished",
@@ -454,31 +510,62 @@ def _train(args, out: pathlib.Path, signals: SignalCatcher, topology: Topology) 
         "checkpoint": str(checkpoints.last.path) if checkpoints.last else None,
         "config": model.get_config(),
     }
+    if conditional:
+        report["num_classes"] = num_classes
+        report["test_bits_per_dim_given"] = "-log p(x | y) / (D ln 2) with the true labels"
+        report["test_classify_accuracy"] = classify[0]
+        report["test_classify_images"] = classify[1]
     if topology.data_parallel:
         report["data_parallel"] = {"processes": topology.process_count, "devices": topology.num_devices, "global_batch_size": args.batch_size}
     if not chief:
         return {"model": model, "report": report, "test_images": test_images}
     write_json(out / REPORT_FILENAME, report)
     print(f"test bits/dim: {test_bpd:.4f}  (independent-pixel baseline: {report['independent_pixel_test_bits_per_dim']:.4f}; {steps} steps in {train_seconds:.0f} s)")
+    if conditional:
+        print(f"test classification accuracy of classify: {classify[0]:.4f} ({classify[1]} images, {num_classes} classes)")
     return {"model": model, "report": report, "test_images": test_images}
 
 
 def evaluate(args) -> float:
-    """Prints the mean bits/dim of a saved model on a split."""
+    """Prints the mean bits/dim of a saved model on a split; for a class-conditional
+    model ``-log p(x | y)`` with the true labels, and the accuracy of ``classify``."""
     model = load_realnvp(args.model)
-    images = _load(args, args.split)
-    bpd = _report(model, images, batch_size=args.batch_size)
-    print(f"{args.split} bits/dim: {bpd:.4f} ({len(images)} images)")
+    if model.num_classes is None:
+        images = _load(args, args.split)
+        bpd = _report(model, images, batch_size=args.batch_size)
+        print(f"{args.split} bits/dim: {bpd:.4f} ({len(images)} images)")
+        return bpd
+    images, labels = _load_labelled(args, args.split)
+    if labels.max() >= model.num_classes:
+        raise ValueError(f"--data {args.data!r} has labels up to {int(labels.max())}; the model knows {model.num_classes} classes.")
+    bpd = _report(model, images, batch_size=args.batch_size, labels=labels)
+    accuracy, count = _classify_accuracy(model, images, labels, limit=args.classify_images)
+    print(f"{args.split} conditional bits/dim: {bpd:.4f} ({len(images)} images)")
+    print(f"{args.split} classification accuracy: {accuracy:.4f} ({count} images, {model.num_classes} classes)")
     return bpd
 
 
 def sample(args) -> str:
     """Writes a PNG grid of samples from a saved model."""
     model = load_realnvp(args.model)
-    images = model.sample(args.num_samples, temperature=args.temperature, seed=args.seed)
+    columns = None
+    if model.num_classes is None:
+        if args.label is not None:
+            raise ValueError(f"--label {args.label}: {args.model} is an unconditional model (trained without --conditional).")
+        labels, count = None, args.num_samples
+    elif args.label is not None:
+        if not 0 <= args.label < model.num_classes:
+            raise ValueError(f"--label must lie in [0, {model.num_classes}); received --label {args.label}.")
+        labels, count = args.label, args.num_samples
+    else:  # one row per class
+        columns = max(1, args.num_samples // model.num_classes)
+        labels = _class_grid_labels(model.num_classes, columns)
+        count = len(labels)
+    images = model.sample(count, labels=labels, temperature=args.temperature, seed=args.seed)
     with atomic.atomic_path(args.output) as temporary:
-        save_grid(images, temporary, scale=args.scale)
-    print(f"wrote {args.num_samples} samples to {args.output}")
+        save_grid(images, temporary, columns=columns, scale=args.scale)
+    rows = f", one row of {columns} per class" if columns else ""
+    print(f"wrote {count} samples to {args.output}{rows}")
     return str(args.output)
 
 
@@ -535,6 +622,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "train":
             _add_data_arguments(p)
             _add_model_arguments(p)
+            p.add_argument("--conditional", action="store_true", help="train a class-conditional model p(x | y) on the labels of --data (shipped, an IDX directory with label files, a .npz with a label array, an image folder with one subdirectory per class, or a tfds name); grids get one row per class and the report the accuracy of classify.")
         else:
             p.add_argument("--batch-size", type=_positive_int, default=64, help="images per batch (default: 64).")
             p.set_defaults(num_scales=2, num_filters=16, num_blocks=1, no_batch_norm=False, data_dir=None, max_images=None, test_split="test")
@@ -545,6 +633,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="path of a saved .keras model.")
     _add_data_arguments(p)
     p.add_argument("--split", default="test", choices=["train", "test", "all"], help="which split (default: test).")
+    p.add_argument("--classify-images", type=_positive_int, default=CLASSIFY_IMAGES, help=f"class-conditional models: measure the accuracy of classify on the first N images (default: {CLASSIFY_IMAGES}).")
     p.set_defaults(func=evaluate, batch_size=256)
 
     p = sub.add_parser("sample", help="write a PNG grid of samples", description="Writes a PNG grid of samples from a saved .keras model.")
@@ -554,6 +643,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0).")
     p.add_argument("--scale", type=_positive_int, default=2, help="enlarge the grid this many times (default: 2).")
     p.add_argument("--output", default="samples.png", help="PNG path (default: samples.png).")
+    p.add_argument("--label", type=int, default=None, help="class-conditional models: draw every sample from this class (default: one row per class).")
     p.set_defaults(func=sample)
 
     if keras.backend.backend() == "tensorflow":  # SavedModel export needs TensorFlow

@@ -19,6 +19,18 @@ precision:
 
 Every signature that takes a batch refuses an empty one with an error that says so.
 
+A class-conditional model (``RealNVP(num_classes=K)``) takes ``labels`` int32 ``[N]``
+in ``[0, K)`` in every signature, one per image (``sample``: one per sample, so
+``num_samples`` must equal their count), and has a fifth signature:
+
+* ``classify``: ``images`` uint8 ``[N, H, W, C]`` -> ``probabilities`` float32 ``[N, K]``
+  (``p(y | x)`` under a uniform prior, Bayes' rule computed with logsumexp),
+  ``class_log_prob`` float32 ``[N, K]`` (``log p(x | y = k)``, nats) and ``labels`` int32
+  ``[N]`` (the most probable class).
+
+A label outside ``[0, K)`` or a count that differs from the images' fails with an error
+that says so.
+
 ``assets/realnvp.json`` records the image shape, the flow configuration, the package,
 TensorFlow and Keras versions, the export time, the bits/dim measured at export and
 ``max_samples``.
@@ -57,6 +69,9 @@ from tfp_realnvp import atomic
 
 #: Names of the exported signatures, in the order they are listed.
 SIGNATURE_NAMES = ("serving_default", "sample", "encode", "decode")
+
+#: Names of the signatures of a class-conditional model.
+CONDITIONAL_SIGNATURE_NAMES = SIGNATURE_NAMES + ("classify",)
 
 #: File name of the export metadata inside the SavedModel's ``assets/`` directory.
 METADATA_FILENAME = "realnvp.json"
@@ -219,7 +234,7 @@ def _trace_signatures(model, max_samples: int = DEFAULT_MAX_SAMPLES) -> dict:
     """
     max_samples = _check_max_samples(max_samples)
     cache = getattr(model, _TRACE_ATTRIBUTE, None)
-    if not isinstance(cache, dict) or set(cache) & set(SIGNATURE_NAMES):
+    if not isinstance(cache, dict) or set(cache) & set(CONDITIONAL_SIGNATURE_NAMES):
         cache = {}
         object.__setattr__(model, _TRACE_ATTRIBUTE, cache)
     if max_samples in cache:
@@ -245,12 +260,42 @@ def _trace_signatures(model, max_samples: int = DEFAULT_MAX_SAMPLES) -> dict:
         images = tf.ensure_shape(images, [None, *event], name="check_images_shape")
         return non_empty(images, signature, "images")
 
-    def log_prob(images):
-        log_p = tf.cast(model(checked_images(images, "serving_default"), training=False), tf.float32)
+    num_classes = model.num_classes
+
+    def checked_labels(labels, count, signature: str):
+        labels = tf.ensure_shape(labels, [None], name="check_labels_shape")
+        checks = [
+            tf.debugging.assert_non_negative(labels, message=f"{signature}: labels must lie in [0, {num_classes})"),
+            tf.debugging.assert_less(
+                labels, tf.constant(num_classes, tf.int32), message=f"{signature}: labels must lie in [0, {num_classes})"
+            ),
+            tf.debugging.assert_equal(
+                tf.shape(labels)[0], count, message=f"{signature}: labels must hold one label per image"
+            ),
+        ]
+        with tf.control_dependencies(checks):
+            return tf.identity(labels)
+
+    def log_prob(images, labels=None):
+        images = checked_images(images, "serving_default")
+        if labels is None:
+            inputs = images
+        else:
+            inputs = (images, checked_labels(labels, tf.shape(images)[0], "serving_default"))
+        log_p = tf.cast(model(inputs, training=False), tf.float32)
         bits = tf.cast(model.to_bits_per_dim(log_p), tf.float32)
         return {"log_prob": tf.identity(log_p, name="log_prob"), "bits_per_dim": tf.identity(bits, name="bits_per_dim")}
 
-    def sample(num_samples, seed, temperature):
+    def classify(images):
+        log_lik = tf.cast(model._class_log_likelihoods(checked_images(images, "classify")), tf.float32)
+        log_post = log_lik - tf.reduce_logsumexp(log_lik, axis=1, keepdims=True)
+        return {
+            "probabilities": tf.identity(tf.exp(log_post), name="probabilities"),
+            "class_log_prob": tf.identity(log_lik, name="class_log_prob"),
+            "labels": tf.identity(tf.argmax(log_lik, axis=1, output_type=tf.int32), name="labels"),
+        }
+
+    def sample(num_samples, seed, temperature, labels=None):
         num_samples = tf.ensure_shape(num_samples, [], name="check_num_samples_shape")
         seed = tf.ensure_shape(seed, [2], name="check_seed_shape")
         temperature = tf.ensure_shape(temperature, [], name="check_temperature_shape")
@@ -266,34 +311,56 @@ def _trace_signatures(model, max_samples: int = DEFAULT_MAX_SAMPLES) -> dict:
             tf.debugging.assert_all_finite(temperature, message="sample: temperature must be finite"),
         ]
         with tf.control_dependencies(checks):
-            images = model._sample(num_samples, seed, temperature)
+            if labels is not None:
+                labels = checked_labels(labels, num_samples, "sample")
+            images = model._sample(num_samples, seed, temperature, labels)
         return {"images": tf.identity(tf.cast(images, tf.uint8), name="images")}
 
-    def encode(images):
-        z = tf.cast(model._encode(checked_images(images, "encode")), tf.float32)
+    def encode(images, labels=None):
+        images = checked_images(images, "encode")
+        if labels is not None:
+            labels = checked_labels(labels, tf.shape(images)[0], "encode")
+        z = tf.cast(model._encode(images, labels), tf.float32)
         return {"z": tf.identity(z, name="z")}
 
-    def decode(z):
+    def decode(z, labels=None):
         z = non_empty(tf.ensure_shape(z, [None, *event], name="check_z_shape"), "decode", "z")
         z = tf.debugging.assert_all_finite(z, message="decode: z must be finite (no NaN or Inf)")
-        return {"images": tf.identity(tf.cast(model._decode(z), tf.uint8), name="images")}
+        if labels is not None:
+            labels = checked_labels(labels, tf.shape(z)[0], "decode")
+        return {"images": tf.identity(tf.cast(model._decode(z, labels), tf.uint8), name="images")}
+
+    if num_classes is None:
+        # The unconditional signatures take exactly their own inputs (no labels argument).
+        log_prob_fn, encode_fn, decode_fn = (lambda images: log_prob(images)), (lambda images: encode(images)), (lambda z: decode(z))
+
+        def sample_fn(num_samples, seed, temperature):
+            return sample(num_samples, seed, temperature)
+    else:
+        log_prob_fn, encode_fn, decode_fn, sample_fn = log_prob, encode, decode, sample
 
     specs = {
-        "serving_default": (log_prob, [tf.TensorSpec([None, *event], tf.uint8, name="images")]),
+        "serving_default": (log_prob_fn, [tf.TensorSpec([None, *event], tf.uint8, name="images")]),
         "sample": (
-            sample,
+            sample_fn,
             [
                 tf.TensorSpec([], tf.int32, name="num_samples"),
                 tf.TensorSpec([2], tf.int32, name="seed"),
                 tf.TensorSpec([], tf.float32, name="temperature"),
             ],
         ),
-        "encode": (encode, [tf.TensorSpec([None, *event], tf.uint8, name="images")]),
-        "decode": (decode, [tf.TensorSpec([None, *event], tf.float32, name="z")]),
+        "encode": (encode_fn, [tf.TensorSpec([None, *event], tf.uint8, name="images")]),
+        "decode": (decode_fn, [tf.TensorSpec([None, *event], tf.float32, name="z")]),
     }
+    names = SIGNATURE_NAMES
+    if num_classes is not None:
+        label_spec = tf.TensorSpec([None], tf.int32, name="labels")
+        specs = {name: (fn, signature + [label_spec]) for name, (fn, signature) in specs.items()}
+        specs["classify"] = (classify, [tf.TensorSpec([None, *event], tf.uint8, name="images")])
+        names = CONDITIONAL_SIGNATURE_NAMES
 
     concrete = {}
-    for name in SIGNATURE_NAMES:
+    for name in names:
         fn, signature = specs[name]
         concrete[name] = tf.function(fn, input_signature=signature, autograph=False).get_concrete_function()
     cache[max_samples] = dict(concrete)
@@ -322,12 +389,15 @@ def _servable(concrete: dict, metadata_file: str):
     return module
 
 
-def _measure_bits_per_dim(log_prob_fn, images: np.ndarray) -> float:
+def _measure_bits_per_dim(log_prob_fn, images: np.ndarray, labels: np.ndarray | None = None) -> float:
     import tensorflow as tf
 
     total = 0.0
     for start in range(0, len(images), _BPD_BATCH_SIZE):
-        bits = log_prob_fn(images=tf.constant(images[start : start + _BPD_BATCH_SIZE]))["bits_per_dim"]
+        batch = {"images": tf.constant(images[start : start + _BPD_BATCH_SIZE])}
+        if labels is not None:
+            batch["labels"] = tf.constant(labels[start : start + _BPD_BATCH_SIZE], tf.int32)
+        bits = log_prob_fn(**batch)["bits_per_dim"]
         total += float(np.sum(bits.numpy(), dtype=np.float64))
     return total / len(images)
 
@@ -378,6 +448,7 @@ def _metadata(
         "bits_per_dim_num_images": num_images,
         "eval_noise_seed": list(EVAL_NOISE_SEED),
         "max_samples": int(max_samples),
+        "num_classes": model.num_classes,
         "signatures": _signature_summary(concrete),
     }
 
@@ -391,6 +462,7 @@ def export_saved_model(
     overwrite: bool = False,
     measured_bits_per_dim: float | None = None,
     images_for_bpd: Any = None,
+    labels_for_bpd: Any = None,
     max_samples: int = DEFAULT_MAX_SAMPLES,
 ) -> pathlib.Path:
     """Writes ``model`` as a TF SavedModel with serving signatures.
@@ -418,6 +490,9 @@ def export_saved_model(
         images_for_bpd: integer images ``[N, H, W, C]`` on which to measure the mean
             bits/dim with the exported ``serving_default`` function and record it.
             Give this or ``measured_bits_per_dim``, not both.
+        labels_for_bpd: for a class-conditional model, the labels ``[N]`` of
+            ``images_for_bpd`` (the recorded number is then ``-log p(x | y)``); ``None``
+            otherwise.
         max_samples: the largest ``num_samples`` the served ``sample`` signature
             accepts (recorded in ``assets/realnvp.json``).
 
@@ -442,13 +517,18 @@ def export_saved_model(
         raise ValueError("give images_for_bpd or measured_bits_per_dim, not both.")
     max_samples = _check_max_samples(max_samples)
     bpd_images = _bpd_images(images_for_bpd, model.image_shape) if images_for_bpd is not None else None
+    bpd_labels = None
+    if bpd_images is not None:
+        bpd_labels = model._label_batch(labels_for_bpd, len(bpd_images), name="labels_for_bpd")
+    elif labels_for_bpd is not None:
+        raise ValueError("labels_for_bpd goes with images_for_bpd; received labels_for_bpd without images_for_bpd.")
     target = _resolve_target(path, version)
     _check_writable(target, overwrite)  # fail early; checked again under the lock
     _check_finite(model)
 
     concrete = _trace_signatures(model, max_samples)
     if bpd_images is not None:
-        bits = _measure_bits_per_dim(concrete["serving_default"], bpd_images)
+        bits = _measure_bits_per_dim(concrete["serving_default"], bpd_images, bpd_labels)
         if not math.isfinite(bits):
             raise ValueError(
                 f"the exported model gives non-finite bits/dim ({bits}) on images_for_bpd; nothing was exported."
@@ -646,13 +726,19 @@ def run_export(args: argparse.Namespace) -> pathlib.Path:
 
     model_path = pathlib.Path(args.model)
     model = load_realnvp(model_path)
-    images = None
+    images = labels = None
     if args.eval_data is not None:
         from tfp_realnvp.data import load_images
 
         if args.eval_images < 1:
             raise ValueError(f"--eval-images must be >= 1; received {args.eval_images}.")
-        images = load_images(args.eval_data, split=args.eval_split)[: args.eval_images]
+        if model.num_classes is None:
+            images = load_images(args.eval_data, split=args.eval_split)[: args.eval_images]
+        else:
+            from tfp_realnvp.data import load_labelled_images
+
+            images, labels, _ = load_labelled_images(args.eval_data, split=args.eval_split)
+            images, labels = images[: args.eval_images], labels[: args.eval_images]
     target = export_saved_model(
         model,
         args.output,
@@ -660,6 +746,7 @@ def run_export(args: argparse.Namespace) -> pathlib.Path:
         overwrite=args.overwrite,
         measured_bits_per_dim=args.bits_per_dim,
         images_for_bpd=images,
+        labels_for_bpd=labels,
         max_samples=args.max_samples,
     )
     print(f"exported {model_path} to {target}")

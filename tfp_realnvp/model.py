@@ -12,6 +12,8 @@ from tfp_realnvp.backend import backend_name, stateless_normal, tfd
 from tfp_realnvp.batch_norm_refresh import make_refresh_callback
 from tfp_realnvp.bijectors.multiscale import MultiScaleFlow
 from tfp_realnvp.compiled import CompiledFunction
+from tfp_realnvp.conditional_base import ConditionalNormal
+from tfp_realnvp import labels as labels_lib
 from tfp_realnvp.distributed import refuse_multi_worker_tensorflow
 from tfp_realnvp.validation import as_image_batch
 
@@ -122,6 +124,17 @@ class RealNVP(keras.Model):
     re-estimates from training batches at the end of every epoch, so the numbers right
     after ``fit`` describe the trained flow.
 
+    **Class-conditional model.** With ``num_classes=K`` the model is ``p(x | y)`` for
+    integer labels ``y`` in ``[0, K)``: the labels are one-hot encoded and reach every
+    coupling as the flow's ``conditional_input`` (see ``MultiScaleFlow``), and with
+    ``class_conditional_base`` (default) the latent has a learned mean and scale per
+    class (``ConditionalNormal``). ``fit`` takes ``(images, labels)``: ``fit(images,
+    labels)`` with arrays, or a ``tf.data.Dataset`` of ``(images, labels)`` batches;
+    ``call((images, labels))`` returns ``log p(x | y)``. ``log_prob``, ``bits_per_dim``,
+    ``encode``, ``decode`` and ``sample`` then take ``labels``, and ``classify`` gives
+    ``p(y | x)`` by Bayes' rule. The unconditional model (``num_classes=None``) takes
+    no labels anywhere.
+
     Args:
         image_shape: ``(H, W, C)``.
         num_scales: scales of the multi-scale architecture.
@@ -143,6 +156,12 @@ class RealNVP(keras.Model):
             batch-norm averages at the end of every epoch (0: keep the running
             averages of training).
         seed: seed of the training dequantization noise.
+        num_classes: number of classes ``K`` of a class-conditional model, >= 2;
+            ``None`` (default) for the unconditional model.
+        class_conditional_base: with ``num_classes``, a learned per-class mean and
+            log-scale of the latent (else a standard-normal base for every class).
+        context_channels: with ``num_classes``, features of each coupling's label
+            embedding.
         **kwargs: ``keras.Model`` arguments (``name``, ``dtype``).
     """
 
@@ -162,6 +181,9 @@ class RealNVP(keras.Model):
         l2_scale: float = 5e-5,
         refresh_batches: int = 8,
         seed: int | None = None,
+        num_classes: int | None = None,
+        class_conditional_base: bool = True,
+        context_channels: int = 8,
         **kwargs,
     ):
         refuse_multi_worker_tensorflow(check_environment=False)
@@ -171,6 +193,13 @@ class RealNVP(keras.Model):
         if isinstance(refresh_batches, bool) or not isinstance(refresh_batches, (int, np.integer)) or refresh_batches < 0:
             raise ValueError(f"refresh_batches must be an integer >= 0; received {refresh_batches!r}.")
         self.refresh_batches = int(refresh_batches)
+        if num_classes is not None and (
+            isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 2
+        ):
+            raise ValueError(f"num_classes must be None or an integer >= 2; received {num_classes!r}.")
+        self.num_classes = None if num_classes is None else int(num_classes)
+        self.class_conditional_base = bool(class_conditional_base)
+        self.context_channels = int(context_channels)
         flow = MultiScaleFlow(
             image_shape=image_shape,
             num_scales=num_scales,
@@ -182,6 +211,8 @@ class RealNVP(keras.Model):
             batch_norm_lag=batch_norm_lag,
             conditioner_batch_norm=conditioner_batch_norm,
             recompute=recompute,
+            context_dim=self.num_classes,
+            context_channels=self.context_channels,
             dtype=self.dtype_policy,
         )
         # The bijectors are not Keras objects: keep them out of Keras/TF attribute
@@ -190,6 +221,14 @@ class RealNVP(keras.Model):
         base = tfd.Sample(tfd.Normal(np.float32(0.0), np.float32(1.0)), list(flow.image_shape))
         object.__setattr__(self, "_distribution", tfd.TransformedDistribution(base, flow))
         self.flow_layers = list(flow.layers)
+        if self.num_classes is not None and self.class_conditional_base:
+            # Float32 (float64 under a float64 policy) whatever the compute precision:
+            # the base density accumulates like the log-dets.
+            self.prior = ConditionalNormal(
+                self.num_classes, flow.image_shape, dtype=self.dtype_policy.variable_dtype, name="class_prior"
+            )
+        else:
+            self.prior = None
         self.image_shape = tuple(flow.image_shape)
         self.num_dims = int(np.prod(self.image_shape))
         self.l2_scale = float(l2_scale)
@@ -207,19 +246,53 @@ class RealNVP(keras.Model):
 
     @property
     def distribution(self):
-        """``tfd.TransformedDistribution`` of a standard normal through the flow."""
+        """``tfd.TransformedDistribution`` of a standard normal through the flow.
+
+        For a class-conditional model, see ``conditional_distribution``.
+        """
         return self._distribution
+
+    @property
+    def conditional(self) -> bool:
+        """Whether this is a class-conditional model (``num_classes`` set)."""
+        return self.num_classes is not None
+
+    def context(self, labels):
+        """One-hot float32 ``[..., K]`` context of integer ``labels`` (the flow's ``conditional_input``)."""
+        return ops.one_hot(ops.cast(labels, "int32"), self.num_classes, dtype="float32")
+
+    def conditional_distribution(self, conditional_input):
+        """``p(x | c)`` as a ``tfd.TransformedDistribution`` for a context ``c`` ``[N, K]``.
+
+        Its base is ``ConditionalNormal.distribution(c)`` (or a standard normal), so
+        pass the same context to the flow::
+
+            c = model.context(labels)
+            dist = model.conditional_distribution(c)
+            dist.log_prob(x, bijector_kwargs={"conditional_input": c, "training": False})
+
+        Raises:
+            ValueError: for an unconditional model.
+        """
+        if not self.conditional:
+            raise ValueError("conditional_distribution needs a class-conditional model (num_classes); this one has none.")
+        base = self.prior.distribution(conditional_input) if self.prior is not None else self._distribution.distribution
+        return tfd.TransformedDistribution(base, self._flow)
 
     def get_config(self):
         config = super().get_config()
         flow_config = dict(self._flow.config)
-        flow_config.pop("preprocess", None)
+        for key in ("preprocess", "context_dim"):
+            flow_config.pop(key, None)
         config.update(
             flow_config,
             image_shape=list(self.image_shape),
             l2_scale=self.l2_scale,
             refresh_batches=self.refresh_batches,
             seed=self.seed,
+            num_classes=self.num_classes,
+            class_conditional_base=self.class_conditional_base,
+            context_channels=self.context_channels,
         )
         return config
 
@@ -301,11 +374,49 @@ class RealNVP(keras.Model):
             noise = dequantization_noise(images, EVAL_NOISE_SEED)
         return x + noise
 
-    def call(self, images, training=False):
-        """Returns ``log p(images)`` in nats, shape ``[batch]`` (see the class docstring)."""
+    def _split_inputs(self, inputs):
+        """``(images, labels)`` from the model input: images alone, or for a conditional
+        model ``(images, labels)`` / ``{"images": ..., "labels": ...}``."""
+        if not self.conditional:
+            if isinstance(inputs, (tuple, list, dict)):
+                raise ValueError(
+                    "this RealNVP is unconditional (num_classes=None) and takes images only; received "
+                    f"a {type(inputs).__name__} of {len(inputs)} items (labels given to an unconditional model?)."
+                )
+            return inputs, None
+        if isinstance(inputs, dict) and set(inputs) == {"images", "labels"}:
+            return inputs["images"], inputs["labels"]
+        if isinstance(inputs, (tuple, list)) and len(inputs) == 2:
+            return inputs[0], inputs[1]
+        received = f"a {type(inputs).__name__} with keys {sorted(inputs)}" if isinstance(inputs, dict) else (
+            f"a {type(inputs).__name__} of {len(inputs)} items" if isinstance(inputs, (tuple, list)) else
+            f"a tensor of shape {list(getattr(inputs, 'shape', []))}"
+        )
+        raise ValueError(
+            f"this RealNVP is class-conditional (num_classes={self.num_classes}) and needs (images, labels); "
+            f"received {received} (labels missing?)."
+        )
+
+    def _log_prob_of(self, x, context, *, training: bool):
+        """``log p(x)`` or ``log p(x | c)`` of continuous pixels ``x``, float32."""
+        if context is None:
+            log_p = self._distribution.log_prob(x, bijector_kwargs={"training": training})
+        else:
+            log_p = self.conditional_distribution(context).log_prob(
+                x, bijector_kwargs={"training": training, "conditional_input": context}
+            )
+        return ops.cast(log_p, "float32")
+
+    def _inputs_log_prob(self, inputs, *, noise_training: bool, training: bool):
+        images, labels = self._split_inputs(inputs)
+        x = self._pixels(images, training=noise_training)
+        return self._log_prob_of(x, None if labels is None else self.context(labels), training=training)
+
+    def call(self, inputs, training=False):
+        """Returns ``log p(images)`` (conditional model: ``log p(images | labels)`` of
+        ``inputs = (images, labels)``) in nats, shape ``[batch]`` (see the class docstring)."""
         training = bool(training)
-        x = self._pixels(images, training=training)
-        return ops.cast(self._distribution.log_prob(x, bijector_kwargs={"training": training}), "float32")
+        return self._inputs_log_prob(inputs, noise_training=training, training=training)
 
     def to_bits_per_dim(self, log_prob):
         """``-log_prob / (D ln 2)``."""
@@ -349,11 +460,23 @@ class RealNVP(keras.Model):
         trained. ``x`` must be a NumPy array or a ``tf.data.Dataset`` for that; other
         sources train as usual, with a warning.
         """
+        if self.conditional:
+            x, y = labels_lib.labelled_fit_input(x, y, num_classes=self.num_classes)
+            if kwargs.get("validation_data") is not None:
+                kwargs["validation_data"] = labels_lib.labelled_validation_data(
+                    kwargs["validation_data"], num_classes=self.num_classes
+                )
         callbacks = list(callbacks or [])
         refresh = make_refresh_callback(self, x, batch_size=batch_size, num_batches=self.refresh_batches, seed=self.seed or 0)
         if refresh is not None:
             callbacks.insert(0, refresh)
         return super().fit(x, y, batch_size=batch_size, epochs=epochs, callbacks=callbacks, **kwargs)
+
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        """``keras.Model.evaluate``; a conditional model takes ``(images, labels)`` as ``fit`` does."""
+        if self.conditional:
+            x, y = labels_lib.labelled_fit_input(x, y, num_classes=self.num_classes)
+        return super().evaluate(x, y, *args, **kwargs)
 
     def _statistics_step(self):
         """A compiled ``step(images)`` that runs the flow in training mode on ``images``
@@ -361,9 +484,8 @@ class RealNVP(keras.Model):
         if "statistics" in self._compiled:
             return self._compiled["statistics"]
 
-        def log_prob_with_batch_statistics(images):
-            x = self._pixels(images, training=False)
-            return self._distribution.log_prob(x, bijector_kwargs={"training": True})
+        def log_prob_with_batch_statistics(inputs):
+            return self._inputs_log_prob(inputs, noise_training=False, training=True)
 
         if backend_name() == "tensorflow":
             step = self._compiled_fn("statistics_tf", log_prob_with_batch_statistics)
@@ -405,89 +527,209 @@ class RealNVP(keras.Model):
             raise ValueError(f"images must hold at least one image; received shape {list(arr.shape)}.")
         return as_image_batch(arr, image_shape=self.image_shape)
 
-    def _batched(self, key, fn, inputs: np.ndarray, batch_size: int) -> np.ndarray:
-        """``fn`` compiled once and run over ``inputs`` in slices of ``batch_size``."""
+    def _label_batch(self, labels, count: int, *, name: str = "labels") -> np.ndarray | None:
+        """Checked int32 labels ``[count]`` for a conditional model, ``None`` for an unconditional one.
+
+        A single integer label stands for every one of the ``count`` items.
+
+        Raises:
+            ValueError: when labels are missing for a conditional model, given to an
+                unconditional one, or of the wrong count, dtype or range.
+        """
+        if not self.conditional:
+            if labels is not None:
+                raise ValueError(
+                    f"this RealNVP is unconditional (num_classes=None) and takes no {name}; received {name} "
+                    f"of shape {list(np.shape(labels))}."
+                )
+            return None
+        if labels is None:
+            raise ValueError(
+                f"this RealNVP is class-conditional (num_classes={self.num_classes}) and needs {name}, one "
+                f"integer in [0, {self.num_classes}) per image; received {name}=None."
+            )
+        arr = np.asarray(labels)
+        if arr.ndim == 0:
+            arr = np.full(count, arr)
+        return labels_lib.check_labels(arr, num_classes=self.num_classes, count=count, name=name)
+
+    def _batched(self, key, fn, inputs, batch_size: int) -> np.ndarray:
+        """``fn`` compiled once and run over ``inputs`` (an array, or a tuple of arrays of
+        one length, each passed as an argument) in slices of ``batch_size``."""
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer; received {batch_size!r}.")
-        if len(inputs) == 0:
-            raise ValueError(f"received an empty batch of shape {list(inputs.shape)}.")
+        arrays = tuple(inputs) if isinstance(inputs, tuple) else (inputs,)
+        if len(arrays[0]) == 0:
+            raise ValueError(f"received an empty batch of shape {list(arrays[0].shape)}.")
         compiled = self._compiled_fn(key, fn)
-        outs = [keras.ops.convert_to_numpy(compiled(inputs[i : i + batch_size])) for i in range(0, len(inputs), batch_size)]
+        outs = [
+            keras.ops.convert_to_numpy(compiled(*(a[i : i + batch_size] for a in arrays)))
+            for i in range(0, len(arrays[0]), batch_size)
+        ]
         return np.concatenate(outs, axis=0)
 
-    def log_prob(self, images, *, batch_size: int = 256) -> np.ndarray:
-        """``log p(x)`` in nats per image, with batch norm in inference mode.
+    def log_prob(self, images, labels=None, *, batch_size: int = 256) -> np.ndarray:
+        """``log p(x)`` (conditional model: ``log p(x | y)``) in nats per image, batch
+        norm in inference mode.
 
         Args:
             images: ``[N, H, W, C]`` (or one ``[H, W, C]`` image) in ``[0, 256)``.
                 Integer images are dequantized with ``dequantization_noise``; float
                 images are evaluated as they are.
+            labels: for a class-conditional model, integer labels ``[N]`` in
+                ``[0, num_classes)`` (or one int for all); ``None`` otherwise.
             batch_size: images per compiled call.
 
         Returns:
             float32 ``[N]``.
 
         Raises:
-            ValueError: naming the shape, value range or ``batch_size`` received.
+            ValueError: naming the shape, value range, labels or ``batch_size`` received.
         """
         images = self._image_batch(images)
-        return self._batched("log_prob", lambda x: self(x, training=False), images, batch_size)
+        labels = self._label_batch(labels, len(images))
+        if labels is None:
+            return self._batched("log_prob", lambda x: self(x, training=False), images, batch_size)
+        return self._batched("log_prob_labels", lambda x, y: self((x, y), training=False), (images, labels), batch_size)
 
-    def bits_per_dim(self, images, *, batch_size: int = 256) -> np.ndarray:
-        """Bits per dimension per image, ``-log p(x) / (D ln 2)`` (see ``log_prob``)."""
-        return self.to_bits_per_dim(self.log_prob(images, batch_size=batch_size))
+    def bits_per_dim(self, images, labels=None, *, batch_size: int = 256) -> np.ndarray:
+        """Bits per dimension per image, ``-log p(x) / (D ln 2)`` (conditional model:
+        ``-log p(x | y) / (D ln 2)``; see ``log_prob``)."""
+        return self.to_bits_per_dim(self.log_prob(images, labels, batch_size=batch_size))
 
-    def _encode(self, images):
+    def _class_log_likelihoods(self, images):
+        """``log p(x | k)`` ``[N, K]`` for every class ``k``, in one pass over ``N * K`` images."""
+        k = self.num_classes
         x = self._pixels(images, training=False)
-        return self._flow.inverse(x, training=False)
+        n = ops.shape(x)[0]
+        repeated = ops.repeat(x, k, axis=0)
+        labels = ops.tile(ops.arange(k, dtype="int32"), [n])
+        log_p = self._log_prob_of(repeated, self.context(labels), training=False)
+        return ops.reshape(log_p, (-1, k))
 
-    def _decode(self, z):
-        x = self._flow.forward(ops.cast(z, "float32"), training=False)
+    def class_log_likelihoods(self, images, *, batch_size: int = 32) -> np.ndarray:
+        """``log p(x | y = k)`` in nats for every image and class, float32 ``[N, K]``.
+
+        Each image is dequantized once (the same seeded noise as ``log_prob``) and scored
+        under every class, so ``class_log_likelihoods(x)[:, k] == log_prob(x, k)``.
+
+        Args:
+            images: as for ``log_prob``.
+            batch_size: images per compiled call (each call runs the flow on
+                ``batch_size * num_classes`` images).
+
+        Raises:
+            ValueError: for an unconditional model, or bad images or ``batch_size``.
+        """
+        if not self.conditional:
+            raise ValueError("class_log_likelihoods needs a class-conditional model (num_classes); this one has none.")
+        images = self._image_batch(images)
+        return self._batched("class_log_likelihoods", self._class_log_likelihoods, images, batch_size)
+
+    def classify(self, images, *, prior=None, batch_size: int = 32) -> np.ndarray:
+        """``p(y | x)`` for every image and class, by Bayes' rule on the flow's likelihoods.
+
+        ``p(y = k | x) = p(x | k) p(k) / sum_j p(x | j) p(j)``, with ``log p(x | k)`` from
+        ``class_log_likelihoods`` and the normaliser computed with logsumexp in float64.
+        ``classify(x).argmax(axis=1)`` is the maximum-a-posteriori label.
+
+        Args:
+            images: ``[N, H, W, C]`` (or one ``[H, W, C]`` image) in ``[0, 256)``.
+            prior: class probabilities ``p(y)``, ``[K]`` non-negative (normalised here);
+                ``None`` for the uniform prior.
+            batch_size: images per compiled call.
+
+        Returns:
+            float64 ``[N, K]``, each row summing to 1.
+
+        Raises:
+            ValueError: for an unconditional model, a bad prior (naming it), images or
+                ``batch_size``.
+        """
+        if not self.conditional:
+            raise ValueError("classify needs a class-conditional model (num_classes); this one has none.")
+        prior = labels_lib.check_prior(prior, num_classes=self.num_classes)
+        return labels_lib.posterior(self.class_log_likelihoods(images, batch_size=batch_size), prior)
+
+    def _encode(self, images, labels=None):
+        x = self._pixels(images, training=False)
+        if labels is None:
+            return self._flow.inverse(x, training=False)
+        return self._flow.inverse(x, training=False, conditional_input=self.context(labels))
+
+    def _decode(self, z, labels=None):
+        z = ops.cast(z, "float32")
+        if labels is None:
+            x = self._flow.forward(z, training=False)
+        else:
+            x = self._flow.forward(z, training=False, conditional_input=self.context(labels))
         return ops.cast(ops.clip(ops.floor(x), 0.0, 255.0), "uint8")
 
-    def encode(self, images, *, batch_size: int = 256) -> np.ndarray:
-        """Latent ``z = f(x)`` (the flow's ``inverse``), batch norm in inference mode.
+    def encode(self, images, labels=None, *, batch_size: int = 256) -> np.ndarray:
+        """Latent ``z = f(x)`` (conditional: ``f(x; y)``), the flow's ``inverse``, batch
+        norm in inference mode.
 
         Args:
             images: as for ``log_prob``; integer images are dequantized first, so
-                ``decode(encode(x)) == x`` for integer ``x``.
+                ``decode(encode(x)) == x`` for integer ``x`` (with the same labels).
+            labels: for a class-conditional model, integer labels ``[N]`` (or one int).
             batch_size: images per compiled call.
 
         Returns:
             float32 ``[N, H, W, C]``.
         """
         images = self._image_batch(images)
-        return self._batched("encode", self._encode, images, batch_size)
+        labels = self._label_batch(labels, len(images))
+        if labels is None:
+            return self._batched("encode", self._encode, images, batch_size)
+        return self._batched("encode_labels", self._encode, (images, labels), batch_size)
 
-    def decode(self, z, *, batch_size: int = 256) -> np.ndarray:
-        """uint8 images ``floor(g(z))`` clipped to ``[0, 255]`` (the flow's ``forward``).
+    def decode(self, z, labels=None, *, batch_size: int = 256) -> np.ndarray:
+        """uint8 images ``floor(g(z))`` (conditional: ``g(z; y)``) clipped to ``[0, 255]``
+        (the flow's ``forward``).
 
         Args:
             z: finite latents ``[N, H, W, C]``.
+            labels: for a class-conditional model, integer labels ``[N]`` (or one int).
             batch_size: latents per compiled call.
 
         Returns:
             uint8 ``[N, H, W, C]``.
 
         Raises:
-            ValueError: for a wrong shape or non-finite values, naming them.
+            ValueError: for a wrong shape, non-finite values or bad labels, naming them.
         """
         z = np.asarray(z, dtype=np.float32)
         if z.ndim != 4 or tuple(z.shape[1:]) != self.image_shape:
             raise ValueError(f"z must have shape [N, {', '.join(map(str, self.image_shape))}]; received shape {list(z.shape)}.")
         if not np.all(np.isfinite(z)):
             raise ValueError(f"z must be finite; received {int(np.sum(~np.isfinite(z)))} NaN or infinite values.")
-        return self._batched("decode", self._decode, z, batch_size)
+        labels = self._label_batch(labels, len(z))
+        if labels is None:
+            return self._batched("decode", self._decode, z, batch_size)
+        return self._batched("decode_labels", self._decode, (z, labels), batch_size)
 
-    def _sample(self, num_samples, seed, temperature):
-        z = stateless_normal((num_samples,) + self.image_shape, seed) * temperature
-        return self._decode(z)
+    def _latent(self, num_samples, seed, temperature, labels=None):
+        """``T z`` with ``z ~ N(0, I)``; with a class prior ``mu(y) + T sigma(y) z``."""
+        eps = stateless_normal((num_samples,) + self.image_shape, seed) * temperature
+        if labels is None or self.prior is None:
+            return eps
+        loc, scale = self.prior.loc_and_scale(self.context(labels))
+        return ops.cast(loc, "float32") + ops.cast(scale, "float32") * eps
 
-    def sample(self, num_samples: int, *, temperature: float = 1.0, seed: int | None = None) -> np.ndarray:
+    def _sample(self, num_samples, seed, temperature, labels=None):
+        return self._decode(self._latent(num_samples, seed, temperature, labels), labels)
+
+    def sample(self, num_samples: int, *, labels=None, temperature: float = 1.0, seed: int | None = None) -> np.ndarray:
         """Draws uint8 images ``floor(g(T z))``, ``z ~ N(0, I)``, at temperature ``T``.
+
+        A class-conditional model draws from ``p(x | y)``: ``x = g(mu(y) + T sigma(y) z; y)``
+        with the learned per-class base (``mu = 0``, ``sigma = 1`` without one).
 
         Args:
             num_samples: number of images, >= 1.
+            labels: for a class-conditional model, the class of every image: one int, or
+                ``[num_samples]`` integers in ``[0, num_classes)``. ``None`` otherwise.
             temperature: standard deviation of the latent, > 0 (the paper samples at 1;
                 lower values trade diversity for cleaner images).
             seed: integer seed; the same seed gives the same images. ``None`` draws one.
@@ -496,20 +738,25 @@ class RealNVP(keras.Model):
             uint8 ``[num_samples, H, W, C]``.
 
         Raises:
-            ValueError: naming a bad ``num_samples`` or ``temperature``.
+            ValueError: naming a bad ``num_samples``, ``temperature`` or ``labels``.
         """
         if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) or num_samples < 1:
             raise ValueError(f"num_samples must be a positive integer; received {num_samples!r}.")
         if not (float(temperature) > 0 and math.isfinite(float(temperature))):
             raise ValueError(f"temperature must be positive and finite; received {temperature!r}.")
+        labels = self._label_batch(labels, int(num_samples))
         if seed is None:
             seed = int(np.random.default_rng().integers(2**31 - 1))
         seed_pair = np.asarray([int(seed) % (2**31 - 1), 0], dtype=np.int32)
-        compiled = self._compiled_fn("sample", self._sample, static_argnums=(0,))
-        out = compiled(int(num_samples), seed_pair, np.float32(temperature))
+        if labels is None:
+            compiled = self._compiled_fn("sample", self._sample, static_argnums=(0,))
+            out = compiled(int(num_samples), seed_pair, np.float32(temperature))
+        else:
+            compiled = self._compiled_fn("sample_labels", self._sample, static_argnums=(0,))
+            out = compiled(int(num_samples), seed_pair, np.float32(temperature), labels)
         return keras.ops.convert_to_numpy(out)
 
-    def interpolate(self, image_a, image_b, steps: int = 8) -> np.ndarray:
+    def interpolate(self, image_a, image_b, steps: int = 8, *, label=None) -> np.ndarray:
         """Images along ``z(phi) = cos(phi) z_a + sin(phi) z_b``, ``phi`` in ``[0, pi/2]``.
 
         The paper's latent-manifold walk: for near-orthogonal Gaussian latents the path
@@ -520,16 +767,20 @@ class RealNVP(keras.Model):
             image_a: ``[H, W, C]`` image at ``phi = 0``.
             image_b: ``[H, W, C]`` image at ``phi = pi / 2``.
             steps: number of images on the path, >= 2.
+            label: for a class-conditional model, the class (an int) under which both
+                images are encoded and the path decoded.
 
         Returns:
             uint8 ``[steps, H, W, C]``.
 
         Raises:
-            ValueError: naming a bad ``steps`` or image shape.
+            ValueError: naming a bad ``steps``, image shape or label.
         """
         if int(steps) < 2:
             raise ValueError(f"steps must be >= 2; received {steps!r}.")
+        if self.conditional and label is not None and np.ndim(label) != 0:
+            raise ValueError(f"label must be one integer class; received shape {list(np.shape(label))}.")
         pair = np.stack([np.asarray(image_a), np.asarray(image_b)])
-        z_a, z_b = self.encode(pair)
+        z_a, z_b = self.encode(pair, label)
         phi = np.linspace(0.0, np.pi / 2, int(steps), dtype=np.float32)[:, None, None, None]
-        return self.decode(np.cos(phi) * z_a + np.sin(phi) * z_b)
+        return self.decode(np.cos(phi) * z_a + np.sin(phi) * z_b, label)

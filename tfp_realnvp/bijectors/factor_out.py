@@ -68,26 +68,36 @@ class FactorOut(OnePassBijector):
                 f"{format_event(event)} it maps {format_event(half)} to {format_event(out)}."
             )
 
-    def _transform(self, x, *, inverse: bool, training: bool = False):
+    @property
+    def conditional(self) -> bool:
+        """Whether a step of ``inner`` is conditional (then ``conditional_input`` is passed on)."""
+        return any(part.conditional for part in one_pass_steps(self._inner))
+
+    def _transform(self, x, *, inverse: bool, training: bool = False, conditional_input=None):
         c = x.shape[-1]
         if c is None:
             raise ValueError(f"FactorOut needs a known channel count; received shape {list(x.shape)}.")
         kept, rest = x[..., : c // 2], x[..., c // 2 :]
-        out, log_det = transform(self._inner, rest, inverse=inverse, training=training)
+        out, log_det = transform(
+            self._inner, rest, inverse=inverse, training=training, conditional_input=conditional_input
+        )
         return ops.concatenate([kept, out], axis=-1), log_det
 
-    def _transform_recorded(self, x, *, inverse: bool, training: bool = False):
+    def _transform_recorded(self, x, *, inverse: bool, training: bool = False, conditional_input=None):
         c = x.shape[-1]
         if c is None:
             raise ValueError(f"FactorOut needs a known channel count; received shape {list(x.shape)}.")
         kept, rest = x[..., : c // 2], x[..., c // 2 :]
-        out, log_det, record = record_transform(self._inner, rest, inverse=inverse, training=training)
+        out, log_det, record = record_transform(
+            self._inner, rest, inverse=inverse, training=training, conditional_input=conditional_input
+        )
         return ops.concatenate([kept, out], axis=-1), log_det, record
 
-    def _reverse(self, y, g_y, g_log_det, record, *, inverse: bool, training: bool, grads: dict):
+    def _reverse(self, y, g_y, g_log_det, record, *, inverse: bool, training: bool, grads: dict, conditional_input=None):
         """The kept half passes through; the inner bijector rebuilds the other half."""
         half = y.shape[-1] // 2
         rest, g_rest = reverse_transform(
-            self._inner, y[..., half:], g_y[..., half:], g_log_det, record, inverse=inverse, training=training, grads=grads
+            self._inner, y[..., half:], g_y[..., half:], g_log_det, record,
+            inverse=inverse, training=training, grads=grads, conditional_input=conditional_input,
         )
         return ops.concatenate([y[..., :half], rest], axis=-1), ops.concatenate([g_y[..., :half], g_rest], axis=-1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tfp_realnvp.backend import tfb
 from tfp_realnvp.bijectors.batch_norm import BatchNormalization
-from tfp_realnvp.bijectors.coupling import AffineCoupling
+from tfp_realnvp.bijectors.coupling import AffineCoupling, check_context_dim
 from tfp_realnvp.bijectors.factor_out import FactorOut
 from tfp_realnvp.bijectors.one_pass import OnePassBijector, check_built_event, format_event, one_pass_steps, transform
 from tfp_realnvp.bijectors.preprocess import LogitPreprocess
@@ -51,6 +51,23 @@ class MultiScaleFlow(OnePassBijector):
     inverse, so the memory of a training step stops growing with the flow's depth.
     Gradients and batch-norm updates are those of ``"none"``.
 
+    **Conditioning.** With ``context_dim=K`` the flow is a conditional bijection
+    ``z = f(x; c)`` for a context ``c`` in ``R^K`` (one-hot labels, or any vector), passed
+    as TFP's conditional-bijector keyword ``conditional_input`` (shape ``[..., K]``, batch
+    dimensions broadcasting against the images'): it reaches every ``AffineCoupling``,
+    whose conditioner sees a learned embedding of ``c`` broadcast over the image. Then
+
+    ``log p(x | c) = log p_base(f(x; c) | c) + sum_k log|det J_k(x; c)|``,
+
+    with a standard-normal base or a class-conditional one (``ConditionalNormal``)::
+
+        dist = tfd.TransformedDistribution(base, flow)
+        dist.log_prob(x, bijector_kwargs={"conditional_input": c})
+        dist.sample(n, seed=s, bijector_kwargs={"conditional_input": c})
+
+    The context is part of TFP's cache key (tensors by identity): a result cached for
+    one context is never returned for another.
+
     **Weights.** ``trainable_variables``/``variables`` list the Keras weights; on
     TensorFlow a ``tfd.TransformedDistribution`` (or ``tfb.Chain``, ``tfb.Invert``)
     holding the flow lists them too, and ``tf.train.Checkpoint`` saves them all. On JAX,
@@ -79,6 +96,9 @@ class MultiScaleFlow(OnePassBijector):
             each step takes about twice as long on CPU
             (``benchmarks/results/cpu/fashion_mnist_bits_per_dim*.json``).
         recompute: ``"none"``, ``"conditioner"`` or ``"invertible"`` (see **Memory**).
+        context_dim: size ``K`` of the context vector ``conditional_input``; ``None``
+            (default) builds an unconditional flow.
+        context_channels: features of each coupling's context embedding.
         dtype: Keras dtype policy for every layer (``"float64"`` for exactness tests,
             ``"mixed_bfloat16"`` for speed).
         validate_args: passed to ``tfb.Bijector`` and to the logit step, which then
@@ -106,11 +126,17 @@ class MultiScaleFlow(OnePassBijector):
         batch_norm_lag: float = 0.0,
         conditioner_batch_norm: bool = True,
         recompute: str = "none",
+        context_dim: int | None = None,
+        context_channels: int = 8,
         dtype=None,
         validate_args: bool = False,
         name: str = "multi_scale_flow",
     ):
         parameters = dict(locals())
+        self._context_dim = check_context_dim(context_dim)
+        if isinstance(context_channels, bool) or not isinstance(context_channels, int) or context_channels < 1:
+            raise ValueError(f"context_channels must be an integer >= 1; received {context_channels!r}.")
+        self._context_channels = int(context_channels)
         for key, value, low in (("num_scales", num_scales, 1), ("num_filters", num_filters, 1), ("num_blocks", num_blocks, 0)):
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ValueError(f"{key} must be an integer >= {low}; received {value!r}.")
@@ -175,6 +201,8 @@ class MultiScaleFlow(OnePassBijector):
             conditioner_batch_norm=self._conditioner_batch_norm,
             batch_norm_momentum=self._batch_norm_momentum,
             rematerialize=self._recompute == "conditioner",
+            context_dim=self._context_dim,
+            context_channels=self._context_channels,
             dtype=self._layer_dtype,
             name=f"scale{scale}_{kind}{index}",
         )
@@ -216,6 +244,15 @@ class MultiScaleFlow(OnePassBijector):
         return self._image_shape is not None
 
     @property
+    def conditional(self) -> bool:
+        """Whether the flow takes a context (built with ``context_dim``)."""
+        return self._context_dim is not None
+
+    @property
+    def context_dim(self) -> int | None:
+        return self._context_dim
+
+    @property
     def image_shape(self) -> tuple[int, int, int] | None:
         return self._image_shape
 
@@ -239,6 +276,8 @@ class MultiScaleFlow(OnePassBijector):
             "batch_norm_lag": self._batch_norm_lag,
             "conditioner_batch_norm": self._conditioner_batch_norm,
             "recompute": self._recompute,
+            "context_dim": self._context_dim,
+            "context_channels": self._context_channels,
         }
 
     @property
@@ -299,15 +338,18 @@ class MultiScaleFlow(OnePassBijector):
         )
 
     # Math -----------------------------------------------------------------------
-    def _transform(self, x, *, inverse: bool, training: bool = False):
+    def _transform(self, x, *, inverse: bool, training: bool = False, conditional_input=None):
         self.build(x.shape[-3:])
         if self._recompute == "invertible" and training and inverse:
-            return reversible_transform(self, x, inverse=inverse, training=training)
-        return transform(self._chain, x, inverse=inverse, training=training)
+            context = {} if conditional_input is None else {"conditional_input": conditional_input}
+            return reversible_transform(self, x, inverse=inverse, training=training, **context)
+        return transform(self._chain, x, inverse=inverse, training=training, conditional_input=conditional_input)
 
-    def _transform_recorded(self, x, *, inverse: bool, training: bool = False):
+    def _transform_recorded(self, x, *, inverse: bool, training: bool = False, conditional_input=None):
         self.build(x.shape[-3:])
-        return record_transform(self._chain, x, inverse=inverse, training=training)
+        return record_transform(self._chain, x, inverse=inverse, training=training, conditional_input=conditional_input)
 
-    def _reverse(self, y, g_y, g_log_det, record, *, inverse: bool, training: bool, grads: dict):
-        return reverse_transform(self._chain, y, g_y, g_log_det, record, inverse=inverse, training=training, grads=grads)
+    def _reverse(self, y, g_y, g_log_det, record, *, inverse: bool, training: bool, grads: dict, conditional_input=None):
+        return reverse_transform(
+            self._chain, y, g_y, g_log_det, record, inverse=inverse, training=training, grads=grads, conditional_input=conditional_input
+        )

@@ -86,32 +86,70 @@ def check_built_event(event, built, *, name: str, what: str = "event shape") -> 
         raise ValueError(f"{name} was built for {what} {list(built)}; received {what} {format_event(event)}.")
 
 
+def same_kwargs(a, b) -> bool:
+    """Whether two keyword-argument dicts hold the same keys and the same values.
+
+    Tensors (a context) compare by identity, as TFP's cache keys them; ``==`` on two
+    tensors would compare them element by element.
+    """
+    if not isinstance(a, dict) or not isinstance(b, dict) or set(a) != set(b):
+        return False
+    for key in a:
+        x, y = a[key], b[key]
+        if x is y:
+            continue
+        scalars = (bool, int, float, str, np.generic, type(None))
+        if isinstance(x, scalars) and isinstance(y, scalars) and x == y:
+            continue
+        return False
+    return True
+
+
 # ``tfb.Chain(...)`` and ``tfb.Invert(...)`` may return instances of private base classes
 # (``_Chain``, ``_Invert``) when no parameter is a tensor; accept both.
 _CHAIN_TYPES = tuple(c for c in tfb.Chain.__mro__ if c.__name__ in ("Chain", "_Chain"))
 _INVERT_TYPES = tuple(c for c in tfb.Invert.__mro__ if c.__name__ in ("Invert", "_Invert"))
 
 
-def transform(bijector, x, *, inverse: bool, training: bool):
+CONDITIONAL_INPUT = "conditional_input"
+"""Name of the keyword argument that carries the context of a conditional bijector
+(the name TFP's own conditional bijectors use)."""
+
+
+def transform(bijector, x, *, inverse: bool, training: bool, conditional_input=None):
     """``(value, log_det)`` of ``bijector`` applied to ``x`` in one pass.
 
     ``OnePassBijector`` steps, ``tfb.Chain`` and ``tfb.Invert`` are walked directly so
-    that the batch-norm mode reaches every step; any other bijector is called through
-    TFP with a 3-dimensional event.
+    that the batch-norm mode and the context reach every step; any other bijector is
+    called through TFP with a 3-dimensional event.
+
+    Args:
+        bijector: the bijector to apply.
+        x: its input.
+        inverse: apply ``inverse`` (else ``forward``).
+        training: the batch-norm mode.
+        conditional_input: the context ``[..., K]`` of conditional steps, or ``None``.
+            Only steps whose ``conditional`` is true receive it.
     """
     if isinstance(bijector, OnePassBijector):
         bijector._check_input(x, inverse=inverse)
+        if bijector.conditional:
+            if conditional_input is None:
+                raise ValueError(f"{bijector.name} is conditional and needs conditional_input; received None.")
+            return bijector._transform(x, inverse=inverse, training=training, conditional_input=conditional_input)
         return bijector._transform(x, inverse=inverse, training=training)
     if isinstance(bijector, _CHAIN_TYPES):
         # A Chain applies its last bijector first in ``forward``, its first in ``inverse``.
         steps = bijector.bijectors if inverse else list(reversed(bijector.bijectors))
         total = None
         for step in steps:
-            x, log_det = transform(step, x, inverse=inverse, training=training)
+            x, log_det = transform(step, x, inverse=inverse, training=training, conditional_input=conditional_input)
             total = log_det if total is None else total + log_det
         return x, total
     if isinstance(bijector, _INVERT_TYPES):
-        return transform(bijector.bijector, x, inverse=not inverse, training=training)
+        return transform(
+            bijector.bijector, x, inverse=not inverse, training=training, conditional_input=conditional_input
+        )
     if inverse:
         return bijector.inverse(x), bijector.inverse_log_det_jacobian(x, event_ndims=3)
     return bijector.forward(x), bijector.forward_log_det_jacobian(x, event_ndims=3)
@@ -154,6 +192,7 @@ class OnePassBijector(tfb.Bijector):
     """A ``tfb.Bijector`` that computes a transformation and its log-det together.
 
     Subclasses implement ``_transform(x, *, inverse, training) -> (value, log_det)``
+    (conditional ones, whose ``conditional`` is true, also take ``conditional_input``)
     and, when they accept only some event shapes, ``_validate_event_shape``.
     The log-det is stored in TFP's bijector cache under the input and the call's
     keyword arguments (``ildj`` and ``fldj``; the cache shares the entry between
@@ -170,6 +209,15 @@ class OnePassBijector(tfb.Bijector):
     an inference-mode result cached before the update is computed again with the new
     averages. (As for every TFP bijector, a cached result otherwise lives as long as
     its input and output tensors do: after changing the weights, transform new tensors.)
+
+    **Context.** A conditional step (``conditional`` true: an ``AffineCoupling`` or a
+    ``MultiScaleFlow`` built with ``context_dim``) also takes ``conditional_input``, a
+    float context ``[..., K]`` whose batch dimensions broadcast against those of the
+    input: ``dist.log_prob(x, bijector_kwargs={"conditional_input": c})``. Like
+    ``training`` it is part of TFP's cache key; TFP keys a tensor by its identity, so a
+    result computed for one context tensor is never returned for another. A conditional
+    step refuses a call without it, an unconditional one a call with it
+    (``ValueError``).
 
     **Shapes.** The event shape is unchanged. ``forward_event_shape``,
     ``inverse_event_shape`` and their ``_tensor`` versions reject (``ValueError``
@@ -285,7 +333,7 @@ class OnePassBijector(tfb.Bijector):
                 continue
             if keep_training_results and isinstance(key_kwargs, dict) and key_kwargs.get("training") is True:
                 continue
-            if owner is self and name == fn_name and key_kwargs == kwargs and key() is current:
+            if owner is self and name == fn_name and same_kwargs(key_kwargs, kwargs) and key() is current:
                 continue
             key.cancel()
             storage.pop(key, None)
@@ -334,13 +382,14 @@ class OnePassBijector(tfb.Bijector):
         raise NotImplementedError(f"{type(self).__name__} must implement _transform.")
 
     # Invertible recomputation (``bijectors.reversible``) ---------------------------------
-    def _transform_recorded(self, x, *, inverse: bool, training: bool = False):
+    def _transform_recorded(self, x, *, inverse: bool, training: bool = False, **context):
         """``(value, log_det, record)``: ``_transform`` plus what ``_reverse`` needs to
-        rebuild ``x`` (nothing by default: the inverse alone rebuilds it)."""
-        value, log_det = self._transform(x, inverse=inverse, training=training)
+        rebuild ``x`` (nothing by default: the inverse alone rebuilds it). ``context``
+        is ``conditional_input=...`` for a conditional step, else empty."""
+        value, log_det = self._transform(x, inverse=inverse, training=training, **context)
         return value, log_det, None
 
-    def _reverse(self, y, g_y, g_log_det, record, *, inverse: bool, training: bool, grads: dict):
+    def _reverse(self, y, g_y, g_log_det, record, *, inverse: bool, training: bool, grads: dict, **context):
         """``(x, g_x)``: the input of ``_transform(x, inverse=inverse)`` rebuilt from its
         output ``y``, and the cotangent of ``x`` given those of ``y`` and of the log-det.
 
@@ -351,22 +400,56 @@ class OnePassBijector(tfb.Bijector):
         """
         from tfp_realnvp.bijectors.reversible import pull_back_step
 
-        x, _ = self._transform(y, inverse=not inverse, training=False)
+        x, _ = self._transform(y, inverse=not inverse, training=False, **context)
         g_x = pull_back_step(
-            self, lambda x: self._transform(x, inverse=inverse, training=training), x, (g_y, g_log_det), grads=grads
+            self,
+            lambda x, **c: self._transform(x, inverse=inverse, training=training, **c),
+            x,
+            (g_y, g_log_det),
+            grads=grads,
+            **context,
         )
         return x, g_x
 
-    def _mode(self, kwargs: dict) -> bool:
-        unknown = sorted(set(kwargs) - {"training"})
+    @property
+    def conditional(self) -> bool:
+        """Whether this bijector takes (and needs) ``conditional_input``."""
+        return False
+
+    def _mode(self, kwargs: dict) -> tuple[bool, object]:
+        """``(training, conditional_input)`` from a call's keyword arguments.
+
+        Raises:
+            ValueError: for an unknown keyword, a context given to an unconditional
+                bijector, or none given to a conditional one, naming what was received.
+        """
+        allowed = {"training", CONDITIONAL_INPUT} if self.conditional else {"training"}
+        unknown = sorted(set(kwargs) - allowed)
         if unknown:
-            raise ValueError(f"{self.name} takes the keyword argument 'training' only; received {unknown}.")
-        return check_training(kwargs.get("training", False))
+            if CONDITIONAL_INPUT in unknown:
+                raise ValueError(
+                    f"{self.name} is not conditional (build it with context_dim to condition it) and takes "
+                    f"no conditional_input; received keyword arguments {sorted(kwargs)}."
+                )
+            raise ValueError(
+                f"{self.name} takes the keyword argument{'s' if len(allowed) > 1 else ''} "
+                f"{' and '.join(repr(k) for k in sorted(allowed, reverse=True))} only; received {unknown}."
+            )
+        context = kwargs.get(CONDITIONAL_INPUT)
+        if self.conditional and context is None:
+            raise ValueError(
+                f"{self.name} is conditional and needs conditional_input (a context [..., K]); "
+                f"received keyword arguments {sorted(kwargs)}."
+            )
+        return check_training(kwargs.get("training", False)), context
 
     def _run(self, x, kwargs: dict, *, inverse: bool):
-        training = self._mode(kwargs)
+        training, context = self._mode(kwargs)
         self._check_input(x, inverse=inverse)
-        value, log_det = self._transform(x, inverse=inverse, training=training)
+        if self.conditional:
+            value, log_det = self._transform(x, inverse=inverse, training=training, conditional_input=context)
+        else:
+            value, log_det = self._transform(x, inverse=inverse, training=training)
         if training and self._has_moving_statistics():
             self._drop_cached_results(x, "_inverse" if inverse else "_forward", kwargs)
         return value, log_det

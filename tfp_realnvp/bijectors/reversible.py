@@ -32,26 +32,35 @@ from tfp_realnvp.gradients import after, custom_vjp, read_values, vjp
 from tfp_realnvp.stateless import stateless_call
 
 
-def record_transform(bijector, x, *, inverse: bool, training: bool):
+def _context(step, conditional_input) -> dict:
+    """The context keyword for ``step``: only conditional steps receive one."""
+    if getattr(step, "conditional", False):
+        if conditional_input is None:
+            raise ValueError(f"{step.name} is conditional and needs conditional_input; received None.")
+        return {"conditional_input": conditional_input}
+    return {}
+
+
+def record_transform(bijector, x, *, inverse: bool, training: bool, conditional_input=None):
     """``(value, log_det, record)``: ``transform`` plus what ``reverse_transform`` needs."""
     if isinstance(bijector, OnePassBijector):
         bijector._check_input(x, inverse=inverse)
-        return bijector._transform_recorded(x, inverse=inverse, training=training)
+        return bijector._transform_recorded(x, inverse=inverse, training=training, **_context(bijector, conditional_input))
     if isinstance(bijector, _CHAIN_TYPES):
         steps = bijector.bijectors if inverse else list(reversed(bijector.bijectors))
         total, records = None, []
         for step in steps:
-            x, log_det, record = record_transform(step, x, inverse=inverse, training=training)
+            x, log_det, record = record_transform(step, x, inverse=inverse, training=training, conditional_input=conditional_input)
             total = log_det if total is None else total + log_det
             records.append(record)
         return x, total, records
     if isinstance(bijector, _INVERT_TYPES):
-        return record_transform(bijector.bijector, x, inverse=not inverse, training=training)
+        return record_transform(bijector.bijector, x, inverse=not inverse, training=training, conditional_input=conditional_input)
     y, log_det = transform(bijector, x, inverse=inverse, training=training)
     return y, log_det, None
 
 
-def reverse_transform(bijector, y, g_y, g_log_det, record, *, inverse: bool, training: bool, grads: dict):
+def reverse_transform(bijector, y, g_y, g_log_det, record, *, inverse: bool, training: bool, grads: dict, conditional_input=None):
     """Rebuilds the input of ``bijector`` from its output ``y`` and pulls back cotangents.
 
     Args:
@@ -63,7 +72,8 @@ def reverse_transform(bijector, y, g_y, g_log_det, record, *, inverse: bool, tra
         inverse: the direction it was applied in.
         training: the batch-norm mode it was applied in.
         grads: ``id(variable) -> gradient``; the gradients of the step's weights are
-            added to it.
+            added to it, and those of the context under ``"conditional_input"``.
+        conditional_input: the context of conditional steps, or ``None``.
 
     Returns:
         ``(x, g_x)``: the rebuilt input and its cotangent.
@@ -72,14 +82,19 @@ def reverse_transform(bijector, y, g_y, g_log_det, record, *, inverse: bool, tra
         # Each step is rebuilt only once the cotangent of its output exists, so the
         # compiler cannot rebuild every input up front and keep them all.
         (y,) = after((y,), g_y)
-        return bijector._reverse(y, g_y, g_log_det, record, inverse=inverse, training=training, grads=grads)
+        context = _context(bijector, conditional_input)
+        return bijector._reverse(y, g_y, g_log_det, record, inverse=inverse, training=training, grads=grads, **context)
     if isinstance(bijector, _CHAIN_TYPES):
         steps = bijector.bijectors if inverse else list(reversed(bijector.bijectors))
         for step, step_record in reversed(list(zip(steps, record))):
-            y, g_y = reverse_transform(step, y, g_y, g_log_det, step_record, inverse=inverse, training=training, grads=grads)
+            y, g_y = reverse_transform(
+                step, y, g_y, g_log_det, step_record, inverse=inverse, training=training, grads=grads, conditional_input=conditional_input
+            )
         return y, g_y
     if isinstance(bijector, _INVERT_TYPES):
-        return reverse_transform(bijector.bijector, y, g_y, g_log_det, record, inverse=not inverse, training=training, grads=grads)
+        return reverse_transform(
+            bijector.bijector, y, g_y, g_log_det, record, inverse=not inverse, training=training, grads=grads, conditional_input=conditional_input
+        )
     # Fresh tensors: TFP's bijector cache would answer with the tensors of the forward
     # pass, which the pull-back's tape did not record.
     x, _ = transform(bijector, ops.copy(y), inverse=not inverse, training=training)
@@ -88,15 +103,21 @@ def reverse_transform(bijector, y, g_y, g_log_det, record, *, inverse: bool, tra
     return x, g_x
 
 
+#: Where ``grads`` collects the cotangent of the context of conditional steps.
+CONTEXT_KEY = "conditional_input"
+
+
 def add_gradients(grads: dict, variables, values) -> None:
-    """Adds ``values`` to the gradients of ``variables`` in ``grads``."""
+    """Adds ``values`` to the gradients of ``variables`` in ``grads`` (``CONTEXT_KEY``
+    stands for the context)."""
     for variable, value in zip(variables, values):
-        key = id(variable)
+        key = variable if isinstance(variable, str) else id(variable)
         grads[key] = value if key not in grads else grads[key] + value
 
 
-def pull_back_step(step: OnePassBijector, fn, x, cotangents, *, grads: dict):
-    """Cotangent of ``x`` for ``fn(x)``, a computation of ``step``; adds its weights' gradients.
+def pull_back_step(step: OnePassBijector, fn, x, cotangents, *, grads: dict, conditional_input=None):
+    """Cotangent of ``x`` for ``fn(x, **context)``, a computation of ``step``; adds the
+    gradients of its weights (and of the context, under ``"conditional_input"``).
 
     ``fn`` runs as a pure function of the step's weights at their current values
     (those of the enclosing stateless scope); state it assigns is dropped, so a
@@ -104,48 +125,66 @@ def pull_back_step(step: OnePassBijector, fn, x, cotangents, *, grads: dict):
     """
     variables, state_variables = step.trainable_variables, step.non_trainable_variables
     params, state = read_values(variables), read_values(state_variables)
+    if conditional_input is None:
 
-    def pure(params, x):
-        return stateless_call(variables, state_variables, params, state, fn, x)[0]
+        def pure(params, x):
+            return stateless_call(variables, state_variables, params, state, fn, x)[0]
 
-    _, pull = vjp(pure, params, x)
-    g_params, g_x = pull(cotangents)
+        _, pull = vjp(pure, params, x)
+        g_params, g_x = pull(cotangents)
+    else:
+
+        def pure(params, x, context):
+            return stateless_call(variables, state_variables, params, state, fn, x, conditional_input=context)[0]
+
+        _, pull = vjp(pure, params, x, conditional_input)
+        g_params, g_x, g_context = pull(cotangents)
+        add_gradients(grads, [CONTEXT_KEY], [g_context])
     add_gradients(grads, variables, g_params)
     return g_x
 
 
-def reversible_transform(bijector: OnePassBijector, x, *, inverse: bool, training: bool):
+def reversible_transform(bijector: OnePassBijector, x, *, inverse: bool, training: bool, conditional_input=None):
     """``transform(bijector, x)`` whose backward pass rebuilds inputs instead of storing them.
 
-    The forward computation is the usual one; its gradient with respect to ``x`` and
-    to every trainable weight of ``bijector`` equals autodiff's (to rounding). The
-    batch-norm statistics of a training-mode call are written once, after the pass.
+    The forward computation is the usual one; its gradient with respect to ``x``, the
+    context and every trainable weight of ``bijector`` equals autodiff's (to rounding).
+    The batch-norm statistics of a training-mode call are written once, after the pass.
 
     Returns:
         ``(value, log_det)``.
     """
     variables, state_variables = bijector.trainable_variables, bijector.non_trainable_variables
     params, state = read_values(variables), read_values(state_variables)
+    conditional = conditional_input is not None
 
-    def run(x):
-        return record_transform(bijector, x, inverse=inverse, training=training)
+    def fwd(x, params, state, *context):
+        def run(x):
+            return record_transform(bijector, x, inverse=inverse, training=training, conditional_input=context[0] if context else None)
 
-    def fwd(x, params, state):
         (y, log_det, record), new_state = stateless_call(variables, state_variables, params, state, run, x)
-        return (y, log_det, new_state), (y, params, state, record)
+        return (y, log_det, new_state), (y, params, state, record, context)
 
     def bwd(residuals, cotangents):
-        y, params, state, record = residuals
+        y, params, state, record, context = residuals
         g_y, g_log_det, _ = cotangents
         grads: dict = {}
         mapping = list(zip(variables, params)) + list(zip(state_variables, state))
         with keras.StatelessScope(state_mapping=mapping):
-            _, g_x = bijector._reverse(y, g_y, g_log_det, record, inverse=inverse, training=training, grads=grads)
+            _, g_x = reverse_transform(
+                bijector, y, g_y, g_log_det, record, inverse=inverse, training=training, grads=grads,
+                conditional_input=context[0] if context else None,
+            )
         g_params = [grads.get(id(v), ops.zeros_like(p)) for v, p in zip(variables, params)]
         g_params = [ops.cast(g, p.dtype) for g, p in zip(g_params, params)]
-        return g_x, g_params, [ops.zeros_like(s) for s in state]
+        out = (g_x, g_params, [ops.zeros_like(s) for s in state])
+        if context:
+            g_context = grads.get(CONTEXT_KEY, ops.zeros_like(context[0]))
+            out += (ops.cast(g_context, context[0].dtype),)
+        return out
 
-    y, log_det, new_state = custom_vjp(fwd, bwd)(x, params, state)
+    args = (x, params, state) + ((ops.convert_to_tensor(conditional_input),) if conditional else ())
+    y, log_det, new_state = custom_vjp(fwd, bwd)(*args)
     if training:
         assign_updates(state_variables, state, new_state, what=f"{bijector.name} batch-norm moving averages")
     return y, log_det

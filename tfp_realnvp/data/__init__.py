@@ -54,7 +54,9 @@ Modules, one concern each (every public name is re-exported here):
 * ``sources``: :func:`load_images` and :func:`get_dataset`, by source;
 * ``streaming``: image folders and TFRecord / ``.npz`` shards through ``tf.data``;
 * ``file_batches``: image folders as NumPy batches without TensorFlow (JAX);
-* ``pipeline``: :func:`make_dataset`.
+* ``pipeline``: :func:`make_dataset`;
+* ``labelled``: :func:`load_labelled_images`, images with class labels for
+  class-conditional models.
 
 Nothing imports TensorFlow at import time: the functions that build ``tf.data``
 pipelines or TFRecords import it when called, so ``import tfp_realnvp.data`` works
@@ -71,6 +73,7 @@ from tfp_realnvp.data.local import (
     read_idx,
 )
 from tfp_realnvp.data.file_batches import FolderBatches, decode_image_file, folder_files
+from tfp_realnvp.data.labelled import load_labelled_images
 from tfp_realnvp.data.pipeline import make_dataset
 from tfp_realnvp.data.resizing import (
     PRESETS,
@@ -117,6 +120,7 @@ __all__ = [
     "load_idx_dir",
     "load_image_folder",
     "load_images",
+    "load_labelled_images",
     "load_npz",
     "load_shipped",
     "load_tfds",
