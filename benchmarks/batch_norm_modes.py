@@ -65,7 +65,8 @@ import numpy as np
 
 from tfp_realnvp import __version__, atomic
 from tfp_realnvp.data import load_images
-from tfp_realnvp.model import EVAL_NOISE_SEED, RealNVP, dequantization_noise
+from tfp_realnvp.dequantization import EVAL_NOISE_SEED, dequantization_noise
+from tfp_realnvp.model import RealNVP
 from tfp_realnvp.training import StopAfterSteps, write_json
 
 #: Gap (bits/dim) between inference mode and the re-estimation that counts as "matching".

@@ -131,6 +131,22 @@ def compiled_step_memory(config: dict, *, batch_size: int, recompute: str, **kwa
     return row
 
 
+def sequential_steps(config: dict, *, batch_size: int, modes, steps: int, **kwargs) -> list[dict]:
+    """Times one mode after the other, with one compiled step alive at a time (the
+    least memory: at batch 256 the CIFAR-10 step without recomputation alone needs
+    about 15 GB on CPU)."""
+    rows = []
+    for mode in modes:
+        runner = CompiledStep(config, batch_size=batch_size, recompute=mode, **kwargs)
+        if steps:
+            runner.step(timed=False)
+            for _ in range(steps):
+                runner.step(timed=True)
+        rows.append(runner.result())
+        runner.release()
+    return rows
+
+
 def interleaved_steps(config: dict, *, batch_size: int, modes, steps: int, **kwargs) -> list[dict]:
     """Compiles every mode, then times them in rounds (one step of each mode per round),
     so that a change in the machine's load reaches every mode alike."""
@@ -215,6 +231,24 @@ def _relative(rows: list[dict]) -> None:
             row["time_vs_none"] = round(row["ms_per_step"] / ref["ms_per_step"], 4)
 
 
+def _previous_rows(path, report: dict) -> list[dict]:
+    """Rows of an earlier report at ``path`` measured with the same settings (a rerun
+    after an interruption continues where it stopped), else none."""
+    import json
+
+    if path is None or not Path(path).exists():
+        return []
+    try:
+        old = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return []
+    same = all(old.get(k) == report[k] for k in ("backend", "config", "precision", "conditioner_batch_norm"))
+    if not same:
+        return []
+    report["command"] = old.get("command", "") + "; then " + report["command"]
+    return list(old.get("results", []))
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", choices=sorted(CONFIGS), default="cifar10", help="Architecture (see benchmarks/throughput.py).")
@@ -223,6 +257,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--precision", default="float32", choices=("float32", "mixed_bfloat16"), help="Keras dtype policy.")
     parser.add_argument("--conditioner-batch-norm", action="store_true", help="Batch norm inside the conditioners (off: the paper's and the baselines' architecture).")
     parser.add_argument("--steps", type=int, default=2, help="Timed steps per mode and batch size (0: memory only).")
+    parser.add_argument(
+        "--schedule", choices=("interleaved", "sequential"), default="interleaved",
+        help="interleaved: all modes compiled at once, timed in rounds of one step each (fair under a changing "
+        "load); sequential: one mode at a time (least memory). JAX only.",
+    )
     parser.add_argument("--seed", type=int, default=0, help="Seed of the weights and the batch.")
     parser.add_argument("--output", type=Path, default=None, help="Write the report as JSON here.")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -262,12 +301,19 @@ def main(argv=None) -> dict:
         "model": {k: list(v) if isinstance(v, tuple) else v for k, v in CONFIGS[args.config].items()},
         "conditioner_batch_norm": bool(args.conditioner_batch_norm),
         "precision": args.precision,
-        "steps": args.steps,
         "results": [],
     }
+    previous = _previous_rows(args.output, report)
     for batch_size in batch_sizes:
+        kept = [r for r in previous if r["batch_size"] == batch_size and r["recompute"] in modes]
+        if len(kept) == len(modes):
+            # Measured by an earlier, interrupted run with the same settings: kept as is.
+            report["results"].extend(kept)
+            print(f"batch {batch_size:4d}: kept from {args.output}", flush=True)
+            continue
         if backend == "jax":
-            rows = interleaved_steps(
+            schedule = interleaved_steps if args.schedule == "interleaved" else sequential_steps
+            rows = schedule(
                 CONFIGS[args.config],
                 batch_size=batch_size,
                 modes=modes,
@@ -278,6 +324,10 @@ def main(argv=None) -> dict:
             )
         else:
             rows = [_tensorflow_row(args, batch_size, mode) for mode in modes]
+        for row in rows:
+            row["timed_steps"] = args.steps
+            if backend == "jax":
+                row["schedule"] = args.schedule
         report["results"].extend(rows)
         _relative(report["results"])
         for row in rows:

@@ -30,14 +30,8 @@ from tfp_realnvp.moving_stats import update_moving_moments
 from tfp_realnvp.networks.resnet import ResNetConditioner
 from tfp_realnvp.networks.tanh_scale import TanhScale
 
-try:  # The package's evaluation noise (plain keras.ops code), so both see the same pixels.
-    from tfp_realnvp.model import dequantization_noise as _eval_noise
-except ImportError:  # pragma: no cover - older package versions
-    _eval_noise = None
-
-#: Seed of the dequantization noise for integer images outside training (the
-#: package's value, so that both evaluate the same dequantized images).
-EVAL_NOISE_SEED = (20170, 1605)
+# The package's evaluation noise (plain keras.ops code), so both see the same pixels.
+from tfp_realnvp.dequantization import EVAL_NOISE_SEED, dequantization_noise
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
@@ -393,9 +387,7 @@ class PlainRealNVP(keras.Model):
             return x
         if training:
             return x + keras.random.uniform(ops.shape(x), seed=self._noise, dtype="float32")
-        if _eval_noise is not None:
-            return x + _eval_noise(images, EVAL_NOISE_SEED)
-        return x + _stateless("uniform", ops.shape(x), np.asarray(EVAL_NOISE_SEED, np.int32))
+        return x + dequantization_noise(images, EVAL_NOISE_SEED)
 
     def call(self, images, training=False):
         """``log p(images)`` in nats, shape ``[batch]``."""

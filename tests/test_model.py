@@ -16,7 +16,7 @@ import pytest
 
 import tfp_realnvp
 from tfp_realnvp.compiled import CompiledFunction
-from tfp_realnvp.model import dequantization_noise
+from tfp_realnvp.dequantization import dequantization_noise
 
 BACKEND = keras.backend.backend()
 TINY = {"num_filters": 8, "num_blocks": 1}

@@ -430,7 +430,7 @@ def _metadata(
     import tensorflow as tf
 
     import tfp_realnvp
-    from tfp_realnvp.model import EVAL_NOISE_SEED
+    from tfp_realnvp.dequantization import EVAL_NOISE_SEED
 
     height, width, channels = (int(d) for d in model.image_shape)
     return {

@@ -1,0 +1,73 @@
+"""Dequantization noise for evaluating integer images: a fixed function of each image.
+
+Evaluating ``log p(x + u)`` of integer pixels needs noise ``u`` in ``[0, 1)^D``. Here
+``u`` is a counter-based integer hash of the image's pixels and a seed, identical on
+every backend and in every exported graph, so an image's ``log_prob`` and
+``bits_per_dim`` do not depend on the batch it is evaluated in.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from keras import ops
+
+#: Seed of the dequantization noise used when integer images are evaluated, so that
+#: ``log_prob``/``bits_per_dim`` of the same images are reproducible.
+EVAL_NOISE_SEED = (20170, 1605)
+
+
+def _hash32_numpy(x: np.ndarray) -> np.ndarray:
+    """The ``lowbias32`` integer hash (C. Wellons) of a ``uint32`` NumPy array."""
+    x = np.asarray(x, dtype=np.uint32)
+    with np.errstate(over="ignore"):
+        x = x ^ (x >> np.uint32(16))
+        x = x * np.uint32(0x7FEB352D)
+        x = x ^ (x >> np.uint32(15))
+        x = x * np.uint32(0x846CA68B)
+        return x ^ (x >> np.uint32(16))
+
+
+def _hash32(x):
+    """``_hash32_numpy`` on a ``uint32`` backend tensor (multiplications wrap mod 2**32)."""
+
+    def u32(value):
+        return ops.convert_to_tensor(np.uint32(value))
+
+    x = ops.bitwise_xor(x, ops.right_shift(x, u32(16)))
+    x = ops.multiply(x, u32(0x7FEB352D))
+    x = ops.bitwise_xor(x, ops.right_shift(x, u32(15)))
+    x = ops.multiply(x, u32(0x846CA68B))
+    return ops.bitwise_xor(x, ops.right_shift(x, u32(16)))
+
+
+def dequantization_noise(images, seed=EVAL_NOISE_SEED):
+    """Uniform ``[0, 1)`` noise for integer images that depends only on each image.
+
+    The noise of an image is a fixed pseudo-random function of its pixels and
+    ``seed`` (a counter-based integer hash, identical on every backend), so the
+    dequantized image ``x + u``, and with it ``log_prob`` and ``bits_per_dim``, does
+    not depend on the batch size, on the image's position in its batch, or on the
+    other images in the batch. Each ``u`` is uniform on the 2**24 grid points of
+    ``[0, 1)``; different images get effectively independent noise.
+
+    Args:
+        images: integer tensor ``[..., H, W, C]`` with values in ``[0, 256)``.
+        seed: two integers.
+
+    Returns:
+        float32 noise of the shape of ``images``.
+    """
+    shape = ops.shape(images)
+    num_dims = int(np.prod(images.shape[-3:]))
+    seed = np.asarray(seed, dtype=np.int64).astype(np.uint32)
+    seed_key = _hash32_numpy(seed[0] ^ _hash32_numpy(seed[1]))
+    # One key per pixel position, then one key per image from all (position, value) pairs.
+    position_key = _hash32_numpy(np.arange(num_dims, dtype=np.uint32) ^ seed_key)
+    values = ops.reshape(ops.cast(images, "uint32"), (-1, num_dims))
+    golden = ops.convert_to_tensor(np.uint32(0x9E3779B9))
+    pair_hash = _hash32(ops.add(ops.convert_to_tensor(position_key), ops.multiply(values, golden)))
+    image_key = ops.cast(ops.sum(pair_hash, axis=-1, keepdims=True), "uint32")
+    image_key = _hash32(ops.bitwise_xor(image_key, ops.convert_to_tensor(seed_key)))
+    bits = _hash32(ops.bitwise_xor(image_key, ops.convert_to_tensor(position_key)))
+    noise = ops.cast(ops.right_shift(bits, ops.convert_to_tensor(np.uint32(8))), "float32") * (2.0**-24)
+    return ops.reshape(noise, shape)
