@@ -2,7 +2,7 @@
 forward map staying inside it.
 
 Exactness, log-dets against autodiff, event shapes and the cache are checked in
-``test_conformance``."""
+``test_conformance``, for the default margin and for ``alpha`` 0.2 and 1e-3."""
 
 import math
 import re
@@ -12,7 +12,6 @@ import pytest
 from helpers import (
     BACKEND,
     assert_close,
-    check_round_trips,
     compiled,
     fresh,
     pixels,
@@ -41,14 +40,6 @@ def logit_range(alpha):
 @pytest.fixture(scope="module")
 def rng():
     return np.random.default_rng(0)
-
-
-@pytest.mark.parametrize("alpha", [0.2, 1e-3])
-def test_round_trips_for_other_margins(alpha, rng):
-    low, high = logit_range(alpha)
-    x = tensor(rng.uniform(0.9 * low, 0.9 * high, size=(3,) + EVENT))
-    y = tensor(pixels(rng, (3,) + EVENT, 0.5, 255.5))
-    check_round_trips(LogitPreprocess(alpha=alpha), x, y, atol=1e-9)
 
 
 @pytest.mark.parametrize("alpha", [0.05, 0.1, 1e-3])
