@@ -37,6 +37,11 @@ def to_numpy(x) -> np.ndarray:
     return np.asarray(keras.ops.convert_to_numpy(x))
 
 
+def dtype_name(x) -> str:
+    """The standard name of a tensor's or variable's dtype, e.g. ``"float32"``."""
+    return keras.backend.standardize_dtype(x.dtype)
+
+
 def tensor(x, dtype="float64"):
     """A backend tensor holding ``x`` as ``dtype``."""
     return keras.ops.convert_to_tensor(np.asarray(x, dtype=dtype))
@@ -79,6 +84,11 @@ def randomize(variables, seed: int, stddev: float = 0.3) -> None:
     Variances (``moving_variance``) get a positive value in ``[0.5, 2)`` instead, and
     update counts (``num_updates``) a whole number in ``[10, 100)``, so that moving
     averages move by their long-run momentum.
+
+    Args:
+        variables: the variables to assign (e.g. ``flow.variables``).
+        seed: seed of the NumPy generator that draws the values.
+        stddev: standard deviation of the Gaussian values.
     """
     rng = np.random.default_rng(seed)
     for v in variables:

@@ -11,7 +11,7 @@ import contextlib
 import keras
 import numpy as np
 import pytest
-from helpers import perturb, to_numpy
+from helpers import dtype_name, perturb, to_numpy
 
 import tfp_realnvp
 from tfp_realnvp.compiled import CompiledFunction
@@ -19,10 +19,6 @@ from tfp_realnvp.compiled import CompiledFunction
 BACKEND = keras.backend.backend()
 TINY = {"num_filters": 8, "num_blocks": 1}
 COMPILE = {"jit_compile": False} if BACKEND == "tensorflow" else {}
-
-
-def dtype_name(x) -> str:
-    return keras.backend.standardize_dtype(x.dtype)
 
 
 @contextlib.contextmanager

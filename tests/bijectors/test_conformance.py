@@ -1,10 +1,11 @@
 """Every bijector of the package through the same checks.
 
 One table lists each bijector in each configuration (coupling masks and parities,
-batch norm in both modes, the logit step, squeeze and its inverse, factor-out, the
-multi-scale flow with one and two scales, with and without batch norm, with
-batch norm in the conditioners), built in float64 with every weight moved away from
-its initial value. Each entry goes through:
+batch norm in both modes, the logit step with three margins, squeeze and its inverse,
+factor-out around a coupling and around a squeezed chain, the multi-scale flow with
+one and two scales, with and without batch norm, with batch norm in the conditioners,
+without the logit step), built in float64 with every weight moved away from its
+initial value. Each entry goes through:
 
 * exact round trips ``x -> y -> x`` and ``y -> x -> y`` on recomputed inputs (so a
   cached value cannot hide a wrong inverse), finite values, ``fldj == -ildj``;
