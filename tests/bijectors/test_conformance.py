@@ -301,7 +301,7 @@ CASES = [
         points=normal_points(NESTED_EVENT, NESTED_EVENT),
         atol=1e-10,
         log_det_atol=1e-9,
-        # The squeeze inside gets [4, 4, 3], the coupling inside [2, 2, 4].
+        # inverse: the chain gets [4, 4, 3], its coupling [2, 2, 12]; forward: the coupling [2, 2, 4].
         rejected=(("inverse", (4, 4, 6)), ("forward", (4, 4, 2))),
         couplings=lambda b: [b.inner.bijectors[1]],
     ),
