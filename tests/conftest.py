@@ -2,23 +2,23 @@
 
 import os
 
+import pytest
+
 if os.environ.get("KERAS_BACKEND") == "jax":
-    # Must happen before any JAX array exists, so before Keras is imported.
+    # Float64 tests need x64, which must be on before any JAX array exists, so before
+    # Keras is imported (Keras reads KERAS_BACKEND, as this check does).
     import jax
 
     jax.config.update("jax_enable_x64", True)
 
-import keras  # noqa: E402
-import pytest  # noqa: E402
+import keras  # noqa: E402 (JAX's x64 mode must be set before keras is imported)
 
-import helpers  # noqa: E402
+import helpers  # noqa: E402 (imports keras: after the x64 switch)
 
 BACKEND = keras.backend.backend()
-
-if BACKEND == "jax":
-    import jax  # noqa: E402
-
-    jax.config.update("jax_enable_x64", True)
+if BACKEND == "jax" and os.environ.get("KERAS_BACKEND") != "jax":
+    # Keras chose JAX from its config file, too late for the switch above.
+    raise pytest.UsageError("run the tests with KERAS_BACKEND=jax: float64 needs JAX's x64 mode before keras is imported")
 
 
 def pytest_report_header(config):

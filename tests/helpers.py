@@ -26,8 +26,20 @@ _MAX_ERRORS: dict[tuple[str, str], float] = {}
 
 # Conversion --------------------------------------------------------------------------
 def to_numpy(x) -> np.ndarray:
-    """A NumPy copy of a backend tensor, Keras variable or array-like."""
+    """A NumPy copy of a backend tensor, Keras variable or array-like.
+
+    Args:
+        x: the value to convert.
+
+    Returns:
+        A NumPy array with ``x``'s values and dtype.
+    """
     return np.asarray(keras.ops.convert_to_numpy(x))
+
+
+def dtype_name(x) -> str:
+    """The standard name of a tensor's or variable's dtype, e.g. ``"float32"``."""
+    return keras.backend.standardize_dtype(x.dtype)
 
 
 def tensor(x, dtype="float64"):
@@ -72,6 +84,11 @@ def randomize(variables, seed: int, stddev: float = 0.3) -> None:
     Variances (``moving_variance``) get a positive value in ``[0.5, 2)`` instead, and
     update counts (``num_updates``) a whole number in ``[10, 100)``, so that moving
     averages move by their long-run momentum.
+
+    Args:
+        variables: the variables to assign (e.g. ``flow.variables``).
+        seed: seed of the NumPy generator that draws the values.
+        stddev: standard deviation of the Gaussian values.
     """
     rng = np.random.default_rng(seed)
     for v in variables:
@@ -82,6 +99,33 @@ def randomize(variables, seed: int, stddev: float = 0.3) -> None:
             value = rng.integers(10, 100, size=shape).astype(np.float64)
         else:
             value = rng.normal(0.0, stddev, size=shape)
+        v.assign(value.astype(v.dtype))
+
+
+def perturb(variables, seed: int, stddev: float = 0.05) -> None:
+    """Adds Gaussian noise to every variable, moving all weights off their current values.
+
+    Unlike ``randomize`` this keeps the initial values as the centre (a trained-looking
+    model rather than a random one). Moving means get ``N(0, 0.5)`` noise and moving
+    variances a value in ``[0.5, 2)`` instead; the states of
+    ``keras.random.SeedGenerator``s are left alone.
+
+    Args:
+        variables: the variables to change (e.g. ``model.variables``).
+        seed: seed of the NumPy generator that draws the noise.
+        stddev: standard deviation of the noise added to the other variables.
+    """
+    rng = np.random.default_rng(seed)
+    for v in variables:
+        if "seed_generator" in v.path:
+            continue
+        value = to_numpy(v)
+        if "moving_variance" in v.path:
+            value = rng.uniform(0.5, 2.0, value.shape)
+        elif "moving_mean" in v.path:
+            value = rng.normal(0.0, 0.5, value.shape)
+        else:
+            value = value + rng.normal(0.0, stddev, value.shape)
         v.assign(value.astype(v.dtype))
 
 

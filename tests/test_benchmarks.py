@@ -14,14 +14,16 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from helpers import randomize, to_numpy
+
+import tfp_realnvp
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import tfp_realnvp  # noqa: E402
-from benchmarks import summarize, throughput  # noqa: E402
-from benchmarks.plain_keras import PlainRealNVP, parameter_count  # noqa: E402
-from helpers import randomize
+# benchmarks/ is not a package of the distribution: importable once the repository root is on sys.path.
+from benchmarks import summarize, throughput  # noqa: E402 (needs the sys.path entry above)
+from benchmarks.plain_keras import PlainRealNVP, parameter_count  # noqa: E402 (needs the sys.path entry above)
 
 # Small configurations: the harness' "tiny" one, and one with three scales and RGB.
 CONFIGS = [
@@ -29,10 +31,6 @@ CONFIGS = [
     dict(image_shape=(8, 8, 3), num_scales=3, num_filters=4, num_blocks=2),
 ]
 IDS = ["tiny", "three_scales_rgb"]
-
-
-def _numpy(x) -> np.ndarray:
-    return np.asarray(keras.ops.convert_to_numpy(x))
 
 
 def _pair(config, seed=3):
@@ -75,13 +73,13 @@ def test_log_prob_matches_package_in_inference_mode(config):
 def test_training_mode_matches_package(config):
     package, baseline = _pair(config)
     x = keras.ops.convert_to_tensor(_images(config).astype(np.float32) + 0.5)
-    expected = _numpy(package(x, training=True))
-    actual = _numpy(baseline(x, training=True))
+    expected = to_numpy(package(x, training=True))
+    actual = to_numpy(baseline(x, training=True))
     np.testing.assert_allclose(actual, expected, rtol=1e-4)
     # Batch statistics moved the moving averages alike.
     for theirs, ours in zip(package.flow.batch_norms, baseline.batch_norms):
         for a, b in zip(theirs.variables, ours.weights):
-            np.testing.assert_allclose(_numpy(b), _numpy(a), rtol=1e-4, atol=1e-6)
+            np.testing.assert_allclose(to_numpy(b), to_numpy(a), rtol=1e-4, atol=1e-6)
 
 
 def test_train_step_loss_matches_package():

@@ -1,7 +1,7 @@
 """The command line: train, evaluate, sample, errors and help."""
 
+import argparse
 import json
-import os
 
 import keras
 import numpy as np
@@ -59,13 +59,38 @@ def test_bad_data_source_is_a_clear_error(tmp_path, capsys):
     assert str(missing) in capsys.readouterr().err
 
 
+def subcommands(parser):
+    """The subparsers of ``parser``, keyed by command name."""
+    (action,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(action.choices)
+
+
+def squashed(text: str) -> str:
+    """``text`` without whitespace: argparse wraps help lines (also inside words with hyphens)."""
+    return "".join(text.split())
+
+
 def test_help_explains_every_flag(capsys):
     parser = build_parser()
-    for command in ("train", "evaluate", "sample", "demo"):
-        with pytest.raises(SystemExit):
+    commands = subcommands(parser)
+    assert {"train", "evaluate", "sample", "demo"} <= set(commands)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--help"])
+    overview = squashed(capsys.readouterr().out)
+    for command, sub in commands.items():
+        assert squashed(command) in overview
+        with pytest.raises(SystemExit) as info:
             parser.parse_args([command, "--help"])
-        text = capsys.readouterr().out
-        assert "--" in text
-    sub = parser._subparsers._group_actions[0].choices["train"]
-    undocumented = [a.dest for a in sub._actions if a.dest != "help" and not a.help]
-    assert undocumented == []
+        assert info.value.code == 0
+        text = squashed(capsys.readouterr().out)
+        assert squashed(sub.description) in text, command
+        actions = [a for a in sub._actions if not isinstance(a, argparse._HelpAction)]
+        assert actions, command
+        for action in actions:
+            name = f"{command} {'/'.join(action.option_strings) or action.dest}"
+            assert action.help and action.help != argparse.SUPPRESS, f"{name} has no help"
+            for option in action.option_strings:
+                assert squashed(option) in text, f"{name}: {option} missing from the help"
+            # The help text itself is shown (up to any %-formatting argparse expands).
+            shown = action.help.split("%")[0]
+            assert squashed(shown) in text, f"{name}: its help is missing from the help page"

@@ -13,27 +13,17 @@ import textwrap
 import keras
 import numpy as np
 import pytest
+from helpers import randomize
 
 pytestmark = pytest.mark.tf_only
 
 tf = pytest.importorskip("tensorflow")
 
-import tfp_realnvp  # noqa: E402
-from tfp_realnvp import export as export_lib  # noqa: E402
+import tfp_realnvp  # noqa: E402 (after importorskip: without TensorFlow the module is skipped, not an import error)
+from tfp_realnvp import export as export_lib  # noqa: E402 (after importorskip, as above)
 
 IMAGE_SHAPE = (8, 8, 1)
 EXPECTED_SHAPE_TEXT = r"\[\?,8,8,1\]"
-
-
-def _randomize(variables, seed: int, stddev: float = 0.05) -> None:
-    """Moves every weight off its initial value; variances stay in ``[0.5, 2)``."""
-    rng = np.random.default_rng(seed)
-    for v in variables:
-        if "moving_variance" in v.path:
-            value = rng.uniform(0.5, 2.0, size=tuple(v.shape))
-        else:
-            value = rng.normal(0.0, stddev, size=tuple(v.shape))
-        v.assign(value.astype(v.dtype))
 
 
 def _images(n: int, seed: int) -> np.ndarray:
@@ -50,7 +40,7 @@ def model():
     """
     keras.utils.set_random_seed(1)
     m = tfp_realnvp.RealNVP(IMAGE_SHAPE, num_filters=8, num_blocks=1)
-    _randomize(m.flow.variables, seed=1)
+    randomize(m.flow.variables, seed=1, stddev=0.05)
     return m
 
 
@@ -181,7 +171,7 @@ _BLOCKED_LOAD = textwrap.dedent(
 
     sys.meta_path.insert(0, Block())
     try:
-        import tfp_realnvp  # noqa: F401
+        import tfp_realnvp
     except ImportError:
         pass
     else:
@@ -377,7 +367,7 @@ def test_export_arguments_have_help():
 
 def test_run_export_of_a_mixed_precision_keras_file(tmp_path, capsys):
     small = tfp_realnvp.RealNVP((4, 4, 1), num_scales=1, num_filters=4, num_blocks=1, dtype="mixed_bfloat16")
-    _randomize(small.flow.variables, seed=3)
+    randomize(small.flow.variables, seed=3, stddev=0.05)
     small.save(tmp_path / "small.keras")
     images = np.random.default_rng(0).integers(0, 256, size=(5, 4, 4, 1), dtype=np.uint8)
     np.savez(tmp_path / "eval.npz", x_test=images)

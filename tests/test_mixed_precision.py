@@ -11,6 +11,7 @@ import contextlib
 import keras
 import numpy as np
 import pytest
+from helpers import dtype_name, perturb, to_numpy
 
 import tfp_realnvp
 from tfp_realnvp.compiled import CompiledFunction
@@ -18,14 +19,6 @@ from tfp_realnvp.compiled import CompiledFunction
 BACKEND = keras.backend.backend()
 TINY = {"num_filters": 8, "num_blocks": 1}
 COMPILE = {"jit_compile": False} if BACKEND == "tensorflow" else {}
-
-
-def to_numpy(x) -> np.ndarray:
-    return np.asarray(keras.ops.convert_to_numpy(x))
-
-
-def dtype_name(x) -> str:
-    return keras.backend.standardize_dtype(x.dtype)
 
 
 @contextlib.contextmanager
@@ -36,13 +29,6 @@ def global_policy(name: str):
         yield
     finally:
         keras.mixed_precision.set_global_policy("float32")
-
-
-def perturb(model, seed: int, stddev: float = 0.1) -> None:
-    """Moves the trainable weights off the identity initialisation, reproducibly."""
-    rng = np.random.default_rng(seed)
-    for v in model.trainable_variables:
-        v.assign((to_numpy(v) + rng.normal(0.0, stddev, tuple(v.shape))).astype(v.dtype))
 
 
 def copy_weights(source, target) -> None:
@@ -68,7 +54,8 @@ def images():
 def float32_model():
     keras.utils.set_random_seed(1)
     model = tfp_realnvp.RealNVP((8, 8, 2), seed=1, **TINY)
-    perturb(model, seed=1)
+    # Off the identity initialisation, reproducibly.
+    perturb(model.trainable_variables, seed=1, stddev=0.1)
     return model
 
 

@@ -1,10 +1,11 @@
 """Every bijector of the package through the same checks.
 
 One table lists each bijector in each configuration (coupling masks and parities,
-batch norm in both modes, the logit step, squeeze and its inverse, factor-out, the
-multi-scale flow with one and two scales, with and without batch norm, with
-batch norm in the conditioners), built in float64 with every weight moved away from
-its initial value. Each entry goes through:
+batch norm in both modes, the logit step with three margins, squeeze and its inverse,
+factor-out around a coupling and around a squeezed chain, the multi-scale flow with
+one and two scales, with and without batch norm, with batch norm in the conditioners,
+without the logit step), built in float64 with every weight moved away from its
+initial value. Each entry goes through:
 
 * exact round trips ``x -> y -> x`` and ``y -> x -> y`` on recomputed inputs (so a
   cached value cannot hide a wrong inverse), finite values, ``fldj == -ildj``;
@@ -24,6 +25,7 @@ in that bijector's own test module.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -66,6 +68,13 @@ def normal_points(x_event, y_event, batch=3):
 
 def logit_points(_bijector, rng):
     return tensor(rng.uniform(-3.0, 3.0, size=(3,) + EVENT)), tensor(pixels(rng, (3,) + EVENT))
+
+
+def logit_margin_points(bijector, rng):
+    """Logits whose images lie inside ``[0, 256]``, and pixels close to its edges."""
+    high = math.log((1.0 - bijector.alpha) / bijector.alpha)
+    x = rng.uniform(-0.9 * high, 0.9 * high, size=(3,) + EVENT)
+    return tensor(x), tensor(pixels(rng, (3,) + EVENT, 0.5, 255.5))
 
 
 def flow_points(flow, rng):
@@ -172,18 +181,45 @@ def factor_out_build(seed):
     return FactorOut(inner)
 
 
+# FactorOut around a chain with a squeeze, as ``MultiScaleFlow`` nests them.
+NESTED_EVENT = (4, 4, 4)
+
+
+def factor_out_chain_build(seed):
+    inner = AffineCoupling(mask_type="channel", parity=0, event_shape=(2, 2, 8), dtype="float64", **SMALL)
+    randomize(inner.variables, seed)
+    return FactorOut(tfb.Chain([tfb.Invert(Squeeze()), inner, Squeeze()]))
+
+
+def logit_case(alpha):
+    return Case(
+        id=f"logit_preprocess-alpha{alpha:g}",
+        build=lambda seed: LogitPreprocess(alpha=alpha),
+        x_event=EVENT,
+        y_event=EVENT,
+        points=logit_margin_points,
+        atol=1e-9,
+        log_det_atol=1e-9,
+        rejected=(("forward", (4, 4)),),
+    )
+
+
 def flow_case(num_scales, batch_norm, **kwargs):
     def build(seed):
         return make_flow(num_scales, batch_norm, image=EVENT, seed=seed, **kwargs)
 
     suffix = "-conditioner_bn" if kwargs.get("conditioner_batch_norm") else ""
+    preprocess = kwargs.get("preprocess", True)
+    if not preprocess:
+        suffix += "-nopreprocess"
     return Case(
         id=f"flow-scales{num_scales}-{'bn' if batch_norm else 'nobn'}{suffix}",
         build=build,
         x_event=EVENT,
         y_event=EVENT,
-        points=flow_points,
-        atol=1e-8,
+        # Without the logit step the data side is unbounded like the latent side.
+        points=flow_points if preprocess else normal_points(EVENT, EVENT, batch=2),
+        atol=1e-8 if preprocess else 1e-9,
         log_det_atol=1e-8,
         rejected=(("inverse", (3, 4, 2)), ("forward", (8, 8, 2)), ("inverse", (4, 6, 2))),
         couplings=lambda b: list(b.couplings),
@@ -250,9 +286,25 @@ CASES = [
     ),
     flow_case(1, False),
     flow_case(1, True),
-    flow_case(2, False),
+    # The logit step inside the flow is covered by the other flows.
+    flow_case(2, False, preprocess=False),
     flow_case(2, True),
     flow_case(2, True, conditioner_batch_norm=True),
+    # Appended, so that the entries above keep their seeds.
+    logit_case(0.2),
+    logit_case(1e-3),
+    Case(
+        id="factor_out-squeezed_chain",
+        build=factor_out_chain_build,
+        x_event=NESTED_EVENT,
+        y_event=NESTED_EVENT,
+        points=normal_points(NESTED_EVENT, NESTED_EVENT),
+        atol=1e-10,
+        log_det_atol=1e-9,
+        # inverse: the chain gets [4, 4, 3], its coupling [2, 2, 12]; forward: the coupling [2, 2, 4].
+        rejected=(("inverse", (4, 4, 6)), ("forward", (4, 4, 2))),
+        couplings=lambda b: [b.inner.bijectors[1]],
+    ),
 ]
 CASE_IDS = [case.id for case in CASES]
 REJECTED = [(case, direction, shape) for case in CASES for direction, shape in case.rejected]

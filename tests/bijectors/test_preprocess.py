@@ -2,7 +2,7 @@
 forward map staying inside it.
 
 Exactness, log-dets against autodiff, event shapes and the cache are checked in
-``test_conformance``."""
+``test_conformance``, for the default margin and for ``alpha`` 0.2 and 1e-3."""
 
 import math
 import re
@@ -12,8 +12,8 @@ import pytest
 from helpers import (
     BACKEND,
     assert_close,
-    check_round_trips,
     compiled,
+    dtype_name,
     fresh,
     pixels,
     tensor,
@@ -41,14 +41,6 @@ def logit_range(alpha):
 @pytest.fixture(scope="module")
 def rng():
     return np.random.default_rng(0)
-
-
-@pytest.mark.parametrize("alpha", [0.2, 1e-3])
-def test_round_trips_for_other_margins(alpha, rng):
-    low, high = logit_range(alpha)
-    x = tensor(rng.uniform(0.9 * low, 0.9 * high, size=(3,) + EVENT))
-    y = tensor(pixels(rng, (3,) + EVENT, 0.5, 255.5))
-    check_round_trips(LogitPreprocess(alpha=alpha), x, y, atol=1e-9)
 
 
 @pytest.mark.parametrize("alpha", [0.05, 0.1, 1e-3])
@@ -94,7 +86,7 @@ def test_forward_stays_strictly_inside_the_domain(dtype):
     bijector = LogitPreprocess()
     logits = np.array([-1e4, -60.0, -30.0, -18.0, 18.0, 30.0, 60.0, 1e4]).reshape(1, 2, 4, 1)
     x = bijector.forward(tensor(logits, dtype))
-    assert keras_dtype(x) == dtype
+    assert dtype_name(x) == dtype
     low, high = domain(0.05)
     values = to_numpy(x).astype(np.float64)
     assert np.all(values > np.asarray(low, dtype)) and np.all(values < np.asarray(high, dtype))
@@ -107,12 +99,6 @@ def test_forward_stays_strictly_inside_the_domain(dtype):
     expected = 256.0 * (1.0 / (1.0 + np.exp(-moderate)) - 0.05) / 0.9
     tol = 1e-4 if dtype == "float32" else 1e-10
     assert_close(bijector.forward(tensor(moderate, dtype)), expected, atol=tol)
-
-
-def keras_dtype(x):
-    import keras
-
-    return keras.backend.standardize_dtype(x.dtype)
 
 
 def test_outside_the_domain_is_not_checked_by_default():
