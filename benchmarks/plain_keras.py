@@ -433,7 +433,7 @@ class PlainRealNVP(keras.Model):
         outs = [ops.convert_to_numpy(fn(images[i : i + batch_size])) for i in range(0, len(images), batch_size)]
         return np.concatenate(outs, axis=0)
 
-    def _sample(self, num_samples, seed, temperature):
+    def sample_tensor(self, num_samples, seed, temperature):
         z = _stateless("normal", (num_samples,) + self.image_shape, seed) * temperature
         x = self.decode_to_pixels(z)
         return ops.cast(ops.clip(ops.floor(x), 0.0, 255.0), "uint8")
@@ -441,7 +441,7 @@ class PlainRealNVP(keras.Model):
     def sample(self, num_samples: int, *, temperature: float = 1.0, seed: int = 0) -> np.ndarray:
         """uint8 images ``floor(g(T z))``, ``z ~ N(0, I)``, with the package's seeding."""
         seed_pair = np.asarray([int(seed) % (2**31 - 1), 0], dtype=np.int32)
-        fn = self._compiled_fn("sample", self._sample, static_argnums=(0,))
+        fn = self._compiled_fn("sample", self.sample_tensor, static_argnums=(0,))
         return ops.convert_to_numpy(fn(int(num_samples), seed_pair, np.float32(temperature)))
 
     # Weights --------------------------------------------------------------------

@@ -110,7 +110,7 @@ def refresh_statistics(model, batches) -> int:
     if not counters:
         return 0
     saved = [keras.ops.convert_to_numpy(v) for v in counters]
-    step = model._statistics_step()
+    step = model.batch_statistics_step()
     used = 0
     for batch in batches:
         if used == 0:

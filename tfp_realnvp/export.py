@@ -287,7 +287,7 @@ def _trace_signatures(model, max_samples: int = DEFAULT_MAX_SAMPLES) -> dict:
         return {"log_prob": tf.identity(log_p, name="log_prob"), "bits_per_dim": tf.identity(bits, name="bits_per_dim")}
 
     def classify(images):
-        log_lik = tf.cast(model._class_log_likelihoods(checked_images(images, "classify")), tf.float32)
+        log_lik = tf.cast(model.class_log_likelihoods_tensor(checked_images(images, "classify")), tf.float32)
         log_post = log_lik - tf.reduce_logsumexp(log_lik, axis=1, keepdims=True)
         return {
             "probabilities": tf.identity(tf.exp(log_post), name="probabilities"),
@@ -313,14 +313,14 @@ def _trace_signatures(model, max_samples: int = DEFAULT_MAX_SAMPLES) -> dict:
         with tf.control_dependencies(checks):
             if labels is not None:
                 labels = checked_labels(labels, num_samples, "sample")
-            images = model._sample(num_samples, seed, temperature, labels)
+            images = model.sample_tensor(num_samples, seed, temperature, labels)
         return {"images": tf.identity(tf.cast(images, tf.uint8), name="images")}
 
     def encode(images, labels=None):
         images = checked_images(images, "encode")
         if labels is not None:
             labels = checked_labels(labels, tf.shape(images)[0], "encode")
-        z = tf.cast(model._encode(images, labels), tf.float32)
+        z = tf.cast(model.encode_tensor(images, labels), tf.float32)
         return {"z": tf.identity(z, name="z")}
 
     def decode(z, labels=None):
@@ -328,7 +328,7 @@ def _trace_signatures(model, max_samples: int = DEFAULT_MAX_SAMPLES) -> dict:
         z = tf.debugging.assert_all_finite(z, message="decode: z must be finite (no NaN or Inf)")
         if labels is not None:
             labels = checked_labels(labels, tf.shape(z)[0], "decode")
-        return {"images": tf.identity(tf.cast(model._decode(z, labels), tf.uint8), name="images")}
+        return {"images": tf.identity(tf.cast(model.decode_tensor(z, labels), tf.uint8), name="images")}
 
     if num_classes is None:
         # The unconditional signatures take exactly their own inputs (no labels argument).
@@ -519,7 +519,7 @@ def export_saved_model(
     bpd_images = _bpd_images(images_for_bpd, model.image_shape) if images_for_bpd is not None else None
     bpd_labels = None
     if bpd_images is not None:
-        bpd_labels = model._label_batch(labels_for_bpd, len(bpd_images), name="labels_for_bpd")
+        bpd_labels = model.check_labels(labels_for_bpd, len(bpd_images), name="labels_for_bpd")
     elif labels_for_bpd is not None:
         raise ValueError("labels_for_bpd goes with images_for_bpd; received labels_for_bpd without images_for_bpd.")
     target = _resolve_target(path, version)

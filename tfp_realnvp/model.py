@@ -418,9 +418,15 @@ class RealNVP(keras.Model):
             x, y = labels_lib.labelled_fit_input(x, y, num_classes=self.num_classes)
         return super().evaluate(x, y, *args, **kwargs)
 
-    def _statistics_step(self):
-        """A compiled ``step(images)`` that runs the flow in training mode on ``images``
-        and stores the updated batch-norm statistics (weights are not changed)."""
+    def batch_statistics_step(self):
+        """A compiled ``step(inputs)`` that runs the flow in training mode on a batch and
+        stores the updated batch-norm statistics; weights are not changed.
+
+        ``fit``'s epoch-end re-estimation (``tfp_realnvp.batch_norm_refresh``) calls it
+        once per batch after resetting the update counts, so every average becomes the
+        mean of the batches' statistics. ``inputs`` are images, or ``(images, labels)``
+        for a conditional model.
+        """
         if "statistics" in self._compiled:
             return self._compiled["statistics"]
 
@@ -467,7 +473,7 @@ class RealNVP(keras.Model):
             raise ValueError(f"images must hold at least one image; received shape {list(arr.shape)}.")
         return as_image_batch(arr, image_shape=self.image_shape)
 
-    def _label_batch(self, labels, count: int, *, name: str = "labels") -> np.ndarray | None:
+    def check_labels(self, labels, count: int, *, name: str = "labels") -> np.ndarray | None:
         """Checked int32 labels ``[count]`` for a conditional model, ``None`` for an unconditional one.
 
         A single integer label stands for every one of the ``count`` items.
@@ -527,7 +533,7 @@ class RealNVP(keras.Model):
             ValueError: naming the shape, value range, labels or ``batch_size`` received.
         """
         images = self._image_batch(images)
-        labels = self._label_batch(labels, len(images))
+        labels = self.check_labels(labels, len(images))
         if labels is None:
             return self._batched("log_prob", lambda x: self(x, training=False), images, batch_size)
         return self._batched("log_prob_labels", lambda x, y: self((x, y), training=False), (images, labels), batch_size)
@@ -537,8 +543,9 @@ class RealNVP(keras.Model):
         ``-log p(x | y) / (D ln 2)``; see ``log_prob``)."""
         return self.to_bits_per_dim(self.log_prob(images, labels, batch_size=batch_size))
 
-    def _class_log_likelihoods(self, images):
-        """``log p(x | k)`` ``[N, K]`` for every class ``k``, in one pass over ``N * K`` images."""
+    def class_log_likelihoods_tensor(self, images):
+        """``log p(x | k)`` ``[N, K]`` for every class ``k`` on backend tensors, in one pass
+        over ``N * K`` images (``class_log_likelihoods`` is the checked NumPy version)."""
         k = self.num_classes
         x = self._pixels(images, training=False)
         n = ops.shape(x)[0]
@@ -564,7 +571,7 @@ class RealNVP(keras.Model):
         if not self.conditional:
             raise ValueError("class_log_likelihoods needs a class-conditional model (num_classes); this one has none.")
         images = self._image_batch(images)
-        return self._batched("class_log_likelihoods", self._class_log_likelihoods, images, batch_size)
+        return self._batched("class_log_likelihoods", self.class_log_likelihoods_tensor, images, batch_size)
 
     def classify(self, images, *, prior=None, batch_size: int = 32) -> np.ndarray:
         """``p(y | x)`` for every image and class, by Bayes' rule on the flow's likelihoods.
@@ -591,13 +598,30 @@ class RealNVP(keras.Model):
         prior = labels_lib.check_prior(prior, num_classes=self.num_classes)
         return labels_lib.posterior(self.class_log_likelihoods(images, batch_size=batch_size), prior)
 
-    def _encode(self, images, labels=None):
+    def encode_tensor(self, images, labels=None):
+        """``z = f(x)`` on backend tensors, for compiled functions and exported graphs.
+
+        Args:
+            images: ``[N, H, W, C]`` tensor; integer images are dequantized with the
+                seeded per-image noise (``tfp_realnvp.dequantization``), float images
+                are taken as they are. Not checked: ``encode`` checks NumPy input.
+            labels: int32 ``[N]`` for a conditional model, else ``None``.
+
+        Returns:
+            float32 latents ``[N, H, W, C]`` (batch norm in inference mode).
+        """
         x = self._pixels(images, training=False)
         if labels is None:
             return self._flow.inverse(x, training=False)
         return self._flow.inverse(x, training=False, conditional_input=self.context(labels))
 
-    def _decode(self, z, labels=None):
+    def decode_tensor(self, z, labels=None):
+        """uint8 images ``clip(floor(g(z)), 0, 255)`` on backend tensors (see ``decode``).
+
+        Args:
+            z: latents ``[N, H, W, C]``; not checked for finiteness here.
+            labels: int32 ``[N]`` for a conditional model, else ``None``.
+        """
         z = ops.cast(z, "float32")
         if labels is None:
             x = self._flow.forward(z, training=False)
@@ -619,10 +643,10 @@ class RealNVP(keras.Model):
             float32 ``[N, H, W, C]``.
         """
         images = self._image_batch(images)
-        labels = self._label_batch(labels, len(images))
+        labels = self.check_labels(labels, len(images))
         if labels is None:
-            return self._batched("encode", self._encode, images, batch_size)
-        return self._batched("encode_labels", self._encode, (images, labels), batch_size)
+            return self._batched("encode", self.encode_tensor, images, batch_size)
+        return self._batched("encode_labels", self.encode_tensor, (images, labels), batch_size)
 
     def decode(self, z, labels=None, *, batch_size: int = 256) -> np.ndarray:
         """uint8 images ``floor(g(z))`` (conditional: ``g(z; y)``) clipped to ``[0, 255]``
@@ -644,10 +668,10 @@ class RealNVP(keras.Model):
             raise ValueError(f"z must have shape [N, {', '.join(map(str, self.image_shape))}]; received shape {list(z.shape)}.")
         if not np.all(np.isfinite(z)):
             raise ValueError(f"z must be finite; received {int(np.sum(~np.isfinite(z)))} NaN or infinite values.")
-        labels = self._label_batch(labels, len(z))
+        labels = self.check_labels(labels, len(z))
         if labels is None:
-            return self._batched("decode", self._decode, z, batch_size)
-        return self._batched("decode_labels", self._decode, (z, labels), batch_size)
+            return self._batched("decode", self.decode_tensor, z, batch_size)
+        return self._batched("decode_labels", self.decode_tensor, (z, labels), batch_size)
 
     def _latent(self, num_samples, seed, temperature, labels=None):
         """``T z`` with ``z ~ N(0, I)``; with a class prior ``mu(y) + T sigma(y) z``."""
@@ -657,8 +681,16 @@ class RealNVP(keras.Model):
         loc, scale = self.prior.loc_and_scale(self.context(labels))
         return ops.cast(loc, "float32") + ops.cast(scale, "float32") * eps
 
-    def _sample(self, num_samples, seed, temperature, labels=None):
-        return self._decode(self._latent(num_samples, seed, temperature, labels), labels)
+    def sample_tensor(self, num_samples, seed, temperature, labels=None):
+        """``num_samples`` uint8 images from a stateless seed, on backend tensors (see ``sample``).
+
+        Args:
+            num_samples: a Python int (static in compiled functions).
+            seed: int32 ``[2]`` stateless seed.
+            temperature: float32 scalar standard deviation of the latent.
+            labels: int32 ``[num_samples]`` for a conditional model, else ``None``.
+        """
+        return self.decode_tensor(self._latent(num_samples, seed, temperature, labels), labels)
 
     def sample(self, num_samples: int, *, labels=None, temperature: float = 1.0, seed: int | None = None) -> np.ndarray:
         """Draws uint8 images ``floor(g(T z))``, ``z ~ N(0, I)``, at temperature ``T``.
@@ -684,15 +716,15 @@ class RealNVP(keras.Model):
             raise ValueError(f"num_samples must be a positive integer; received {num_samples!r}.")
         if not (float(temperature) > 0 and math.isfinite(float(temperature))):
             raise ValueError(f"temperature must be positive and finite; received {temperature!r}.")
-        labels = self._label_batch(labels, int(num_samples))
+        labels = self.check_labels(labels, int(num_samples))
         if seed is None:
             seed = int(np.random.default_rng().integers(2**31 - 1))
         seed_pair = np.asarray([int(seed) % (2**31 - 1), 0], dtype=np.int32)
         if labels is None:
-            compiled = self._compiled_fn("sample", self._sample, static_argnums=(0,))
+            compiled = self._compiled_fn("sample", self.sample_tensor, static_argnums=(0,))
             out = compiled(int(num_samples), seed_pair, np.float32(temperature))
         else:
-            compiled = self._compiled_fn("sample_labels", self._sample, static_argnums=(0,))
+            compiled = self._compiled_fn("sample_labels", self.sample_tensor, static_argnums=(0,))
             out = compiled(int(num_samples), seed_pair, np.float32(temperature), labels)
         return keras.ops.convert_to_numpy(out)
 
