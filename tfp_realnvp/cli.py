@@ -49,7 +49,7 @@ from tfp_realnvp.checkpointing import (
     model_step,
 )
 from tfp_realnvp.interrupts import Interrupted, SignalCatcher
-from tfp_realnvp.model import RealNVP
+from tfp_realnvp.model import RESUME_SETTING_KEYS, RealNVP
 from tfp_realnvp.model_files import load_realnvp, save_realnvp
 from tfp_realnvp.training import StopAtStep, StopOnNonFiniteLoss, TimeBudget, plan_steps, write_json
 from tfp_realnvp.visualize import save_grid
@@ -251,7 +251,7 @@ def _run_settings(args, model: RealNVP, train_images: np.ndarray) -> dict:
         "seed": args.seed,
         "flip": bool(args.flip),
         "precision": args.precision,
-        **{key: config[key] for key in ("image_shape", "num_scales", "num_filters", "num_blocks", "batch_norm", "alpha", "batch_norm_momentum", "conditioner_batch_norm", "l2_scale")},
+        **{key: config[key] for key in RESUME_SETTING_KEYS},
         # Only a conditional run records its classes, so checkpoints of earlier versions still resume.
         **({"num_classes": config["num_classes"]} if config.get("num_classes") is not None else {}),
     }

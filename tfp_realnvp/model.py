@@ -10,13 +10,25 @@ from keras import ops
 
 from tfp_realnvp.backend import backend_name, stateless_normal, tfd
 from tfp_realnvp.batch_norm_refresh import make_refresh_callback
-from tfp_realnvp.bijectors.multiscale import MultiScaleFlow
+from tfp_realnvp.bijectors.multiscale import FLOW_CONFIG_KEYS, MultiScaleFlow
 from tfp_realnvp.compiled import CompiledFunction
 from tfp_realnvp.dequantization import EVAL_NOISE_SEED, dequantization_noise
 from tfp_realnvp.conditional_base import ConditionalNormal
 from tfp_realnvp import labels as labels_lib
 from tfp_realnvp.distributed import refuse_multi_worker_tensorflow
 from tfp_realnvp.validation import as_image_batch
+
+#: The flow arguments ``RealNVP`` takes and saves in its config: all but ``preprocess``
+#: (always on) and ``context_dim`` (``num_classes`` sets it).
+MODEL_FLOW_KEYS = tuple(key for key in FLOW_CONFIG_KEYS if key not in ("preprocess", "context_dim"))
+
+#: The model settings a resumed training run must share with its checkpoint: the flow's
+#: architecture and the loss. Not ``recompute`` (it changes how gradients are computed,
+#: not their values), nor the options the command line does not set
+#: (``batch_norm_lag``, ``context_channels``; ``num_classes`` is compared on its own).
+RESUME_SETTING_KEYS = tuple(
+    key for key in MODEL_FLOW_KEYS if key not in ("recompute", "batch_norm_lag", "context_channels")
+) + ("l2_scale",)
 
 # Key under which the model saves the state of its training-noise seed generator.
 _NOISE_STATE_KEY = "dequantization_seed_state"
@@ -221,11 +233,9 @@ class RealNVP(keras.Model):
 
     def get_config(self):
         config = super().get_config()
-        flow_config = dict(self._flow.config)
-        for key in ("preprocess", "context_dim"):
-            flow_config.pop(key, None)
+        flow_config = self._flow.config
         config.update(
-            flow_config,
+            {key: flow_config[key] for key in MODEL_FLOW_KEYS},
             image_shape=list(self.image_shape),
             l2_scale=self.l2_scale,
             refresh_batches=self.refresh_batches,

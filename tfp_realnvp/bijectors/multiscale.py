@@ -14,6 +14,26 @@ from tfp_realnvp.bijectors.squeeze import Squeeze
 from tfp_realnvp.validation import check_event_shape
 
 
+#: The constructor arguments that define a ``MultiScaleFlow`` (``MultiScaleFlow.config``
+#: holds exactly these); ``RealNVP``'s configuration and the command line derive theirs
+#: from this tuple.
+FLOW_CONFIG_KEYS = (
+    "image_shape",
+    "num_scales",
+    "num_filters",
+    "num_blocks",
+    "batch_norm",
+    "preprocess",
+    "alpha",
+    "batch_norm_momentum",
+    "batch_norm_lag",
+    "conditioner_batch_norm",
+    "recompute",
+    "context_dim",
+    "context_channels",
+)
+
+
 class MultiScaleFlow(OnePassBijector):
     """Real NVP (Dinh et al., 2017): latent ``z`` (``forward``) to images in ``[0, 256)^D``.
 
@@ -263,8 +283,8 @@ class MultiScaleFlow(OnePassBijector):
 
     @property
     def config(self) -> dict:
-        """The constructor arguments that rebuild this flow."""
-        return {
+        """The constructor arguments that rebuild this flow, keyed by ``FLOW_CONFIG_KEYS``."""
+        config = {
             "image_shape": list(self._image_shape) if self._image_shape else None,
             "num_scales": self._num_scales,
             "num_filters": self._num_filters,
@@ -279,6 +299,7 @@ class MultiScaleFlow(OnePassBijector):
             "context_dim": self._context_dim,
             "context_channels": self._context_channels,
         }
+        return {key: config[key] for key in FLOW_CONFIG_KEYS}
 
     @property
     def recompute(self) -> str:
