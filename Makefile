@@ -9,12 +9,12 @@ PIP_FLAGS := -q --disable-pip-version-check
 DEMO_DIR ?= demo_output
 PYTEST_FLAGS ?= -q -m "not slow" --durations=10 -n 2
 
-.PHONY: demo test test-tf test-jax venv venv-jax clean
+.PHONY: demo test test-tf test-jax lint format venv venv-jax clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install $(PIP_FLAGS) --upgrade pip
-	$(VENV)/bin/pip install $(PIP_FLAGS) -c constraints.txt -e ".[tensorflow,test]"
+	$(VENV)/bin/pip install $(PIP_FLAGS) -c constraints.txt -e ".[tensorflow,test,lint]"
 	touch $@
 
 $(VENV_JAX)/.installed: pyproject.toml constraints-jax.txt
@@ -30,6 +30,15 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/python -m tfp_realnvp demo --output-dir $(DEMO_DIR)
 
 test: test-tf test-jax
+
+# ruff, configured in pyproject.toml: lint rules and the formatter's check.
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(VENV)/.installed
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 test-tf: $(VENV)/.installed
 	KERAS_BACKEND=tensorflow $(VENV)/bin/python -m pytest $(PYTEST_FLAGS)

@@ -39,10 +39,10 @@ number of steps. Reference and batch-mode numbers come from a second model (the 
 that receives copies of the trained weights, so training is never disturbed. TensorFlow
 backend only (the callback reads the averages after every step).
 
-    KERAS_BACKEND=tensorflow python benchmarks/batch_norm_modes.py \\
+    KERAS_BACKEND=tensorflow python -m benchmarks.batch_norm_modes \\
         --output benchmarks/results/cpu/batch_norm_modes.json \\
         --plot benchmarks/results/cpu/batch_norm_modes.png
-    KERAS_BACKEND=tensorflow python benchmarks/batch_norm_modes.py --steps 700 --eval-every 50 \\
+    KERAS_BACKEND=tensorflow python -m benchmarks.batch_norm_modes --steps 700 --eval-every 50 \\
         --seed 0 --data shipped --runs shared,lag,conditioner_batch_norm --output bn.json --plot bn.png
 
 The JSON holds every curve, per candidate the final inference and reference bits/dim,
@@ -79,7 +79,12 @@ RUNS = ("shared", "lag", "conditioner_batch_norm", "default")
 
 #: Candidates tracked as shadow averages on the ``shared`` run.
 SHADOW_CANDIDATES = (
-    {"name": "momentum_0.99_no_warm_start", "label": "0.99, no warm start (old default)", "momentum": 0.99, "warm_start": False},
+    {
+        "name": "momentum_0.99_no_warm_start",
+        "label": "0.99, no warm start (old default)",
+        "momentum": 0.99,
+        "warm_start": False,
+    },
     {"name": "momentum_0.99_warm_start", "label": "0.99, warm start", "momentum": 0.99, "warm_start": True},
     {"name": "momentum_0.95_warm_start", "label": "0.95, warm start", "momentum": 0.95, "warm_start": True},
     {"name": "momentum_0.9_warm_start", "label": "0.9, warm start (default)", "momentum": 0.9, "warm_start": True},
@@ -117,7 +122,13 @@ def _machine() -> dict:
         memory = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
     except (ValueError, OSError, AttributeError):
         pass
-    return {"cpu": _cpu_name(), "cores": os.cpu_count(), "usable_cores": usable, "memory_gib": memory, "platform": platform.platform()}
+    return {
+        "cpu": _cpu_name(),
+        "cores": os.cpu_count(),
+        "usable_cores": usable,
+        "memory_gib": memory,
+        "platform": platform.platform(),
+    }
 
 
 def _versions() -> dict:
@@ -153,7 +164,10 @@ def stat_groups(model) -> list[tuple]:
 
 def read_stats(groups) -> list[tuple[np.ndarray, np.ndarray]]:
     """The current ``(mean, variance)`` of every group, as float32 NumPy arrays."""
-    return [(np.array(keras.ops.convert_to_numpy(m), np.float32), np.array(keras.ops.convert_to_numpy(v), np.float32)) for m, v, _ in groups]
+    return [
+        (np.array(keras.ops.convert_to_numpy(m), np.float32), np.array(keras.ops.convert_to_numpy(v), np.float32))
+        for m, v, _ in groups
+    ]
 
 
 def write_stats(groups, stats) -> None:
@@ -241,19 +255,25 @@ class Probe:
 
 def dequantize(images: np.ndarray, seed) -> np.ndarray:
     """``images + u`` as float32, ``u`` the per-image seeded noise of ``dequantization_noise``."""
-    return (images.astype(np.float32) + keras.ops.convert_to_numpy(dequantization_noise(images, seed))).astype(np.float32)
+    return (images.astype(np.float32) + keras.ops.convert_to_numpy(dequantization_noise(images, seed))).astype(
+        np.float32
+    )
 
 
 def _batches(images: np.ndarray, order: np.ndarray, count: int, size: int, seed) -> list[np.ndarray]:
     picked = images[order[: count * size]]
-    return [dequantize(picked[i * size : (i + 1) * size], seed) for i in range(count) if len(picked[i * size : (i + 1) * size])]
+    return [
+        dequantize(picked[i * size : (i + 1) * size], seed)
+        for i in range(count)
+        if len(picked[i * size : (i + 1) * size])
+    ]
 
 
 # Training with measurements -------------------------------------------------------------
 class _Measure(keras.callbacks.Callback):
     """Reads batch statistics after every step (shadow runs) and measures every ``every`` steps."""
 
-    def __init__(self, run: "Run"):
+    def __init__(self, run: Run):
         super().__init__()
         self.run = run
         self.step = 0
@@ -290,16 +310,27 @@ class Run:
         keras.utils.set_random_seed(args.seed)
         self.model = RealNVP(self.train.shape[1:], **self.model_kwargs)
         self.model.compile(learning_rate=args.learning_rate)
-        probe_kwargs = {k: v for k, v in self.model_kwargs.items() if k not in ("batch_norm_momentum", "batch_norm_lag")}
+        probe_kwargs = {
+            k: v for k, v in self.model_kwargs.items() if k not in ("batch_norm_momentum", "batch_norm_lag")
+        }
         self.probe = Probe(self.train.shape[1:], probe_kwargs)
         self.groups = stat_groups(self.model)
         shapes = [int(m.shape[0]) for m, _, _ in self.groups]
-        self.shadows = {
-            c["name"]: ShadowAverages(shapes, momentum=c["momentum"], warm_start=c["warm_start"]) for c in self.candidates
-        } if self.shadow else {}
+        self.shadows = (
+            {
+                c["name"]: ShadowAverages(shapes, momentum=c["momentum"], warm_start=c["warm_start"])
+                for c in self.candidates
+            }
+            if self.shadow
+            else {}
+        )
         rng = np.random.default_rng([args.seed, 1])
         self.reference_batches = _batches(
-            self.train, rng.permutation(len(self.train)), args.reestimate_batches, args.reestimate_batch_size, (args.seed, 11)
+            self.train,
+            rng.permutation(len(self.train)),
+            args.reestimate_batches,
+            args.reestimate_batch_size,
+            (args.seed, 11),
         )
         self._epoch_rng = np.random.default_rng([args.seed, 2])
         test_order = np.random.default_rng([args.seed, 3]).permutation(len(self.test))
@@ -322,7 +353,9 @@ class Run:
             for c in self.candidates:
                 if c.get("epoch_end_reestimation"):
                     order = self._epoch_rng.permutation(len(self.train))
-                    batches = _batches(self.train, order, args.reestimate_batches, args.reestimate_batch_size, (args.seed, 100 + step))
+                    batches = _batches(
+                        self.train, order, args.reestimate_batches, args.reestimate_batch_size, (args.seed, 100 + step)
+                    )
                     self.shadows[c["name"]].reset(self.probe.reestimate(batches))
                     self.epoch_end_reestimations += 1
         if measure:
@@ -367,7 +400,9 @@ class Run:
         return {
             "model": dict(self.model.flow.config),
             "trained_model_batch_norm_momentum": self.model.flow.config["batch_norm_momentum"],
-            "averages": "shadow copies fed with the batch statistics of every step" if self.shadow else "the model's own",
+            "averages": "shadow copies fed with the batch statistics of every step"
+            if self.shadow
+            else "the model's own",
             "steps_trained": steps,
             "num_updates_after_training": updates,
             "eval_steps": self.steps,
@@ -382,7 +417,9 @@ class Run:
         }
 
 
-def summarize(candidate: dict, steps: list[int], inference: list[float], reference: list[float], total_steps: int) -> dict:
+def summarize(
+    candidate: dict, steps: list[int], inference: list[float], reference: list[float], total_steps: int
+) -> dict:
     gaps = [a - b for a, b in zip(inference, reference)]
     last_half = [g for s, g in zip(steps, gaps) if s >= total_steps / 2]
     within_from = None
@@ -406,7 +443,9 @@ def summarize(candidate: dict, steps: list[int], inference: list[float], referen
 
 def run(args) -> dict:
     if keras.backend.backend() != "tensorflow":
-        raise SystemExit(f"batch_norm_modes.py needs the TensorFlow backend; KERAS_BACKEND is {keras.backend.backend()!r}.")
+        raise SystemExit(
+            f"batch_norm_modes.py needs the TensorFlow backend; KERAS_BACKEND is {keras.backend.backend()!r}."
+        )
     started = time.perf_counter()
     train = load_images(args.data, split="train")
     test = load_images(args.data, split="test")
@@ -424,18 +463,43 @@ def run(args) -> dict:
         "shared": (dict(base, batch_norm_momentum=0.0, batch_norm_lag=0.0), [dict(c) for c in SHADOW_CANDIDATES], True),
         "lag": (
             dict(base, batch_norm_momentum=0.9, batch_norm_lag=args.lag),
-            [{"name": f"momentum_0.9_warm_start_lag_{args.lag:g}", "label": f"0.9, warm start, lag {args.lag:g}", "momentum": 0.9, "warm_start": True, "lag": args.lag}],
+            [
+                {
+                    "name": f"momentum_0.9_warm_start_lag_{args.lag:g}",
+                    "label": f"0.9, warm start, lag {args.lag:g}",
+                    "momentum": 0.9,
+                    "warm_start": True,
+                    "lag": args.lag,
+                }
+            ],
             False,
         ),
         "conditioner_batch_norm": (
             dict(base, batch_norm_momentum=0.9, conditioner_batch_norm=True),
-            [{"name": "momentum_0.9_warm_start_conditioner_batch_norm", "label": "0.9, warm start, conditioner batch norm", "momentum": 0.9, "warm_start": True, "conditioner_batch_norm": True}],
+            [
+                {
+                    "name": "momentum_0.9_warm_start_conditioner_batch_norm",
+                    "label": "0.9, warm start, conditioner batch norm",
+                    "momentum": 0.9,
+                    "warm_start": True,
+                    "conditioner_batch_norm": True,
+                }
+            ],
             False,
         ),
         # RealNVP as shipped: conditioner batch norm and fit's epoch-end re-estimation on.
         "default": (
             dict(config, seed=args.seed),
-            [{"name": "defaults", "label": "defaults: 0.9, conditioner batch norm, re-estimation by fit", "momentum": 0.9, "warm_start": True, "conditioner_batch_norm": True, "epoch_end_reestimation_by_fit": True}],
+            [
+                {
+                    "name": "defaults",
+                    "label": "defaults: 0.9, conditioner batch norm, re-estimation by fit",
+                    "momentum": 0.9,
+                    "warm_start": True,
+                    "conditioner_batch_norm": True,
+                    "epoch_end_reestimation_by_fit": True,
+                }
+            ],
             False,
         ),
     }
@@ -447,7 +511,9 @@ def run(args) -> dict:
             c.setdefault("conditioner_batch_norm", False)
             c.setdefault("epoch_end_reestimation", False)
             c["run"] = name
-        trainer = Run(name, args=args, train=train, test=test, model_kwargs=model_kwargs, candidates=run_candidates, shadow=shadow)
+        trainer = Run(
+            name, args=args, train=train, test=test, model_kwargs=model_kwargs, candidates=run_candidates, shadow=shadow
+        )
         runs[name] = trainer.fit()
         for c in run_candidates:
             candidates.append(summarize(c, trainer.steps, trainer.curves[c["name"]], trainer.reference, args.steps))
@@ -456,7 +522,10 @@ def run(args) -> dict:
 
     by_name = {c["name"]: c for c in candidates}
     comparison = None
-    plain, with_bn = by_name.get("momentum_0.9_warm_start"), by_name.get("momentum_0.9_warm_start_conditioner_batch_norm")
+    plain, with_bn = (
+        by_name.get("momentum_0.9_warm_start"),
+        by_name.get("momentum_0.9_warm_start_conditioner_batch_norm"),
+    )
     if plain and with_bn:
         comparison = {
             "steps": args.steps,
@@ -543,7 +612,16 @@ def format_table(result: dict) -> str:
 
 
 # Plot (Pillow only) -----------------------------------------------------------------------
-COLORS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75), (227, 119, 194), (23, 190, 207)]
+COLORS = [
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (23, 190, 207),
+]
 
 
 def _font(size: int):
@@ -579,7 +657,11 @@ def _dashed(draw, points, color, width, dash=8, gap=6):
             piece = min(left, length - pos)
             if on:
                 t0, t1 = pos / length, (pos + piece) / length
-                draw.line([(x0 + (x1 - x0) * t0, y0 + (y1 - y0) * t0), (x0 + (x1 - x0) * t1, y0 + (y1 - y0) * t1)], fill=color, width=width)
+                draw.line(
+                    [(x0 + (x1 - x0) * t0, y0 + (y1 - y0) * t0), (x0 + (x1 - x0) * t1, y0 + (y1 - y0) * t1)],
+                    fill=color,
+                    width=width,
+                )
             pos += piece
             left -= piece
             if left <= 1e-9:
@@ -629,7 +711,11 @@ class _Panel:
     def line(self, xs, ys, color, *, width=2, dashed=False, markers=True):
         points = [(self._x(x), self._y(y)) for x, y in zip(xs, ys) if y is not None and math.isfinite(y)]
         if len(points) >= 2:
-            (_dashed(self.draw, points, color, width) if dashed else self.draw.line(points, fill=color, width=width, joint="curve"))
+            (
+                _dashed(self.draw, points, color, width)
+                if dashed
+                else self.draw.line(points, fill=color, width=width, joint="curve")
+            )
         if markers:
             for px, py in points:
                 self.draw.ellipse([px - 2.5, py - 2.5, px + 2.5, py + 2.5], fill=color)
@@ -656,17 +742,35 @@ def plot_png(result: dict) -> bytes:
     xmax = max(result["settings"]["steps"], 1)
     xlim = (0, xmax)
     references = [v for r in runs.values() for v in r["reference_bits_per_dim"]]
-    finals = [c["final_inference_bits_per_dim"] for c in candidates] + [r["reference_bits_per_dim"][-1] for r in runs.values()]
+    finals = [c["final_inference_bits_per_dim"] for c in candidates] + [
+        r["reference_bits_per_dim"][-1] for r in runs.values()
+    ]
     values = [v for c in candidates for v in c["inference_bits_per_dim"]] + references
     low = min(values)
     # The old default's early values are far above the rest: cap the axis (lines leave the box).
     high = min(max(values), max(max(finals) + 0.6, low + 0.3))
     pad = 0.05 * (high - low)
-    left = _Panel(canvas, (100, 60, 720, 520), xlim, (low - pad, high + pad), title="Inference-mode test bits/dim (dashed: re-estimated statistics)", xlabel="training steps", ylabel="bits/dim")
+    left = _Panel(
+        canvas,
+        (100, 60, 720, 520),
+        xlim,
+        (low - pad, high + pad),
+        title="Inference-mode test bits/dim (dashed: re-estimated statistics)",
+        xlabel="training steps",
+        ylabel="bits/dim",
+    )
     gaps = [g for c in candidates for g in c["gap"]]
     glow = min(-0.04, min(gaps) - 0.01)
     ghigh = min(max(gaps) + 0.02, 0.4)
-    right = _Panel(canvas, (860, 60, 1480, 520), xlim, (glow, ghigh), title="Gap: inference - re-estimation (dotted: +/- 0.02)", xlabel="training steps", ylabel="bits/dim")
+    right = _Panel(
+        canvas,
+        (860, 60, 1480, 520),
+        xlim,
+        (glow, ghigh),
+        title="Gap: inference - re-estimation (dotted: +/- 0.02)",
+        xlabel="training steps",
+        ylabel="bits/dim",
+    )
     legend = []
     run_color = {}
     for i, c in enumerate(candidates):
@@ -675,11 +779,15 @@ def plot_png(result: dict) -> bytes:
         steps = runs[c["run"]]["eval_steps"]
         left.line(steps, c["inference_bits_per_dim"], color)
         right.line(steps, c["gap"], color)
-        legend.append((color, f"{c['label']}: final {c['final_inference_bits_per_dim']:.3f}, gap {c['final_gap']:+.3f}", False))
+        legend.append(
+            (color, f"{c['label']}: final {c['final_inference_bits_per_dim']:.3f}, gap {c['final_gap']:+.3f}", False)
+        )
     for name, r in runs.items():
         color = (0, 0, 0) if name == "shared" else run_color.get(name, (0, 0, 0))
         left.line(r["eval_steps"], r["reference_bits_per_dim"], color, width=2, dashed=True, markers=False)
-        text = {"shared": "re-estimation, weight-norm conditioners (run shared)"}.get(name, f"re-estimation, run {name}")
+        text = {"shared": "re-estimation, weight-norm conditioners (run shared)"}.get(
+            name, f"re-estimation, run {name}"
+        )
         legend.append((color, f"{text}: final {r['reference_bits_per_dim'][-1]:.3f}", True))
     for y in (THRESHOLD, -THRESHOLD):
         right.hline(y, (90, 90, 90))
@@ -713,7 +821,9 @@ def _runs(text: str) -> list[str]:
     names = [t.strip() for t in text.split(",") if t.strip()]
     bad = [n for n in names if n not in RUNS]
     if bad or not names:
-        raise argparse.ArgumentTypeError(f"runs must be a comma-separated subset of {','.join(RUNS)}; received {text!r}.")
+        raise argparse.ArgumentTypeError(
+            f"runs must be a comma-separated subset of {','.join(RUNS)}; received {text!r}."
+        )
     return names
 
 
@@ -726,12 +836,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="seed of weights, data order and noise (default: 0).")
     parser.add_argument("--data", default="shipped", help="'shipped' (default) or an IDX directory.")
     parser.add_argument("--batch-size", type=int, default=64, help="training batch (default: 64).")
-    parser.add_argument("--learning-rate", type=float, default=3e-3, help="Adam learning rate (default: 3e-3, as the demo).")
-    parser.add_argument("--steps-per-epoch", type=int, default=None, help="steps per epoch (default: one pass, train images // batch).")
+    parser.add_argument(
+        "--learning-rate", type=float, default=3e-3, help="Adam learning rate (default: 3e-3, as the demo)."
+    )
+    parser.add_argument(
+        "--steps-per-epoch", type=int, default=None, help="steps per epoch (default: one pass, train images // batch)."
+    )
     parser.add_argument("--lag", type=float, default=0.5, help="batch_norm_lag of the lag run (default: 0.5).")
-    parser.add_argument("--reestimate-batches", type=int, default=20, help="training batches of a re-estimation (default: 20).")
-    parser.add_argument("--reestimate-batch-size", type=int, default=256, help="images per re-estimation batch (default: 256).")
-    parser.add_argument("--runs", type=_runs, default=list(RUNS), help=f"comma-separated runs (default: {','.join(RUNS)}).")
+    parser.add_argument(
+        "--reestimate-batches", type=int, default=20, help="training batches of a re-estimation (default: 20)."
+    )
+    parser.add_argument(
+        "--reestimate-batch-size", type=int, default=256, help="images per re-estimation batch (default: 256)."
+    )
+    parser.add_argument(
+        "--runs", type=_runs, default=list(RUNS), help=f"comma-separated runs (default: {','.join(RUNS)})."
+    )
     parser.add_argument("--num-scales", type=int, default=2, help="model scales (default: 2).")
     parser.add_argument("--num-filters", type=int, default=16, help="conditioner width (default: 16).")
     parser.add_argument("--num-blocks", type=int, default=1, help="residual blocks (default: 1).")

@@ -1,9 +1,9 @@
 """Trains a named Real NVP configuration on Fashion-MNIST for a fixed budget and
 reports test bits/dim next to the independent-pixel baseline on the same split.
 
-    python benchmarks/bits_per_dim.py --config demo --learning-rate 3e-3 --minutes 6 --output bpd.json
-    python benchmarks/bits_per_dim.py --config demo --conditioner-batch-norm --output bpd.json
-    python benchmarks/bits_per_dim.py --data /usr/share/datasets/fashion-mnist --config paper
+    python -m benchmarks.bits_per_dim --config demo --learning-rate 3e-3 --minutes 6 --output bpd.json
+    python -m benchmarks.bits_per_dim --config demo --conditioner-batch-norm --output bpd.json
+    python -m benchmarks.bits_per_dim --data /usr/share/datasets/fashion-mnist --config paper
 
 Test bits/dim are what ``model.bits_per_dim`` gives right after ``fit``: batch norm in
 inference mode with the moving averages as ``fit`` leaves them (it re-estimates them from
@@ -91,7 +91,12 @@ def run(args) -> dict:
         "test_bits_per_dim": test_bpd,
         "independent_pixel_test_bits_per_dim": independent_pixel_bits_per_dim(train, test),
         "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "platform": platform.platform()},
-        "versions": {"tfp_realnvp": __version__, "keras": keras.__version__, "backend": keras.backend.backend(), "python": sys.version.split()[0]},
+        "versions": {
+            "tfp_realnvp": __version__,
+            "keras": keras.__version__,
+            "backend": keras.backend.backend(),
+            "python": sys.version.split()[0],
+        },
         "command": " ".join(sys.argv),
     }
     print(json.dumps(result, indent=2))
@@ -103,13 +108,29 @@ def run(args) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", choices=sorted(CONFIGS), default="small", help="model size (default: small).")
-    parser.add_argument("--data", default=None, help="IDX directory or 'shipped' (default: Debian's Fashion-MNIST if installed, else shipped).")
+    parser.add_argument(
+        "--data",
+        default=None,
+        help="IDX directory or 'shipped' (default: Debian's Fashion-MNIST if installed, else shipped).",
+    )
     parser.add_argument("--minutes", type=float, default=8.0, help="training time budget in minutes (default: 8).")
-    parser.add_argument("--max-epochs", type=int, default=1000, help="upper bound on epochs (the time budget usually stops first).")
+    parser.add_argument(
+        "--max-epochs", type=int, default=1000, help="upper bound on epochs (the time budget usually stops first)."
+    )
     parser.add_argument("--batch-size", type=int, default=64, help="images per batch (default: 64).")
     parser.add_argument("--learning-rate", type=float, default=1e-3, help="Adam learning rate (default: 1e-3).")
-    parser.add_argument("--batch-norm-momentum", type=float, default=None, help="decay of the batch-norm moving averages (default: the model's, 0.9).")
-    parser.add_argument("--conditioner-batch-norm", action=argparse.BooleanOptionalAction, default=None, help="batch normalization inside the conditioner networks (default: the model's, on).")
+    parser.add_argument(
+        "--batch-norm-momentum",
+        type=float,
+        default=None,
+        help="decay of the batch-norm moving averages (default: the model's, 0.9).",
+    )
+    parser.add_argument(
+        "--conditioner-batch-norm",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="batch normalization inside the conditioner networks (default: the model's, on).",
+    )
     parser.add_argument("--max-train", type=int, default=None, help="use only the first N training images.")
     parser.add_argument("--max-test", type=int, default=None, help="use only the first N test images.")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0).")

@@ -50,9 +50,24 @@ def _train(model: RealNVP, images, labels, args) -> dict:
     budget = TimeBudget(args.minutes * 60.0)
     started = time.perf_counter()
     if labels is None:
-        model.fit(images, batch_size=args.batch_size, shuffle=True, epochs=args.max_epochs, callbacks=[budget], verbose=args.verbose)
+        model.fit(
+            images,
+            batch_size=args.batch_size,
+            shuffle=True,
+            epochs=args.max_epochs,
+            callbacks=[budget],
+            verbose=args.verbose,
+        )
     else:
-        model.fit(images, labels, batch_size=args.batch_size, shuffle=True, epochs=args.max_epochs, callbacks=[budget], verbose=args.verbose)
+        model.fit(
+            images,
+            labels,
+            batch_size=args.batch_size,
+            shuffle=True,
+            epochs=args.max_epochs,
+            callbacks=[budget],
+            verbose=args.verbose,
+        )
     return {
         "steps": int(model.optimizer.iterations),
         "train_seconds": round(time.perf_counter() - started, 1),
@@ -100,7 +115,9 @@ def run_one(source: str, args) -> dict:
     result = {
         "config": args.config,
         "model": CONFIGS[args.config],
-        "data": source if source == "shipped" or not os.path.isdir(source) else f"IDX directory {os.path.basename(os.path.normpath(source))}",
+        "data": source
+        if source == "shipped" or not os.path.isdir(source)
+        else f"IDX directory {os.path.basename(os.path.normpath(source))}",
         "num_classes": num_classes,
         "train_images": int(len(train)),
         "test_images": int(len(test)),
@@ -124,9 +141,21 @@ def run(args) -> dict:
     sources = args.data or [default_dir if os.path.isdir(default_dir) else "shipped"]
     result = {
         "runs": [],
-        "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "platform": platform.platform(), "note": args.machine_note},
-        "versions": {"tfp_realnvp": __version__, "keras": keras.__version__, "backend": keras.backend.backend(), "python": sys.version.split()[0]},
-        "command": shlex.join(["python", "-m", "benchmarks.conditional", *(sys.argv[1:] if args.argv is None else args.argv)]),
+        "machine": {
+            "cpu": _cpu_name(),
+            "cores": os.cpu_count(),
+            "platform": platform.platform(),
+            "note": args.machine_note,
+        },
+        "versions": {
+            "tfp_realnvp": __version__,
+            "keras": keras.__version__,
+            "backend": keras.backend.backend(),
+            "python": sys.version.split()[0],
+        },
+        "command": shlex.join(
+            ["python", "-m", "benchmarks.conditional", *(sys.argv[1:] if args.argv is None else args.argv)]
+        ),
     }
     for source in sources:
         result["runs"].append(run_one(source, args))
@@ -138,16 +167,29 @@ def run(args) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", choices=sorted(CONFIGS), default="demo", help="model size (default: demo).")
-    parser.add_argument("--data", nargs="+", default=None, help="labelled sources, one run each: IDX directories, 'shipped', .npz files or class folders (default: Debian's Fashion-MNIST if installed, else shipped).")
-    parser.add_argument("--minutes", type=float, default=5.0, help="training time budget per model in minutes (default: 5).")
-    parser.add_argument("--max-epochs", type=int, default=1000, help="upper bound on epochs (the time budget usually stops first).")
+    parser.add_argument(
+        "--data",
+        nargs="+",
+        default=None,
+        help="labelled sources, one run each: IDX directories, 'shipped', .npz files or class folders (default: Debian's Fashion-MNIST if installed, else shipped).",
+    )
+    parser.add_argument(
+        "--minutes", type=float, default=5.0, help="training time budget per model in minutes (default: 5)."
+    )
+    parser.add_argument(
+        "--max-epochs", type=int, default=1000, help="upper bound on epochs (the time budget usually stops first)."
+    )
     parser.add_argument("--batch-size", type=int, default=64, help="images per batch (default: 64).")
-    parser.add_argument("--learning-rate", type=float, default=3e-3, help="Adam learning rate (default: 3e-3, as the demo).")
+    parser.add_argument(
+        "--learning-rate", type=float, default=3e-3, help="Adam learning rate (default: 3e-3, as the demo)."
+    )
     parser.add_argument("--max-train", type=int, default=None, help="use only the first N training images.")
     parser.add_argument("--max-test", type=int, default=None, help="use only the first N test images.")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0).")
     parser.add_argument("--verbose", type=int, default=2, choices=[0, 1, 2], help="Keras progress output.")
-    parser.add_argument("--machine-note", default=None, help="free text about the machine recorded in the JSON (e.g. shared cores).")
+    parser.add_argument(
+        "--machine-note", default=None, help="free text about the machine recorded in the JSON (e.g. shared cores)."
+    )
     parser.add_argument("--output", default=None, help="JSON output path.")
     args = parser.parse_args(argv)
     args.argv = argv

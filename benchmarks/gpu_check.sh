@@ -63,7 +63,7 @@ run() {  # run NAME PER_RUN_CAP ARGS...: one throughput.py invocation within the
   echo "== $name (timeout ${limit} s)"
   local t0=$SECONDS rc=0
   timeout --signal=TERM --kill-after=10 "$limit" \
-    "$PYTHON" benchmarks/throughput.py --config "$CONFIG" \
+    "$PYTHON" -m benchmarks.throughput --config "$CONFIG" \
       --repeats "$REPEATS" --warmup "$WARMUP" --steps "$STEPS" \
       --output "$OUT/$name.json" "$@" || rc=$?
   if (( rc != 0 )); then
@@ -81,5 +81,5 @@ run "${CONFIG}_mixed_bfloat16" "$BUDGET_S" --precision mixed_bfloat16 --batch-si
   --measure train "${implementations[@]}"
 
 echo "== summary (total $((SECONDS - start)) s)"
-"$PYTHON" benchmarks/summarize.py "$OUT"/*.json || failures=$((failures + 1))
+"$PYTHON" -m benchmarks.summarize "$OUT"/*.json || failures=$((failures + 1))
 exit $(( failures > 0 ? 1 : 0 ))

@@ -56,7 +56,7 @@ for spec in float32:64 mixed_bfloat16:256 float32:256 mixed_bfloat16:64; do
   t0=$SECONDS
   rc=0
   timeout --signal=TERM --kill-after=10 "$left" \
-    "$PYTHON" benchmarks/step_profile.py --config "$CONFIG" --precision "$precision" \
+    "$PYTHON" -m benchmarks.step_profile --config "$CONFIG" --precision "$precision" \
       --batch-size "$batch" --warmup 3 --repeats 6 --steps 10 --profile-steps 3 "${extra[@]}" \
       --hlo-dir "$OUT/hlo" --output "$OUT/$name.json" || rc=$?
   if (( rc != 0 )); then

@@ -190,7 +190,9 @@ def parse_hlo(text: str) -> HloModule:
                     fields = {k: int(v) for k, v in _FIELDS.findall(value)}
                     if table == "FileLocations":
                         module.locations[key] = (
-                            fields.get("file_name_id"), fields.get("function_name_id"), fields.get("line")
+                            fields.get("file_name_id"),
+                            fields.get("function_name_id"),
+                            fields.get("line"),
                         )
                     else:
                         # The printed parent id is one more than the parent's row; 1 marks the root.
@@ -297,8 +299,10 @@ class Attribution:
             step_pass = passes.most_common(1)[0][0] if passes else pass_of(instruction.op_name)
             if any(_is_conv(leaf) for leaf in leaves) or _is_conv(instruction):
                 part = "conv"
-            elif leaves and any(leaf.opcode == "convert" for leaf in leaves) and all(
-                leaf.opcode == "convert" or leaf.opcode in _LAYOUT_OPCODES for leaf in leaves
+            elif (
+                leaves
+                and any(leaf.opcode == "convert" for leaf in leaves)
+                and all(leaf.opcode == "convert" or leaf.opcode in _LAYOUT_OPCODES for leaf in leaves)
             ):
                 part = "cast"
             elif instruction.opcode in _LAYOUT_OPCODES or (
@@ -329,9 +333,7 @@ def static_counts(module: HloModule) -> dict:
         counts["instructions"] += 1
         counts[f"opcode:{instruction.opcode}"] += 1
         counts[f"part:{attribution(instruction.name)[0]}"] += 1
-    converts = sum(
-        1 for body in module.computations.values() for i in body if i.opcode == "convert"
-    )
+    converts = sum(1 for body in module.computations.values() for i in body if i.opcode == "convert")
     counts["converts_anywhere"] = converts
     return dict(sorted(counts.items()))
 
@@ -407,15 +409,19 @@ def operation_events(events: list[dict], module_name: str) -> tuple[list[dict], 
         if event.get("ph") == "M" and event.get("name") == "thread_name":
             thread_names[(event.get("pid"), event.get("tid"))] = str(event.get("args", {}).get("name", ""))
     ops = [
-        e for e in events
+        e
+        for e in events
         if e.get("ph") == "X"
         and isinstance(e.get("args"), dict)
         and e["args"].get("hlo_op")
         and e["args"].get("hlo_module", "").split("(")[0] == module_name
         and not str(e.get("name", "")).startswith("end:")
     ]
-    device = [e for e in ops if "/device:" in process_names.get(e.get("pid"), "")
-              and "CPU" not in process_names.get(e.get("pid"), "")]
+    device = [
+        e
+        for e in ops
+        if "/device:" in process_names.get(e.get("pid"), "") and "CPU" not in process_names.get(e.get("pid"), "")
+    ]
     if device:
         xla_ops = [e for e in device if thread_names.get((e.get("pid"), e.get("tid")), "") == "XLA Ops"]
         return (xla_ops, "device XLA Ops line") if xla_ops else (device, "device kernel streams")

@@ -25,7 +25,7 @@ memory before the first step, whose difference bounds what the step itself needs
 
 Example (the README's table)::
 
-    KERAS_BACKEND=jax python benchmarks/memory.py --config cifar10 --batch-sizes 64,256 \\
+    KERAS_BACKEND=jax python -m benchmarks.memory --config cifar10 --batch-sizes 64,256 \\
         --output benchmarks/results/cpu/memory_cifar10.json
 """
 
@@ -38,11 +38,9 @@ import sys
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
+from benchmarks.throughput import CONFIGS, _now, cpu_description, device_description, versions
 
-from benchmarks.throughput import CONFIGS, _now, cpu_description, device_description, versions  # noqa: E402
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 MODES = ("none", "conditioner", "invertible")
 _STATE_KEYS = ("trainable_variables", "non_trainable_variables", "optimizer_variables", "metrics_variables")
@@ -69,11 +67,22 @@ def _build(config: dict, *, recompute: str, precision: str, conditioner_batch_no
 class CompiledStep:
     """One mode's compiled Keras train step (JAX), its memory analysis and a timer."""
 
-    def __init__(self, config: dict, *, batch_size: int, recompute: str, precision: str = "float32", conditioner_batch_norm: bool = False, seed: int = 0):
+    def __init__(
+        self,
+        config: dict,
+        *,
+        batch_size: int,
+        recompute: str,
+        precision: str = "float32",
+        conditioner_batch_norm: bool = False,
+        seed: int = 0,
+    ):
         import jax
         import numpy as np
 
-        model = _build(config, recompute=recompute, precision=precision, conditioner_batch_norm=conditioner_batch_norm, seed=seed)
+        model = _build(
+            config, recompute=recompute, precision=precision, conditioner_batch_norm=conditioner_batch_norm, seed=seed
+        )
         shape = (batch_size,) + tuple(config["image_shape"])
         images = np.random.default_rng(seed).integers(0, 256, size=shape, dtype=np.uint8)
         self.state = model._get_jax_state(**{k: True for k in _STATE_KEYS})
@@ -162,7 +171,16 @@ def interleaved_steps(config: dict, *, batch_size: int, modes, steps: int, **kwa
     return rows
 
 
-def tensorflow_step_memory(config: dict, *, batch_size: int, recompute: str, precision: str = "float32", conditioner_batch_norm: bool = False, steps: int = 2, seed: int = 0) -> dict:
+def tensorflow_step_memory(
+    config: dict,
+    *,
+    batch_size: int,
+    recompute: str,
+    precision: str = "float32",
+    conditioner_batch_norm: bool = False,
+    steps: int = 2,
+    seed: int = 0,
+) -> dict:
     """Peak resident memory and step time of ``train_on_batch`` in this (fresh) process."""
     import resource
 
@@ -172,7 +190,9 @@ def tensorflow_step_memory(config: dict, *, batch_size: int, recompute: str, pre
         with open("/proc/self/statm") as handle:
             return int(handle.read().split()[1]) * resource.getpagesize()
 
-    model = _build(config, recompute=recompute, precision=precision, conditioner_batch_norm=conditioner_batch_norm, seed=seed)
+    model = _build(
+        config, recompute=recompute, precision=precision, conditioner_batch_norm=conditioner_batch_norm, seed=seed
+    )
     shape = (batch_size,) + tuple(config["image_shape"])
     images = np.random.default_rng(seed).integers(0, 256, size=shape, dtype=np.uint8)
     before = rss_bytes()
@@ -209,10 +229,26 @@ def _tensorflow_row(args, batch_size: int, mode: str) -> dict:
 
     with tempfile.TemporaryDirectory() as tmp:
         result = Path(tmp) / "row.json"
-        argv = [sys.executable, __file__, "--config", args.config, "--precision", args.precision, "--steps", str(args.steps), "--seed", str(args.seed), "--worker", f"{batch_size}:{mode}", "--worker-output", str(result)]
+        argv = [
+            sys.executable,
+            "-m",
+            "benchmarks.memory",
+            "--config",
+            args.config,
+            "--precision",
+            args.precision,
+            "--steps",
+            str(args.steps),
+            "--seed",
+            str(args.seed),
+            "--worker",
+            f"{batch_size}:{mode}",
+            "--worker-output",
+            str(result),
+        ]
         if args.conditioner_batch_norm:
             argv.append("--conditioner-batch-norm")
-        subprocess.run(argv, check=True, env=dict(os.environ, KERAS_BACKEND="tensorflow"))
+        subprocess.run(argv, check=True, cwd=REPO_ROOT, env=dict(os.environ, KERAS_BACKEND="tensorflow"))
         return json.loads(result.read_text())
 
 
@@ -251,14 +287,24 @@ def _previous_rows(path, report: dict) -> list[dict]:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", choices=sorted(CONFIGS), default="cifar10", help="Architecture (see benchmarks/throughput.py).")
+    parser.add_argument(
+        "--config", choices=sorted(CONFIGS), default="cifar10", help="Architecture (see benchmarks/throughput.py)."
+    )
     parser.add_argument("--batch-sizes", default="64,256", help="Comma-separated batch sizes.")
     parser.add_argument("--modes", default=",".join(MODES), help="Comma-separated recompute modes.")
-    parser.add_argument("--precision", default="float32", choices=("float32", "mixed_bfloat16"), help="Keras dtype policy.")
-    parser.add_argument("--conditioner-batch-norm", action="store_true", help="Batch norm inside the conditioners (off: the paper's and the baselines' architecture).")
+    parser.add_argument(
+        "--precision", default="float32", choices=("float32", "mixed_bfloat16"), help="Keras dtype policy."
+    )
+    parser.add_argument(
+        "--conditioner-batch-norm",
+        action="store_true",
+        help="Batch norm inside the conditioners (off: the paper's and the baselines' architecture).",
+    )
     parser.add_argument("--steps", type=int, default=2, help="Timed steps per mode and batch size (0: memory only).")
     parser.add_argument(
-        "--schedule", choices=("interleaved", "sequential"), default="interleaved",
+        "--schedule",
+        choices=("interleaved", "sequential"),
+        default="interleaved",
         help="interleaved: all modes compiled at once, timed in rounds of one step each (fair under a changing "
         "load); sequential: one mode at a time (least memory). JAX only.",
     )
@@ -278,7 +324,15 @@ def main(argv=None) -> dict:
     backend = keras.backend.backend()
     if args.worker:
         batch_size, mode = args.worker.split(":")
-        row = tensorflow_step_memory(CONFIGS[args.config], batch_size=int(batch_size), recompute=mode, precision=args.precision, conditioner_batch_norm=args.conditioner_batch_norm, steps=args.steps, seed=args.seed)
+        row = tensorflow_step_memory(
+            CONFIGS[args.config],
+            batch_size=int(batch_size),
+            recompute=mode,
+            precision=args.precision,
+            conditioner_batch_norm=args.conditioner_batch_norm,
+            steps=args.steps,
+            seed=args.seed,
+        )
         atomic.write_json(args.worker_output, row)
         return row
     if backend not in ("jax", "tensorflow"):
@@ -290,10 +344,13 @@ def main(argv=None) -> dict:
             raise SystemExit(f"--modes: {mode!r} is not one of {list(MODES)}.")
     report = {
         "schema_version": 1,
-        "command": f"KERAS_BACKEND={backend} python benchmarks/memory.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])),
+        "command": f"KERAS_BACKEND={backend} python -m benchmarks.memory "
+        + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])),
         "started": _now(),
         "backend": backend,
-        "measure": "compiled step memory_analysis()" if backend == "jax" else "process peak resident memory (ru_maxrss)",
+        "measure": "compiled step memory_analysis()"
+        if backend == "jax"
+        else "process peak resident memory (ru_maxrss)",
         "device": device_description(backend),
         "cpu": cpu_description(),
         "versions": versions(),

@@ -26,12 +26,11 @@ import keras
 import numpy as np
 from keras import ops
 
+# The package's evaluation noise (plain keras.ops code), so both see the same pixels.
+from tfp_realnvp.dequantization import EVAL_NOISE_SEED, dequantization_noise
 from tfp_realnvp.moving_stats import update_moving_moments
 from tfp_realnvp.networks.resnet import ResNetConditioner
 from tfp_realnvp.networks.tanh_scale import TanhScale
-
-# The package's evaluation noise (plain keras.ops code), so both see the same pixels.
-from tfp_realnvp.dequantization import EVAL_NOISE_SEED, dequantization_noise
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
@@ -90,7 +89,9 @@ class Coupling(keras.layers.Layer):
         self.event_shape = (h, w, c)
         c_in = c if mask_type == "checkerboard" else c // 2
         policy = self.dtype_policy
-        self.conditioner = ResNetConditioner(c_in, num_filters=num_filters, num_blocks=num_blocks, dtype=policy, name="net")
+        self.conditioner = ResNetConditioner(
+            c_in, num_filters=num_filters, num_blocks=num_blocks, dtype=policy, name="net"
+        )
         self.scale = TanhScale(dtype=policy, name="scale")
         self.conditioner.build((None, h, w, c_in))
         self.scale.build((None, h, w, c_in))
@@ -284,14 +285,32 @@ class PlainRealNVP(keras.Model):
             last = scale == self.num_scales - 1
             filters = num_filters * 2**scale
             checker = [
-                self._add_unit("checkerboard", i % 2, shape, filters, num_blocks, batch_norm, batch_norm_momentum, f"s{scale}_cb{i}")
+                self._add_unit(
+                    "checkerboard",
+                    i % 2,
+                    shape,
+                    filters,
+                    num_blocks,
+                    batch_norm,
+                    batch_norm_momentum,
+                    f"s{scale}_cb{i}",
+                )
                 for i in range(4 if last else 3)
             ]
             channel = []
             if not last:
                 squeezed = (shape[0] // 2, shape[1] // 2, 4 * shape[2])
                 channel = [
-                    self._add_unit("channel", i % 2, squeezed, 2 * filters, num_blocks, batch_norm, batch_norm_momentum, f"s{scale}_ch{i}")
+                    self._add_unit(
+                        "channel",
+                        i % 2,
+                        squeezed,
+                        2 * filters,
+                        num_blocks,
+                        batch_norm,
+                        batch_norm_momentum,
+                        f"s{scale}_ch{i}",
+                    )
                     for i in range(3)
                 ]
                 shape = (squeezed[0], squeezed[1], squeezed[2] // 2)

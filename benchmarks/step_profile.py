@@ -30,7 +30,7 @@ JAX starts) so that every kernel is seen. The wall times then describe that sett
 
 Example::
 
-    KERAS_BACKEND=jax python benchmarks/step_profile.py --config cifar10 --batch-size 64 \\
+    KERAS_BACKEND=jax python -m benchmarks.step_profile --config cifar10 --batch-size 64 \\
         --precision float32 --output profile_cifar10_b64.json
 """
 
@@ -46,12 +46,8 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
-from benchmarks import hlo_profile  # noqa: E402
-from benchmarks.throughput import (  # noqa: E402
+from benchmarks import hlo_profile
+from benchmarks.throughput import (
     CONFIGS,
     IMPLEMENTATIONS,
     PRECISIONS,
@@ -83,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--profile-steps", type=_positive, default=3, help="Steps recorded by the profiler.")
     parser.add_argument("--skip-baseline", action="store_true", help="Profile the package only.")
     parser.add_argument(
-        "--no-command-buffers", action="store_true",
+        "--no-command-buffers",
+        action="store_true",
         help="GPU: add --xla_gpu_enable_command_buffer= to XLA_FLAGS (before JAX starts), so the "
         "profiler sees every kernel instead of whole CUDA graphs.",
     )

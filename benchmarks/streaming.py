@@ -8,7 +8,7 @@ same pipeline ``train --stream --preset celeba`` uses. Each folder size is measu
 a fresh interpreter, so its peak resident memory (``ru_maxrss``) is that of the stream
 alone; memory that stays flat as the folder grows shows that nothing is held in RAM.
 
-    KERAS_BACKEND=tensorflow python benchmarks/streaming.py --sizes 2000,20000 \\
+    KERAS_BACKEND=tensorflow python -m benchmarks.streaming --sizes 2000,20000 \\
         --output benchmarks/results/cpu/streaming.json
 
 The JSON holds, per size, images/s over the whole pass (and after the first batch),
@@ -100,10 +100,20 @@ def main(argv: list[str] | None = None) -> int:
             write_seconds = time.perf_counter() - started
             written = size
             repo = Path(__file__).resolve().parents[1]
-            env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(repo), os.environ.get("PYTHONPATH")])))
             process = subprocess.run(
-                [sys.executable, "-m", "benchmarks.streaming", "--measure", str(folder), "--batch-size", str(args.batch_size)],
-                capture_output=True, text=True, env=env, cwd=repo, check=False,
+                [
+                    sys.executable,
+                    "-m",
+                    "benchmarks.streaming",
+                    "--measure",
+                    str(folder),
+                    "--batch-size",
+                    str(args.batch_size),
+                ],
+                capture_output=True,
+                text=True,
+                cwd=repo,
+                check=False,
             )
             lines = [line for line in process.stdout.splitlines() if line.startswith("RESULT ")]
             if process.returncode != 0 or not lines:
@@ -111,13 +121,20 @@ def main(argv: list[str] | None = None) -> int:
             result = json.loads(lines[-1][len("RESULT ") :])
             result.update(files=size, write_seconds=round(write_seconds, 1), mean_jpeg_bytes=round(mean_bytes))
             results.append(result)
-            print(f"{size:>7} files: {result['images_per_second']:.0f} images/s, peak {result['peak_rss_mb']:.0f} MB", file=sys.stderr)
+            print(
+                f"{size:>7} files: {result['images_per_second']:.0f} images/s, peak {result['peak_rss_mb']:.0f} MB",
+                file=sys.stderr,
+            )
     import keras
 
     report = {
         "benchmark": "streamed CelebA-style JPEG folder, preset celeba (148x148 center crop -> 64x64)",
         "results": results,
-        "settings": {"batch_size": args.batch_size, "image_size_on_disk": [218, 178, 3], "pipeline": "tfp_realnvp.data.stream_image_folder"},
+        "settings": {
+            "batch_size": args.batch_size,
+            "image_size_on_disk": [218, 178, 3],
+            "pipeline": "tfp_realnvp.data.stream_image_folder",
+        },
         "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "platform": platform.platform()},
         "versions": {"keras": keras.__version__, "backend": keras.backend.backend(), "python": sys.version.split()[0]},
         "command": " ".join(["python", "benchmarks/streaming.py", *(argv if argv is not None else sys.argv[1:])]),

@@ -6,7 +6,7 @@ the same name, or shown on their own when that report was never written.
 
 Usage::
 
-    python benchmarks/summarize.py results/*.json
+    python -m benchmarks.summarize results/*.json
 """
 
 from __future__ import annotations
@@ -15,9 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from throughput import compute_ratios, format_summary  # noqa: E402
+from benchmarks.throughput import compute_ratios, format_summary
 
 PARTIAL = ".partial.json"
 

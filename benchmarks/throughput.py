@@ -18,7 +18,7 @@ versions), the settings, per-repeat values and the package/baseline ratios.
 
 Example::
 
-    KERAS_BACKEND=jax python benchmarks/throughput.py --config cifar10 \\
+    KERAS_BACKEND=jax python -m benchmarks.throughput --config cifar10 \\
         --batch-sizes 64,256 --precision float32 --output cifar10.json
 """
 
@@ -55,8 +55,12 @@ IMPLEMENTATIONS = ("package", "baseline")
 SCHEMA_VERSION = 1
 #: Environment variables copied into the report (plus every ``XLA_*``).
 RECORDED_ENV = (
-    "KERAS_BACKEND", "CUDA_VISIBLE_DEVICES", "JAX_PLATFORMS", "JAX_COMPILATION_CACHE_DIR",
-    "TF_ENABLE_ONEDNN_OPTS", "OMP_NUM_THREADS",
+    "KERAS_BACKEND",
+    "CUDA_VISIBLE_DEVICES",
+    "JAX_PLATFORMS",
+    "JAX_COMPILATION_CACHE_DIR",
+    "TF_ENABLE_ONEDNN_OPTS",
+    "OMP_NUM_THREADS",
 )
 
 
@@ -112,31 +116,48 @@ def build_parser() -> argparse.ArgumentParser:
         "tiny = 8x8x1, 2 scales, 8 filters, 1 block (for tests).",
     )
     parser.add_argument(
-        "--batch-sizes", type=_int_list, default=[64, 256], metavar="N[,N...]",
+        "--batch-sizes",
+        type=_int_list,
+        default=[64, 256],
+        metavar="N[,N...]",
         help="Comma-separated batch sizes of the train step, measured in the order given.",
     )
     parser.add_argument(
-        "--inference-batch-size", type=_positive, default=None, metavar="N",
+        "--inference-batch-size",
+        type=_positive,
+        default=None,
+        metavar="N",
         help="Batch size of log_prob and sample (default: the largest of --batch-sizes).",
     )
     parser.add_argument(
-        "--precision", choices=PRECISIONS, default="float32",
+        "--precision",
+        choices=PRECISIONS,
+        default="float32",
         help="Keras dtype policy of both models (log-dets and losses stay float32).",
     )
     parser.add_argument("--repeats", type=_positive, default=5, help="Timed repeats; the median is reported.")
-    parser.add_argument("--warmup", type=_non_negative, default=2, help="Untimed calls after the first (compiling) call.")
+    parser.add_argument(
+        "--warmup", type=_non_negative, default=2, help="Untimed calls after the first (compiling) call."
+    )
     parser.add_argument("--steps", type=_positive, default=5, help="Calls per timed repeat.")
     parser.add_argument(
-        "--jit", action=argparse.BooleanOptionalAction, default=None,
+        "--jit",
+        action=argparse.BooleanOptionalAction,
+        default=None,
         help="compile(jit_compile=...) of the train step: --jit forces XLA (TF) / jax.jit (JAX), "
         "--no-jit disables it; default: Keras' 'auto' (XLA off on a CPU-only TF machine, jit on JAX).",
     )
     parser.add_argument(
-        "--measure", type=_measurement_list, default=list(MEASUREMENTS), metavar="WHAT[,WHAT...]",
+        "--measure",
+        type=_measurement_list,
+        default=list(MEASUREMENTS),
+        metavar="WHAT[,WHAT...]",
         help=f"What to measure, from {','.join(MEASUREMENTS)}.",
     )
     parser.add_argument(
-        "--step-mode", choices=("loop", "train_on_batch"), default="loop",
+        "--step-mode",
+        choices=("loop", "train_on_batch"),
+        default="loop",
         help="loop: call the model's compiled Keras train function back to back on a device-resident "
         "batch and synchronise once per repeat (what fit does per step); train_on_batch: "
         "model.train_on_batch(x) per step, which adds a host sync and, on JAX, a variable sync per step.",
@@ -144,7 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", type=Path, default=None, help="Write the results as JSON to this file.")
     parser.add_argument("--skip-baseline", action="store_true", help="Measure the package only.")
     parser.add_argument(
-        "--schedule", choices=("isolated", "interleaved"), default="isolated",
+        "--schedule",
+        choices=("isolated", "interleaved"),
+        default="isolated",
         help="isolated: one subprocess per implementation, run one after the other (separate "
         "peak-memory readings); interleaved: one subprocess builds both models and alternates "
         "their timed repeats, so that a shared machine's changing load hits both alike "
@@ -270,7 +293,7 @@ def timed_interleaved(runners: dict, *, warmup: int, repeats: int, steps: int, i
     Returns:
         ``{name: stats}`` with the median images/s and the per-repeat values.
     """
-    for name, run in runners.items():
+    for run in runners.values():
         if warmup:
             run(warmup)
     rates = {name: [] for name in runners}
@@ -453,7 +476,12 @@ def run_worker(args, impls) -> dict:
             for impl, model in models.items():
                 logs = runners[impl](1)
                 calls, calls_first = extra[impl].pop("_calls")
-                entry = {**stats[impl], **extra[impl], "loss": float(np.asarray(logs["loss"])), "peak_memory_bytes": peak}
+                entry = {
+                    **stats[impl],
+                    **extra[impl],
+                    "loss": float(np.asarray(logs["loss"])),
+                    "peak_memory_bytes": peak,
+                }
                 if calls is not None:
                     entry["network_calls"] = {
                         "couplings": len(model.flow.couplings),
@@ -475,12 +503,12 @@ def run_worker(args, impls) -> dict:
         for impl, model in models.items():
             counter = iter(range(1, 10**9))
 
-            def run(n, model=model, counter=counter):
+            def run(n, model=model, counter=counter, call=call):
                 for _ in range(n):
-                    call(model, infer_batch, next(counter))  # noqa: B023 - bound per model
+                    call(model, infer_batch, next(counter))
 
             log(f"{impl}: {what}, batch {infer_batch}: first call")
-            firsts[impl] = _first_call(lambda model=model: call(model, infer_batch, 0))
+            firsts[impl] = _first_call(lambda model=model, call=call: call(model, infer_batch, 0))
             runners[impl] = run
         stats = timed_interleaved(runners, images_per_call=infer_batch, log=log, **timing)
         peak = memory.read()
@@ -605,18 +633,31 @@ def format_summary(report: dict) -> str:
 
 def _worker_command(args, impl: str, output: Path) -> list[str]:
     argv = [
-        sys.executable, str(Path(__file__).resolve()),
-        "--config", args.config,
-        "--batch-sizes", ",".join(map(str, args.batch_sizes)),
-        "--precision", args.precision,
-        "--repeats", str(args.repeats),
-        "--warmup", str(args.warmup),
-        "--steps", str(args.steps),
-        "--measure", ",".join(args.measure),
-        "--step-mode", args.step_mode,
-        "--seed", str(args.seed),
-        "--worker", impl,
-        "--worker-output", str(output),
+        sys.executable,
+        "-m",
+        "benchmarks.throughput",
+        "--config",
+        args.config,
+        "--batch-sizes",
+        ",".join(map(str, args.batch_sizes)),
+        "--precision",
+        args.precision,
+        "--repeats",
+        str(args.repeats),
+        "--warmup",
+        str(args.warmup),
+        "--steps",
+        str(args.steps),
+        "--measure",
+        ",".join(args.measure),
+        "--step-mode",
+        args.step_mode,
+        "--seed",
+        str(args.seed),
+        "--worker",
+        impl,
+        "--worker-output",
+        str(output),
     ]
     if args.inference_batch_size:
         argv += ["--inference-batch-size", str(args.inference_batch_size)]
@@ -628,7 +669,6 @@ def _worker_command(args, impl: str, output: Path) -> list[str]:
 def main(argv=None) -> int:
     """Runs the benchmark; returns the process exit status."""
     args = build_parser().parse_args(argv)
-    sys.path.insert(0, str(REPO_ROOT))
     if args.worker:
         run_worker(args, args.worker.split(","))
         return 0
@@ -674,11 +714,13 @@ def main(argv=None) -> int:
     for group in groups:
         name = "+".join(group)
         print(f"== {name} ({args.config}, {args.precision})", flush=True)
-        base = args.output if args.output is not None else Path(tempfile.gettempdir()) / f"throughput-{os.getpid()}.json"
+        base = (
+            args.output if args.output is not None else Path(tempfile.gettempdir()) / f"throughput-{os.getpid()}.json"
+        )
         partial = base.with_name(f"{base.stem}.{name}.partial.json")
         partial.parent.mkdir(parents=True, exist_ok=True)
         partial.unlink(missing_ok=True)
-        proc = subprocess.run(_worker_command(args, ",".join(group), partial), check=False)
+        proc = subprocess.run(_worker_command(args, ",".join(group), partial), check=False, cwd=REPO_ROOT)
         if partial.exists():
             report["results"].update(json.loads(partial.read_text()))
         if proc.returncode != 0:

@@ -20,15 +20,23 @@ import sys
 from tfp_realnvp.cli import main
 
 PAPER_DEFAULTS = [
-    "--data", "celeb_a",
-    "--test-split", "test",
-    "--num-scales", "5",
-    "--num-filters", "32",
-    "--num-blocks", "2",
-    "--batch-size", "64",
-    "--learning-rate", "1e-3",
+    "--data",
+    "celeb_a",
+    "--test-split",
+    "test",
+    "--num-scales",
+    "5",
+    "--num-filters",
+    "32",
+    "--num-blocks",
+    "2",
+    "--batch-size",
+    "64",
+    "--learning-rate",
+    "1e-3",
     "--flip",
-    "--output-dir", "celeba_output",
+    "--output-dir",
+    "celeba_output",
 ]
 
 if __name__ == "__main__":

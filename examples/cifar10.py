@@ -16,14 +16,21 @@ import sys
 from tfp_realnvp.cli import main
 
 PAPER_DEFAULTS = [
-    "--data", "cifar10",
-    "--num-scales", "2",
-    "--num-filters", "64",
-    "--num-blocks", "8",
-    "--batch-size", "64",
-    "--learning-rate", "1e-3",
+    "--data",
+    "cifar10",
+    "--num-scales",
+    "2",
+    "--num-filters",
+    "64",
+    "--num-blocks",
+    "8",
+    "--batch-size",
+    "64",
+    "--learning-rate",
+    "1e-3",
     "--flip",
-    "--output-dir", "cifar10_output",
+    "--output-dir",
+    "cifar10_output",
 ]
 
 if __name__ == "__main__":

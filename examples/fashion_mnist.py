@@ -18,12 +18,18 @@ import sys
 from tfp_realnvp.cli import main
 
 DEFAULTS = [
-    "--data", "shipped",
-    "--num-scales", "2",
-    "--num-filters", "64",
-    "--num-blocks", "4",
-    "--batch-size", "64",
-    "--output-dir", "fashion_mnist_output",
+    "--data",
+    "shipped",
+    "--num-scales",
+    "2",
+    "--num-filters",
+    "64",
+    "--num-blocks",
+    "4",
+    "--batch-size",
+    "64",
+    "--output-dir",
+    "fashion_mnist_output",
 ]
 
 if __name__ == "__main__":

@@ -44,9 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source-dir", type=Path, default=DEFAULT_SOURCE)
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
-    parser.add_argument(
-        "--skip-checksum", action="store_true", help="accept files whose SHA-256 differs"
-    )
+    parser.add_argument("--skip-checksum", action="store_true", help="accept files whose SHA-256 differs")
     args = parser.parse_args(argv)
 
     for name, expected in EXPECTED_SHA256.items():

@@ -18,7 +18,9 @@ import helpers  # noqa: E402 (imports keras: after the x64 switch)
 BACKEND = keras.backend.backend()
 if BACKEND == "jax" and os.environ.get("KERAS_BACKEND") != "jax":
     # Keras chose JAX from its config file, too late for the switch above.
-    raise pytest.UsageError("run the tests with KERAS_BACKEND=jax: float64 needs JAX's x64 mode before keras is imported")
+    raise pytest.UsageError(
+        "run the tests with KERAS_BACKEND=jax: float64 needs JAX's x64 mode before keras is imported"
+    )
 
 
 def pytest_report_header(config):

@@ -346,7 +346,7 @@ def check_log_det(
         assert point is not None, f"no point given for the {direction} direction"
         transform = getattr(bijector, direction)
         log_det = getattr(bijector, f"{direction}_log_det_jacobian")
-        expected = jacobian_log_det(lambda t: transform(t, **jac_kw), fresh(point))
+        expected = jacobian_log_det(lambda t, transform=transform: transform(t, **jac_kw), fresh(point))
         actual = log_det(fresh(point), event_ndims=event_ndims, **kw)
         assert tuple(actual.shape) == (int(point.shape[0]),)
         assert_close(actual, expected, atol=atol, rtol=0.0, kind="log-det")

@@ -66,7 +66,9 @@ def test_sigkill_while_writing_leaves_the_old_file_whole(tmp_path):
     target.write_bytes(b"a finished model from an earlier run")
     script = tmp_path / "write.py"
     script.write_text(_KILLED_WHILE_WRITING)
-    process = subprocess.run([sys.executable, str(script), str(target)], env=tiny_runs.env(), capture_output=True, timeout=120)
+    process = subprocess.run(
+        [sys.executable, str(script), str(target)], env=tiny_runs.env(), capture_output=True, timeout=120
+    )
     assert process.returncode == -signal.SIGKILL
     assert target.read_bytes() == b"a finished model from an earlier run"
 
@@ -102,7 +104,9 @@ def test_sigkill_during_the_final_save_keeps_the_earlier_model(tmp_path):
     before = target.read_bytes()
     script = tmp_path / "save.py"
     script.write_text(_KILLED_WHILE_SAVING_A_MODEL)
-    process = subprocess.run([sys.executable, str(script), str(target)], env=tiny_runs.env(), capture_output=True, text=True, timeout=180)
+    process = subprocess.run(
+        [sys.executable, str(script), str(target)], env=tiny_runs.env(), capture_output=True, text=True, timeout=180
+    )
     assert process.returncode == -signal.SIGKILL, process.stderr[-2000:]
     assert target.read_bytes() == before
     assert load_realnvp(target).image_shape == (8, 8, 1)
@@ -110,12 +114,29 @@ def test_sigkill_during_the_final_save_keeps_the_earlier_model(tmp_path):
 
 def test_write_json_is_strict_json(tmp_path):
     path = tmp_path / "report.json"
-    atomic.write_json(path, {"nan": float("nan"), "inf": np.float32(np.inf), "ok": np.float64(1.5), "n": np.int64(3), "list": [float("-inf"), 2.0], "array": np.array([1.0, np.nan])})
+    atomic.write_json(
+        path,
+        {
+            "nan": float("nan"),
+            "inf": np.float32(np.inf),
+            "ok": np.float64(1.5),
+            "n": np.int64(3),
+            "list": [float("-inf"), 2.0],
+            "array": np.array([1.0, np.nan]),
+        },
+    )
 
     def refuse(constant):
         raise AssertionError(f"not JSON: {constant}")
 
-    assert json.loads(path.read_text(), parse_constant=refuse) == {"array": [1.0, None], "inf": None, "list": [None, 2.0], "n": 3, "nan": None, "ok": 1.5}
+    assert json.loads(path.read_text(), parse_constant=refuse) == {
+        "array": [1.0, None],
+        "inf": None,
+        "list": [None, 2.0],
+        "n": 3,
+        "nan": None,
+        "ok": 1.5,
+    }
 
 
 # Directories ----------------------------------------------------------------------------

@@ -5,9 +5,9 @@ import re
 import keras
 import numpy as np
 import pytest
-from helpers import BACKEND, compiled, tensor
 
 import tfp_realnvp
+from helpers import BACKEND, compiled, tensor
 from tfp_realnvp import backend
 
 

@@ -1,11 +1,10 @@
 """benchmarks/batch_norm_modes.py: its shadow averages follow the package's rule, and a
 tiny run writes a complete report in which the re-estimation beats the old default."""
 
-import importlib.util
+import importlib
 import io
 import json
 import math
-import os
 
 import keras
 import numpy as np
@@ -14,13 +13,9 @@ import pytest
 from tfp_realnvp.bijectors.batch_norm import BatchNormalization
 from tfp_realnvp.moving_stats import update_moving_moments
 
-SCRIPT = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", "batch_norm_modes.py")
-
 
 def _load():
-    spec = importlib.util.spec_from_file_location("batch_norm_modes_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = importlib.import_module("benchmarks.batch_norm_modes")
     return module
 
 
@@ -35,7 +30,9 @@ def test_shadow_averages_follow_the_package_rule(momentum, warm_start):
     for _ in range(25):
         m = rng.normal(size=3).astype(np.float32)
         v = rng.uniform(0.5, 2.0, size=3).astype(np.float32)
-        update_moving_moments(moving_mean=mean, moving_variance=var, num_updates=count, mean=m, variance=v, momentum=momentum, what="test")
+        update_moving_moments(
+            moving_mean=mean, moving_variance=var, num_updates=count, mean=m, variance=v, momentum=momentum, what="test"
+        )
         shadow.update([(m, v)])
     np.testing.assert_allclose(shadow.stats[0][0], keras.ops.convert_to_numpy(mean), rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(shadow.stats[0][1], keras.ops.convert_to_numpy(var), rtol=1e-6, atol=1e-7)
@@ -57,10 +54,36 @@ def test_tiny_run_writes_report_and_plot(tmp_path):
     module = _load()
     out, png = tmp_path / "bn.json", tmp_path / "bn.png"
     steps, every = 4, 2
-    argv = ["--steps", str(steps), "--eval-every", str(every), "--steps-per-epoch", "2", "--data", "shipped",
-            "--max-train", "256", "--max-test", "64", "--reestimate-batches", "2", "--reestimate-batch-size", "32",
-            "--num-scales", "1", "--num-filters", "4", "--runs", "shared", "--verbose", "0",
-            "--output", str(out), "--plot", str(png)]
+    argv = [
+        "--steps",
+        str(steps),
+        "--eval-every",
+        str(every),
+        "--steps-per-epoch",
+        "2",
+        "--data",
+        "shipped",
+        "--max-train",
+        "256",
+        "--max-test",
+        "64",
+        "--reestimate-batches",
+        "2",
+        "--reestimate-batch-size",
+        "32",
+        "--num-scales",
+        "1",
+        "--num-filters",
+        "4",
+        "--runs",
+        "shared",
+        "--verbose",
+        "0",
+        "--output",
+        str(out),
+        "--plot",
+        str(png),
+    ]
     assert module.main(argv) == 0
     report = json.loads(out.read_text())
 
@@ -102,9 +125,34 @@ def test_tiny_run_writes_report_and_plot(tmp_path):
 def test_default_run_measures_the_model_as_fit_leaves_it(tmp_path):
     module = _load()
     out = tmp_path / "bn.json"
-    argv = ["--steps", "4", "--eval-every", "2", "--steps-per-epoch", "2", "--data", "shipped",
-            "--max-train", "256", "--max-test", "64", "--reestimate-batches", "2", "--reestimate-batch-size", "32",
-            "--num-scales", "1", "--num-filters", "4", "--runs", "default", "--verbose", "0", "--output", str(out)]
+    argv = [
+        "--steps",
+        "4",
+        "--eval-every",
+        "2",
+        "--steps-per-epoch",
+        "2",
+        "--data",
+        "shipped",
+        "--max-train",
+        "256",
+        "--max-test",
+        "64",
+        "--reestimate-batches",
+        "2",
+        "--reestimate-batch-size",
+        "32",
+        "--num-scales",
+        "1",
+        "--num-filters",
+        "4",
+        "--runs",
+        "default",
+        "--verbose",
+        "0",
+        "--output",
+        str(out),
+    ]
     assert module.main(argv) == 0
     report = json.loads(out.read_text())
     run = report["runs"]["default"]

@@ -14,16 +14,15 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from helpers import randomize, to_numpy
 
 import tfp_realnvp
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+# benchmarks/ is not a package of the distribution: the tests import it from the repository root.
+from benchmarks import summarize, throughput
+from benchmarks.plain_keras import PlainRealNVP, parameter_count
+from helpers import randomize, to_numpy
 
-# benchmarks/ is not a package of the distribution: importable once the repository root is on sys.path.
-from benchmarks import summarize, throughput  # noqa: E402 (needs the sys.path entry above)
-from benchmarks.plain_keras import PlainRealNVP, parameter_count  # noqa: E402 (needs the sys.path entry above)
+REPO = Path(__file__).resolve().parents[1]
 
 # Small configurations: the harness' "tiny" one, and one with three scales and RGB.
 CONFIGS = [
@@ -122,14 +121,29 @@ def test_every_flag_has_help():
         if action.help is not argparse.SUPPRESS:
             assert action.help, f"{action.option_strings} has no help"
     help_text = parser.format_help()
-    for flag in ("--config", "--batch-sizes", "--precision", "--repeats", "--warmup", "--jit", "--no-jit",
-                 "--steps", "--output", "--skip-baseline"):
+    for flag in (
+        "--config",
+        "--batch-sizes",
+        "--precision",
+        "--repeats",
+        "--warmup",
+        "--jit",
+        "--no-jit",
+        "--steps",
+        "--output",
+        "--skip-baseline",
+    ):
         assert flag in help_text
 
 
 def test_bad_arguments_are_rejected():
     parser = throughput.build_parser()
-    for argv in (["--batch-sizes", "0"], ["--batch-sizes", "a"], ["--measure", "train,nope"], ["--precision", "float8"]):
+    for argv in (
+        ["--batch-sizes", "0"],
+        ["--batch-sizes", "a"],
+        ["--measure", "train,nope"],
+        ["--precision", "float8"],
+    ):
         with pytest.raises(SystemExit):
             parser.parse_args(argv)
     assert parser.parse_args(["--batch-sizes", "256,64,256"]).batch_sizes == [256, 64]
@@ -151,11 +165,25 @@ def test_throughput_cli_writes_complete_report(tmp_path):
     output = tmp_path / "tiny.json"
     env = dict(os.environ, KERAS_BACKEND=keras.backend.backend(), TF_CPP_MIN_LOG_LEVEL="3")
     argv = [
-        sys.executable, str(REPO / "benchmarks" / "throughput.py"),
-        "--config", "tiny", "--batch-sizes", "4", "--repeats", "1", "--warmup", "0", "--steps", "1",
-        "--schedule", "interleaved", "--output", str(output),
+        sys.executable,
+        "-m",
+        "benchmarks.throughput",
+        "--config",
+        "tiny",
+        "--batch-sizes",
+        "4",
+        "--repeats",
+        "1",
+        "--warmup",
+        "0",
+        "--steps",
+        "1",
+        "--schedule",
+        "interleaved",
+        "--output",
+        str(output),
     ]
-    proc = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(argv, env=env, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "pkg/base" in proc.stdout
     report = json.loads(output.read_text())
@@ -206,8 +234,14 @@ def test_summarize_merges_partial_runs(tmp_path, capsys):
     worker = {"backend": "jax", "device": {"platform": "gpu", "devices": ["gpu:0"]}, "train": {"2": stats}}
     # A run cut short: its report lacks the baseline, which left a partial file.
     report = {
-        "config": "tiny", "precision": "float32", "backend": "jax", "device": worker["device"], "step_mode": "loop",
-        "jit": None, "results": {"package": {**worker, "implementation": "package"}}, "errors": {"baseline": "timeout"},
+        "config": "tiny",
+        "precision": "float32",
+        "backend": "jax",
+        "device": worker["device"],
+        "step_mode": "loop",
+        "jit": None,
+        "results": {"package": {**worker, "implementation": "package"}},
+        "errors": {"baseline": "timeout"},
     }
     (tmp_path / "run.json").write_text(json.dumps(report))
     half = {**stats, "images_per_s": 20.0, "images_per_s_repeats": [20.0]}

@@ -1,25 +1,36 @@
 """benchmarks/bits_per_dim.py trains for its budget and reports against the baseline."""
 
-import importlib.util
+import importlib
 import json
-import os
 
 import keras
 import numpy as np
 import pytest
 
-SCRIPT = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", "bits_per_dim.py")
-
 
 # Runs in the TensorFlow suite; on JAX with the slow tests (it compiles for long there).
 @(pytest.mark.slow if keras.backend.backend() == "jax" else pytest.mark.usefixtures())
 def test_bits_per_dim_benchmark_writes_measured_json(tmp_path):
-    spec = importlib.util.spec_from_file_location("bits_per_dim_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = importlib.import_module("benchmarks.bits_per_dim")
     out = tmp_path / "bpd.json"
-    argv = ["--config", "tiny", "--data", "shipped", "--minutes", "0.02", "--max-epochs", "1",
-            "--max-train", "256", "--max-test", "64", "--verbose", "0", "--output", str(out)]
+    argv = [
+        "--config",
+        "tiny",
+        "--data",
+        "shipped",
+        "--minutes",
+        "0.02",
+        "--max-epochs",
+        "1",
+        "--max-train",
+        "256",
+        "--max-test",
+        "64",
+        "--verbose",
+        "0",
+        "--output",
+        str(out),
+    ]
     assert module.main(argv) == 0
     report = json.loads(out.read_text())
     assert report["train_images"] == 256 and report["test_images"] == 64

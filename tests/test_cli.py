@@ -47,7 +47,22 @@ def test_sample_writes_png(trained, tmp_path):
     from PIL import Image
 
     path = tmp_path / "grid.png"
-    assert main(["sample", "--model", str(trained / "model.keras"), "--num-samples", "9", "--output", str(path), "--scale", "1"]) == 0
+    assert (
+        main(
+            [
+                "sample",
+                "--model",
+                str(trained / "model.keras"),
+                "--num-samples",
+                "9",
+                "--output",
+                str(path),
+                "--scale",
+                "1",
+            ]
+        )
+        == 0
+    )
     grid = np.asarray(Image.open(path))
     # 3x3 tiles of 28 pixels with 1-pixel padding.
     assert grid.shape == (3 * 29 + 1, 3 * 29 + 1)

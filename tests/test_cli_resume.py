@@ -140,7 +140,20 @@ def test_a_second_run_into_the_same_output_dir_is_refused(data, tmp_path, capsys
 def finished(data, tmp_path_factory):
     """A finished tiny run of 8 steps, trained in this process."""
     out = tmp_path_factory.mktemp("finished")
-    argv = ["train", "--data", str(data), *tiny_runs.MODEL_FLAGS, "--steps", "8", "--steps-per-epoch", "4", "--output-dir", str(out), "--verbose", "0"]
+    argv = [
+        "train",
+        "--data",
+        str(data),
+        *tiny_runs.MODEL_FLAGS,
+        "--steps",
+        "8",
+        "--steps-per-epoch",
+        "4",
+        "--output-dir",
+        str(out),
+        "--verbose",
+        "0",
+    ]
     assert main(argv) == 0
     return out, argv
 
@@ -202,7 +215,20 @@ def test_plan_steps():
 
 def test_steps_per_epoch_beyond_the_data_gives_exactly_the_steps_asked_for(data, tmp_path):
     # 64 images in batches of 16 are 4 batches; 3 epochs of 6 steps need the data 4.5 times.
-    argv = ["train", "--data", str(data), *tiny_runs.MODEL_FLAGS, "--epochs", "3", "--steps-per-epoch", "6", "--output-dir", str(tmp_path), "--verbose", "0"]
+    argv = [
+        "train",
+        "--data",
+        str(data),
+        *tiny_runs.MODEL_FLAGS,
+        "--epochs",
+        "3",
+        "--steps-per-epoch",
+        "6",
+        "--output-dir",
+        str(tmp_path),
+        "--verbose",
+        "0",
+    ]
     assert main(argv) == 0
     report = _report(tmp_path)
     assert report["steps"] == report["requested_steps"] == 18
@@ -210,7 +236,18 @@ def test_steps_per_epoch_beyond_the_data_gives_exactly_the_steps_asked_for(data,
 
 
 def test_epochs_and_steps_together_are_refused_by_flag_name(data, tmp_path, capsys):
-    argv = ["train", "--data", str(data), *tiny_runs.MODEL_FLAGS, "--epochs", "2", "--steps", "5", "--output-dir", str(tmp_path)]
+    argv = [
+        "train",
+        "--data",
+        str(data),
+        *tiny_runs.MODEL_FLAGS,
+        "--epochs",
+        "2",
+        "--steps",
+        "5",
+        "--output-dir",
+        str(tmp_path),
+    ]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "--epochs 2 and --steps 5" in err

@@ -30,7 +30,19 @@ def celeba_folder(tmp_path_factory):
 
 def test_a_celeba_folder_streams_with_the_paper_crop(celeba_folder, tmp_path):
     out = tmp_path / "run"
-    argv = ["train", "--data", str(celeba_folder), "--stream", "--preset", "celeba", "--steps", "3", *TINY, "--output-dir", str(out)]
+    argv = [
+        "train",
+        "--data",
+        str(celeba_folder),
+        "--stream",
+        "--preset",
+        "celeba",
+        "--steps",
+        "3",
+        *TINY,
+        "--output-dir",
+        str(out),
+    ]
     assert main(argv) == 0
     report = json.loads((out / "report.json").read_text())
     assert report["image_shape"] == [64, 64, 3]
@@ -43,7 +55,19 @@ def test_a_celeba_folder_streams_with_the_paper_crop(celeba_folder, tmp_path):
 def test_a_streamed_run_resumes(celeba_folder, tmp_path):
     out = tmp_path / "run"
     # The paper's crop, resized to 16x16 to keep the run short.
-    base = ["train", "--data", str(celeba_folder), "--stream", "--preset", "celeba", "--image-size", "16", *TINY, "--output-dir", str(out)]
+    base = [
+        "train",
+        "--data",
+        str(celeba_folder),
+        "--stream",
+        "--preset",
+        "celeba",
+        "--image-size",
+        "16",
+        *TINY,
+        "--output-dir",
+        str(out),
+    ]
     assert main([*base, "--steps", "2"]) == 0
     assert main([*base, "--steps", "4"]) == 0
     report = json.loads((out / "report.json").read_text())

@@ -10,7 +10,20 @@ import pytest
 
 from tfp_realnvp.cli import main
 
-TINY = ["--num-scales", "1", "--num-filters", "4", "--num-blocks", "1", "--max-images", "96", "--batch-size", "32", "--verbose", "0"]
+TINY = [
+    "--num-scales",
+    "1",
+    "--num-filters",
+    "4",
+    "--num-blocks",
+    "1",
+    "--max-images",
+    "96",
+    "--batch-size",
+    "32",
+    "--verbose",
+    "0",
+]
 if keras.backend.backend() == "tensorflow":
     TINY += ["--jit-compile", "false"]
 
@@ -38,7 +51,9 @@ def test_evaluate_conditional_matches_report(trained, capsys):
     report = json.loads((trained / "report.json").read_text())
     assert main(["evaluate", "--model", str(trained / "model.keras"), "--max-images", "96"]) == 0
     printed = capsys.readouterr().out
-    assert float(printed.split("conditional bits/dim:")[1].split()[0]) == pytest.approx(report["test_bits_per_dim"], abs=1e-3)
+    assert float(printed.split("conditional bits/dim:")[1].split()[0]) == pytest.approx(
+        report["test_bits_per_dim"], abs=1e-3
+    )
     accuracy = float(printed.split("classification accuracy:")[1].split()[0])
     assert accuracy == pytest.approx(report["test_classify_accuracy"], abs=1e-4)
 
@@ -47,10 +62,42 @@ def test_sample_label_and_rows_per_class(trained, tmp_path, capsys):
     from PIL import Image
 
     one = tmp_path / "one.png"
-    assert main(["sample", "--model", str(trained / "model.keras"), "--num-samples", "4", "--label", "3", "--output", str(one), "--scale", "1"]) == 0
+    assert (
+        main(
+            [
+                "sample",
+                "--model",
+                str(trained / "model.keras"),
+                "--num-samples",
+                "4",
+                "--label",
+                "3",
+                "--output",
+                str(one),
+                "--scale",
+                "1",
+            ]
+        )
+        == 0
+    )
     assert np.asarray(Image.open(one)).shape == (2 * 29 + 1, 2 * 29 + 1)
     rows = tmp_path / "rows.png"
-    assert main(["sample", "--model", str(trained / "model.keras"), "--num-samples", "20", "--output", str(rows), "--scale", "1"]) == 0
+    assert (
+        main(
+            [
+                "sample",
+                "--model",
+                str(trained / "model.keras"),
+                "--num-samples",
+                "20",
+                "--output",
+                str(rows),
+                "--scale",
+                "1",
+            ]
+        )
+        == 0
+    )
     assert np.asarray(Image.open(rows)).shape == (10 * 29 + 1, 2 * 29 + 1)
     capsys.readouterr()
     assert main(["sample", "--model", str(trained / "model.keras"), "--label", "10", "--output", str(rows)]) == 2
@@ -90,8 +137,13 @@ def test_labels_from_npz(tmp_path):
 
     rng = np.random.default_rng(1)
     path = tmp_path / "set.npz"
-    np.savez(path, x_train=rng.integers(0, 256, (5, 4, 4, 1), dtype=np.uint8), y_train=np.arange(5) % 2,
-             x_test=rng.integers(0, 256, (2, 4, 4, 1), dtype=np.uint8), y_test=np.array([1, 0]))
+    np.savez(
+        path,
+        x_train=rng.integers(0, 256, (5, 4, 4, 1), dtype=np.uint8),
+        y_train=np.arange(5) % 2,
+        x_test=rng.integers(0, 256, (2, 4, 4, 1), dtype=np.uint8),
+        y_test=np.array([1, 0]),
+    )
     images, labels, _ = load_labelled_images(path, split="test")
     assert images.shape == (2, 4, 4, 1)
     np.testing.assert_array_equal(labels, [1, 0])
@@ -101,7 +153,23 @@ def test_labels_from_npz(tmp_path):
 
 
 def test_conditional_refuses_a_stream(tmp_path, capsys):
-    assert main(["train", "--conditional", "--stream", "--data", str(tmp_path), *TINY, "--steps", "1", "--output-dir", str(tmp_path / "o")]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--conditional",
+                "--stream",
+                "--data",
+                str(tmp_path),
+                *TINY,
+                "--steps",
+                "1",
+                "--output-dir",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
     assert "--conditional reads labelled sets held in memory" in capsys.readouterr().err
 
 

@@ -6,6 +6,7 @@ class-conditional base: ``dist.trainable_variables`` and a ``GradientTape`` loop
 import keras
 import numpy as np
 import pytest
+
 from helpers import (
     BACKEND,
     REORDER_RTOL,
@@ -19,7 +20,6 @@ from helpers import (
     to_numpy,
     variable_values,
 )
-
 from tfp_realnvp import ConditionalNormal, MultiScaleFlow, tfd
 from tfp_realnvp.stateless import stateless_call
 

@@ -4,6 +4,7 @@ classify signature, reloaded with tf.saved_model.load and compared with the mode
 import keras
 import numpy as np
 import pytest
+
 from helpers import randomize
 
 pytestmark = pytest.mark.tf_only
@@ -43,7 +44,10 @@ def test_signatures_take_labels_and_match_the_model(exported):
     decoded = served.signatures["decode"](z=tf.constant(z), labels=tf.constant(labels))["images"].numpy()
     np.testing.assert_array_equal(decoded, images)
     sampled = served.signatures["sample"](
-        num_samples=tf.constant(3), seed=tf.constant([4, 0]), temperature=tf.constant(0.7), labels=tf.constant([0, 1, 2])
+        num_samples=tf.constant(3),
+        seed=tf.constant([4, 0]),
+        temperature=tf.constant(0.7),
+        labels=tf.constant([0, 1, 2]),
     )["images"].numpy()
     np.testing.assert_array_equal(sampled, model.sample(3, labels=[0, 1, 2], temperature=0.7, seed=4))
     metadata = tfp_realnvp.load_metadata(path)

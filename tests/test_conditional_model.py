@@ -6,8 +6,8 @@ import math
 import keras
 import numpy as np
 import pytest
-from helpers import BACKEND, randomize
 
+from helpers import randomize
 from tfp_realnvp import RealNVP
 from tfp_realnvp.labels import check_prior, posterior
 
@@ -44,7 +44,9 @@ def test_log_prob_is_conditional_and_matches_call(model):
     bits = model.bits_per_dim(images, labels)
     np.testing.assert_allclose(bits, -model.log_prob(images, labels) / (np.prod(IMAGE) * math.log(2)), rtol=1e-6)
     # The same numbers whatever the batch size.
-    np.testing.assert_allclose(model.log_prob(images, labels, batch_size=4), model.log_prob(images, labels), rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(
+        model.log_prob(images, labels, batch_size=4), model.log_prob(images, labels), rtol=1e-5, atol=1e-3
+    )
 
 
 def test_classify_is_bayes_rule(model):
@@ -57,9 +59,13 @@ def test_classify_is_bayes_rule(model):
     np.testing.assert_allclose(probs, uniform / uniform.sum(axis=1, keepdims=True), rtol=1e-4, atol=1e-6)
     prior = np.array([0.7, 0.2, 0.1])
     weighted = np.exp(log_lik - log_lik.max(axis=1, keepdims=True)) * prior
-    np.testing.assert_allclose(model.classify(images, prior=prior), weighted / weighted.sum(axis=1, keepdims=True), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        model.classify(images, prior=prior), weighted / weighted.sum(axis=1, keepdims=True), rtol=1e-4, atol=1e-6
+    )
     # Unnormalised weights mean the same prior.
-    np.testing.assert_allclose(model.classify(images, prior=prior * 10), model.classify(images, prior=prior), atol=1e-12)
+    np.testing.assert_allclose(
+        model.classify(images, prior=prior * 10), model.classify(images, prior=prior), atol=1e-12
+    )
 
 
 def test_posterior_is_stable_for_large_log_likelihoods():
@@ -111,7 +117,9 @@ def test_errors_name_what_was_received(model):
 def test_unconditional_model_refuses_labels():
     m = RealNVP(IMAGE, **TINY)
     images, labels = data(2)
-    with pytest.raises(ValueError, match=r"unconditional \(num_classes=None\) and takes no labels; received labels of shape \[2\]"):
+    with pytest.raises(
+        ValueError, match=r"unconditional \(num_classes=None\) and takes no labels; received labels of shape \[2\]"
+    ):
         m.log_prob(images, labels)
     with pytest.raises(ValueError, match="takes no labels"):
         m.sample(2, labels=0)

@@ -30,7 +30,11 @@ FLAGS = ["--steps", str(STEPS), "--steps-per-epoch", "1", "--verbose", "2", "--s
 def _env(devices: int, **extra) -> dict:
     env = tiny_runs.env()
     env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
-    for name in ("KERAS_DISTRIBUTION_JOB_ADDRESSES", "KERAS_DISTRIBUTION_NUM_PROCESSES", "KERAS_DISTRIBUTION_PROCESS_ID"):
+    for name in (
+        "KERAS_DISTRIBUTION_JOB_ADDRESSES",
+        "KERAS_DISTRIBUTION_NUM_PROCESSES",
+        "KERAS_DISTRIBUTION_PROCESS_ID",
+    ):
         env.pop(name, None)
     env.update(extra)
     return env
@@ -89,7 +93,10 @@ def _assert_same_training(out, reference_out, *, steps=STEPS):
     # order on two devices) can move a weight either way: weights agree to half a step.
     # test_api_data_parallel_with_sgd_gives_the_weights_of_one_device checks the weights
     # to float32 precision with an update that is linear in the gradient.
-    weights, reference = tiny_runs.trainable_weights(out / "model.keras"), tiny_runs.trainable_weights(reference_out / "model.keras")
+    weights, reference = (
+        tiny_runs.trainable_weights(out / "model.keras"),
+        tiny_runs.trainable_weights(reference_out / "model.keras"),
+    )
     assert weights.keys() == reference.keys()
     for name, value in reference.items():
         np.testing.assert_allclose(weights[name], value, rtol=0, atol=5e-4, err_msg=name)
@@ -174,7 +181,10 @@ def test_two_processes_of_two_devices_train_like_one_device_and_resume_together(
     assert report["steps"] == STEPS and report["resumed_from_step"] == STEPS // 2
     expected = _report(reference)["history"]
     np.testing.assert_allclose(report["history"]["loss"], expected["loss"][STEPS // 2 :], rtol=2e-5)
-    weights, reference_weights = tiny_runs.trainable_weights(out / "model.keras"), tiny_runs.trainable_weights(reference / "model.keras")
+    weights, reference_weights = (
+        tiny_runs.trainable_weights(out / "model.keras"),
+        tiny_runs.trainable_weights(reference / "model.keras"),
+    )
     for name, value in reference_weights.items():
         np.testing.assert_allclose(weights[name], value, rtol=0, atol=5e-4, err_msg=name)
 
@@ -189,8 +199,9 @@ def test_a_batch_the_devices_cannot_share_is_refused_by_flag(data, tmp_path):
 
 def test_an_incomplete_job_description_is_refused(data, tmp_path):
     env = _env(1, KERAS_DISTRIBUTION_NUM_PROCESSES="2")
-    process = subprocess.run(tiny_runs.train_argv(data, tmp_path, *FLAGS), capture_output=True, text=True, env=env, timeout=300, check=False)
+    process = subprocess.run(
+        tiny_runs.train_argv(data, tmp_path, *FLAGS), capture_output=True, text=True, env=env, timeout=300, check=False
+    )
     assert process.returncode == 2
     assert "missing KERAS_DISTRIBUTION_JOB_ADDRESSES, KERAS_DISTRIBUTION_PROCESS_ID" in process.stderr
     assert not (tmp_path / "report.json").exists()
-

@@ -54,7 +54,10 @@ def test_divergence_after_resuming_keeps_the_last_good_checkpoint_and_model(data
     report_text = (tmp_path / "report.json").read_text()
     capsys.readouterr()
     # Resume at step 8 with a learning rate that diverges long before the next epoch end.
-    assert main(_train(data, tmp_path, "--steps", "60", "--steps-per-epoch", "50", "--learning-rate", "100")) == EXIT_DIVERGED
+    assert (
+        main(_train(data, tmp_path, "--steps", "60", "--steps-per-epoch", "50", "--learning-rate", "100"))
+        == EXIT_DIVERGED
+    )
     err = capsys.readouterr().err
     assert "checkpoints/step-000000008 (step 8)" in err and "resume from it" in err
     assert tiny_runs.checkpoint_steps(tmp_path) == [4, 8]

@@ -22,6 +22,7 @@ import re
 import keras
 import numpy as np
 import pytest
+
 from helpers import (
     BACKEND,
     REORDER_RTOL,
@@ -38,7 +39,6 @@ from helpers import (
     to_numpy,
     variable_values,
 )
-
 from tfp_realnvp import MultiScaleFlow, tfb, tfd
 
 IMAGE = (4, 4, 2)

@@ -11,7 +11,22 @@ import pytest
 pytestmark = pytest.mark.tf_only
 
 EXAMPLES = os.path.join(os.path.dirname(__file__), os.pardir, "examples")
-TINY = ["--num-filters", "4", "--num-blocks", "1", "--steps", "2", "--batch-size", "8", "--max-images", "16", "--verbose", "0", "--jit-compile", "false"]
+TINY = [
+    "--num-filters",
+    "4",
+    "--num-blocks",
+    "1",
+    "--steps",
+    "2",
+    "--batch-size",
+    "8",
+    "--max-images",
+    "16",
+    "--verbose",
+    "0",
+    "--jit-compile",
+    "false",
+]
 
 
 def _run(script, argv, monkeypatch):

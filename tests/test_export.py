@@ -13,6 +13,7 @@ import textwrap
 import keras
 import numpy as np
 import pytest
+
 from helpers import randomize
 
 pytestmark = pytest.mark.tf_only
@@ -249,9 +250,19 @@ def test_saved_model_cli_lists_the_signatures(exported):
     assert "Concrete Functions" in listing, "expected the saved_model_cli output"
     for name in export_lib.SIGNATURE_NAMES:
         assert f"signature_def['{name}']" in listing
-    for expected in ("inputs['images']", "inputs['num_samples']", "inputs['seed']", "inputs['temperature']",
-                     "inputs['z']", "outputs['log_prob']", "outputs['bits_per_dim']", "outputs['z']",
-                     "outputs['images']", "DT_UINT8", "shape: (-1, 8, 8, 1)"):
+    for expected in (
+        "inputs['images']",
+        "inputs['num_samples']",
+        "inputs['seed']",
+        "inputs['temperature']",
+        "inputs['z']",
+        "outputs['log_prob']",
+        "outputs['bits_per_dim']",
+        "outputs['z']",
+        "outputs['images']",
+        "DT_UINT8",
+        "shape: (-1, 8, 8, 1)",
+    ):
         assert expected in listing
     # Without the tool, the same SignatureDef listing is read from saved_model.pb.
     fallback = export_lib.describe_export(exported, use_cli=False)
@@ -373,8 +384,17 @@ def test_run_export_of_a_mixed_precision_keras_file(tmp_path, capsys):
     np.savez(tmp_path / "eval.npz", x_test=images)
     parser = export_lib.add_export_arguments(argparse.ArgumentParser())
     args = parser.parse_args(
-        ["--model", str(tmp_path / "small.keras"), "--output", str(tmp_path / "export"), "--version", "auto",
-         "--eval-data", str(tmp_path / "eval.npz"), "--no-describe"]
+        [
+            "--model",
+            str(tmp_path / "small.keras"),
+            "--output",
+            str(tmp_path / "export"),
+            "--version",
+            "auto",
+            "--eval-data",
+            str(tmp_path / "eval.npz"),
+            "--no-describe",
+        ]
     )
     written = export_lib.run_export(args)
     assert written == tmp_path / "export" / "1"

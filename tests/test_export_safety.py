@@ -38,7 +38,18 @@ def model_file(model, tmp_path_factory):
 
 
 def _export_argv(model_file, base, *extra):
-    return [sys.executable, "-m", "tfp_realnvp", "export", "--model", str(model_file), "--output", str(base), "--no-describe", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "tfp_realnvp",
+        "export",
+        "--model",
+        str(model_file),
+        "--output",
+        str(base),
+        "--no-describe",
+        *extra,
+    ]
 
 
 # Concurrency --------------------------------------------------------------------------
@@ -117,14 +128,18 @@ def served(model, tmp_path_factory):
 
 
 def _sample(served, n):
-    return served.signatures["sample"](num_samples=tf.constant(n), seed=tf.constant([1, 2]), temperature=tf.constant(1.0))
+    return served.signatures["sample"](
+        num_samples=tf.constant(n), seed=tf.constant([1, 2]), temperature=tf.constant(1.0)
+    )
 
 
 def test_sample_is_bounded_by_the_value_fixed_at_export(served, model, tmp_path):
     path, loaded = served
     assert export_lib.load_metadata(path)["max_samples"] == 5
     assert _sample(loaded, 5)["images"].shape == (5, *SHAPE)
-    with pytest.raises(tf.errors.InvalidArgumentError, match="num_samples must be at most 5, the bound fixed at export"):
+    with pytest.raises(
+        tf.errors.InvalidArgumentError, match="num_samples must be at most 5, the bound fixed at export"
+    ):
         _sample(loaded, 1_000_000)
     # The default bound.
     default = export_lib.export_saved_model(model, tmp_path / "default")
@@ -137,7 +152,9 @@ def test_every_signature_refuses_an_empty_batch_clearly(served):
     _, loaded = served
     empty = tf.zeros([0, *SHAPE], tf.uint8)
     for name in ("serving_default", "encode"):
-        with pytest.raises(tf.errors.InvalidArgumentError, match=f"{name}: images must hold at least one item; received an empty batch"):
+        with pytest.raises(
+            tf.errors.InvalidArgumentError, match=f"{name}: images must hold at least one item; received an empty batch"
+        ):
             loaded.signatures[name](images=empty)
     with pytest.raises(tf.errors.InvalidArgumentError, match="decode: z must hold at least one item"):
         loaded.signatures["decode"](z=tf.zeros([0, *SHAPE], tf.float32))
@@ -146,8 +163,36 @@ def test_every_signature_refuses_an_empty_batch_clearly(served):
 
 
 def test_export_cli_records_max_samples(model_file, tmp_path, capsys):
-    assert main(["export", "--model", str(model_file), "--output", str(tmp_path / "e"), "--no-describe", "--max-samples", "64"]) == 0
+    assert (
+        main(
+            [
+                "export",
+                "--model",
+                str(model_file),
+                "--output",
+                str(tmp_path / "e"),
+                "--no-describe",
+                "--max-samples",
+                "64",
+            ]
+        )
+        == 0
+    )
     assert json.loads((tmp_path / "e" / "assets" / "realnvp.json").read_text())["max_samples"] == 64
-    assert main(["export", "--model", str(model_file), "--output", str(tmp_path / "f"), "--no-describe", "--max-samples", "0"]) == 2
+    assert (
+        main(
+            [
+                "export",
+                "--model",
+                str(model_file),
+                "--output",
+                str(tmp_path / "f"),
+                "--no-describe",
+                "--max-samples",
+                "0",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "--max-samples must be a positive integer" in err and "received 0" in err

@@ -11,9 +11,9 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-from helpers import to_numpy
 
 import tfp_realnvp
+from helpers import to_numpy
 from tfp_realnvp.data import load_images
 from tfp_realnvp.training import recalibrate_batch_norm
 
@@ -39,7 +39,13 @@ def fitted(shipped):
     model.compile(learning_rate=3e-3)
     epochs = STEPS * BATCH // len(train)
     history = model.fit(
-        train, batch_size=BATCH, epochs=epochs, shuffle=True, validation_data=(test,), validation_batch_size=64, verbose=0
+        train,
+        batch_size=BATCH,
+        epochs=epochs,
+        shuffle=True,
+        validation_data=(test,),
+        validation_batch_size=64,
+        verbose=0,
     )
     return {"model": model, "history": history.history}
 
@@ -50,7 +56,9 @@ def batch_statistics_bits_per_dim(model, images: np.ndarray) -> float:
     The stored moving averages are restored afterwards, so the model is unchanged.
     """
     saved = [to_numpy(v) for v in model.flow.non_trainable_variables]
-    x = keras.ops.convert_to_tensor(images.astype(np.float32) + to_numpy(tfp_realnvp.model.dequantization_noise(images)))
+    x = keras.ops.convert_to_tensor(
+        images.astype(np.float32) + to_numpy(tfp_realnvp.model.dequantization_noise(images))
+    )
     try:
         log_p = to_numpy(model.distribution.log_prob(x, bijector_kwargs={"training": True}))
     finally:

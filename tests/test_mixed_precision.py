@@ -11,9 +11,9 @@ import contextlib
 import keras
 import numpy as np
 import pytest
-from helpers import dtype_name, perturb, to_numpy
 
 import tfp_realnvp
+from helpers import dtype_name, perturb, to_numpy
 from tfp_realnvp.compiled import CompiledFunction
 
 BACKEND = keras.backend.backend()

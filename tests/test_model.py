@@ -13,9 +13,9 @@ import math
 import keras
 import numpy as np
 import pytest
-from helpers import perturb, to_numpy
 
 import tfp_realnvp
+from helpers import perturb, to_numpy
 from tfp_realnvp.compiled import CompiledFunction
 from tfp_realnvp.dequantization import dequantization_noise
 
@@ -341,13 +341,16 @@ def test_evaluate_reports_inference_mode_bits_per_dim(trained, train_images):
     assert set(result) == {"loss", "bits_per_dim"}
     expected = float(np.mean(model.bits_per_dim(train_images)))
     assert result["bits_per_dim"] == pytest.approx(expected, abs=1e-4)
+
     # With batch statistics instead of moving averages the number differs: evaluate
     # really runs batch norm in inference mode.
     def with_batch_statistics(x):
         return model.distribution.log_prob(x, bijector_kwargs={"training": True})
 
     saved = [to_numpy(v) for v in model.flow.non_trainable_variables]
-    batch_stats = model.to_bits_per_dim(run_compiled(model, with_batch_statistics, train_images.astype(np.float32) + 0.5))
+    batch_stats = model.to_bits_per_dim(
+        run_compiled(model, with_batch_statistics, train_images.astype(np.float32) + 0.5)
+    )
     # (Batch statistics move the averages, on TensorFlow; put them back.)
     for variable, value in zip(model.flow.non_trainable_variables, saved):
         variable.assign(value)
@@ -463,7 +466,13 @@ def test_backup_and_restore_resumes_training(train_images, tmp_path):
     backup = str(tmp_path / "backup")
     interrupted = _fresh_model()
     with pytest.raises(RuntimeError, match="epoch 2"):
-        fit_steps(interrupted, images, steps=12, batch_size=8, callbacks=[keras.callbacks.BackupAndRestore(backup), _Interrupt(2)])
+        fit_steps(
+            interrupted,
+            images,
+            steps=12,
+            batch_size=8,
+            callbacks=[keras.callbacks.BackupAndRestore(backup), _Interrupt(2)],
+        )
     resumed = _fresh_model()
     history = fit_steps(resumed, images, steps=12, batch_size=8, callbacks=[keras.callbacks.BackupAndRestore(backup)])
     assert len(history.history["loss"]) == 1, "only the epoch that was not done runs"

@@ -29,7 +29,11 @@ def _one_line_error(capsys, argv) -> str:
 def test_a_truncated_model_file_is_named_as_corrupt(model_file, tmp_path, capsys, command):
     broken = tmp_path / "broken.keras"
     broken.write_bytes(model_file.read_bytes()[:1203])
-    extra = {"evaluate": [], "sample": ["--output", str(tmp_path / "s.png")], "export": ["--output", str(tmp_path / "e")]}
+    extra = {
+        "evaluate": [],
+        "sample": ["--output", str(tmp_path / "s.png")],
+        "export": ["--output", str(tmp_path / "e")],
+    }
     err = _one_line_error(capsys, [command, "--model", str(broken), *extra[command]])
     assert str(broken) in err and "corrupt" in err
     assert "File not found" not in err
@@ -66,7 +70,9 @@ def test_a_valid_file_loads_and_computes(model_file):
 
 def _command_parser(command: str):
     parser = build_parser()
-    (subcommands,) = [action for action in parser._actions if hasattr(action, "choices") and isinstance(action.choices, dict)]
+    (subcommands,) = [
+        action for action in parser._actions if hasattr(action, "choices") and isinstance(action.choices, dict)
+    ]
     return subcommands.choices[command]
 
 
@@ -83,7 +89,20 @@ def test_cli_wording_names_flags():
 def test_a_bad_image_size_is_reported_by_flag(tmp_path, capsys):
     err = _one_line_error(
         capsys,
-        ["train", "--data", "shipped", "--image-size", "30", "--num-scales", "3", "--steps", "1",
-         "--output-dir", str(tmp_path / "run"), "--verbose", "0"],
+        [
+            "train",
+            "--data",
+            "shipped",
+            "--image-size",
+            "30",
+            "--num-scales",
+            "3",
+            "--steps",
+            "1",
+            "--output-dir",
+            str(tmp_path / "run"),
+            "--verbose",
+            "0",
+        ],
     )
     assert "--num-scales 3" in err and "[30, 30, 1]" in err and "num_scales" not in err, err

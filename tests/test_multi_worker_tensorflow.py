@@ -18,7 +18,9 @@ from tfp_realnvp.distributed import refuse_multi_worker_tensorflow, setup_data_p
 
 pytestmark = pytest.mark.tf_only
 
-TWO_WORKERS = json.dumps({"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "worker", "index": 0}})
+TWO_WORKERS = json.dumps(
+    {"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "worker", "index": 0}}
+)
 
 
 def test_cli_refuses_a_multi_worker_tf_config(tmp_path, monkeypatch, capsys):
@@ -41,8 +43,11 @@ def test_one_worker_and_no_tf_config_are_fine():
 
 
 def test_keras_job_variables_on_tensorflow_name_the_jax_backend():
-    env = {"KERAS_DISTRIBUTION_NUM_PROCESSES": "2", "KERAS_DISTRIBUTION_PROCESS_ID": "0",
-           "KERAS_DISTRIBUTION_JOB_ADDRESSES": "127.0.0.1:1,127.0.0.1:1"}
+    env = {
+        "KERAS_DISTRIBUTION_NUM_PROCESSES": "2",
+        "KERAS_DISTRIBUTION_PROCESS_ID": "0",
+        "KERAS_DISTRIBUTION_JOB_ADDRESSES": "127.0.0.1:1,127.0.0.1:1",
+    }
     with pytest.raises(ValueError, match="multi-process training runs on the JAX backend.*Set KERAS_BACKEND=jax"):
         setup_data_parallel(env)
     topology = setup_data_parallel({})
@@ -69,5 +74,7 @@ def test_realnvp_refuses_a_multi_worker_strategy_scope():
 
 def test_mirrored_strategy_is_still_accepted():
     script = "import tensorflow as tf, tfp_realnvp\nwith tf.distribute.MirroredStrategy().scope():\n    tfp_realnvp.RealNVP((8, 8, 1), num_scales=1)\nprint('OK')"
-    process = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=tiny_runs.env(), timeout=240, check=False)
+    process = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=tiny_runs.env(), timeout=240, check=False
+    )
     assert process.returncode == 0 and "OK" in process.stdout, process.stderr[-3000:]

@@ -12,10 +12,9 @@ from pathlib import Path
 import keras
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from benchmarks import hlo_profile, step_profile
 
-from benchmarks import hlo_profile, step_profile  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 # A small module in the layout of ``Compiled.as_text()``: frame tables, a fused reduction
 # from the batch-norm statistics (called through keras' ``mean``), a cuDNN convolution in
@@ -136,7 +135,10 @@ def test_parse_instruction_ignores_other_lines():
 @pytest.mark.parametrize(
     "stack, part",
     [
-        ([("/k/numpy.py", "mean"), ("/p/tfp_realnvp/bijectors/batch_norm.py", "BatchNormalization._statistics")], "batch_norm"),
+        (
+            [("/k/numpy.py", "mean"), ("/p/tfp_realnvp/bijectors/batch_norm.py", "BatchNormalization._statistics")],
+            "batch_norm",
+        ),
         ([("/b/benchmarks/plain_keras.py", "BatchNorm.inverse")], "batch_norm"),
         ([("/b/benchmarks/plain_keras.py", "Coupling._scale_and_shift")], "coupling"),
         ([("/p/tfp_realnvp/networks/weight_norm.py", "WeightNormConv2D.kernel")], "network"),
@@ -219,8 +221,14 @@ def test_profile_reports_operations_missing_from_the_program():
 def test_profile_on_a_cpu_uses_host_events(tmp_path):
     events = [
         _event(1, 3, "custom-call.4", 300.0),
-        {"ph": "X", "pid": 1, "tid": 3, "name": "end: custom-call.4", "dur": 1.0,
-         "args": {"hlo_op": "custom-call.4", "hlo_module": "jit_train_step"}},
+        {
+            "ph": "X",
+            "pid": 1,
+            "tid": 3,
+            "name": "end: custom-call.4",
+            "dur": 1.0,
+            "args": {"hlo_op": "custom-call.4", "hlo_module": "jit_train_step"},
+        },
         _event(1, 4, "copy.1", 20.0),
     ]
     path = tmp_path / "trace" / "perfetto_trace.json.gz"
@@ -246,11 +254,16 @@ def test_format_report_lists_every_part():
     module = hlo_profile.parse_hlo(HLO)
     profile = hlo_profile.profile_events(_gpu_trace(), module, steps=2)
     result = {
-        "profile": profile, "static": hlo_profile.static_counts(module),
-        "wall_ms_per_step": 0.25, "images_per_s": 1000.0,
+        "profile": profile,
+        "static": hlo_profile.static_counts(module),
+        "wall_ms_per_step": 0.25,
+        "images_per_s": 1000.0,
     }
     report = {
-        "config": "tiny", "precision": "float32", "batch_size": 4, "device": {"devices": ["gpu:0 H200"]},
+        "config": "tiny",
+        "precision": "float32",
+        "batch_size": 4,
+        "device": {"devices": ["gpu:0 H200"]},
         "results": {"package": result, "baseline": result},
     }
     report["comparison"] = step_profile.compare(report["results"])
@@ -274,10 +287,35 @@ def test_step_profile_end_to_end(tmp_path):
     env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
     env.pop("JAX_ENABLE_X64", None)
     proc = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "step_profile.py"), "--config", "tiny", "--batch-size", "4",
-         "--precision", "mixed_bfloat16", "--warmup", "1", "--repeats", "1", "--steps", "2", "--profile-steps", "2",
-         "--hlo-dir", str(tmp_path / "hlo"), "--output", str(output)],
-        env=env, capture_output=True, text=True, timeout=600, check=False,
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.step_profile",
+            "--config",
+            "tiny",
+            "--batch-size",
+            "4",
+            "--precision",
+            "mixed_bfloat16",
+            "--warmup",
+            "1",
+            "--repeats",
+            "1",
+            "--steps",
+            "2",
+            "--profile-steps",
+            "2",
+            "--hlo-dir",
+            str(tmp_path / "hlo"),
+            "--output",
+            str(output),
+        ],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads(output.read_text())
@@ -307,15 +345,23 @@ def test_step_profile_end_to_end(tmp_path):
 
 def _gpu_profile_env(tmp_path, **settings):
     return dict(
-        os.environ, PYTHON=sys.executable, OUT=str(tmp_path / "out"), GPU_PROFILE_CONFIG="tiny",
-        GPU_CHECK_SKIP_INSTALL="1", **settings,
+        os.environ,
+        PYTHON=sys.executable,
+        OUT=str(tmp_path / "out"),
+        GPU_PROFILE_CONFIG="tiny",
+        GPU_CHECK_SKIP_INSTALL="1",
+        **settings,
     )
 
 
 def test_gpu_profile_script_skips_what_does_not_fit(tmp_path):
     proc = subprocess.run(
-        ["bash", str(REPO / "benchmarks" / "gpu_profile.sh")], env=_gpu_profile_env(tmp_path, GPU_PROFILE_BUDGET_S="0"),
-        capture_output=True, text=True, timeout=300, check=False,
+        ["bash", str(REPO / "benchmarks" / "gpu_profile.sh")],
+        env=_gpu_profile_env(tmp_path, GPU_PROFILE_BUDGET_S="0"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert proc.stdout.count("skipped") == 4
@@ -327,8 +373,12 @@ def test_gpu_profile_script_writes_a_report(tmp_path):
     env = _gpu_profile_env(tmp_path, GPU_PROFILE_RUNS="1", JAX_PLATFORMS="cpu")
     env.pop("JAX_ENABLE_X64", None)
     proc = subprocess.run(
-        ["bash", str(REPO / "benchmarks" / "gpu_profile.sh")], env=env,
-        capture_output=True, text=True, timeout=600, check=False,
+        ["bash", str(REPO / "benchmarks" / "gpu_profile.sh")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads((tmp_path / "out" / "tiny_float32_b64.json").read_text())

@@ -21,7 +21,22 @@ tfds = pytest.importorskip("tensorflow_datasets")
 from tfp_realnvp.cli import main  # noqa: E402
 from tfp_realnvp.data import TFDS_DATASETS  # noqa: E402
 
-TINY = ["--num-filters", "4", "--num-blocks", "1", "--batch-size", "8", "--max-images", "16", "--verbose", "0", "--jit-compile", "false", "--steps", "2"]
+TINY = [
+    "--num-filters",
+    "4",
+    "--num-blocks",
+    "1",
+    "--batch-size",
+    "8",
+    "--max-images",
+    "16",
+    "--verbose",
+    "0",
+    "--jit-compile",
+    "false",
+    "--steps",
+    "2",
+]
 
 # Each documented source, the flags it trains with, and the image shape it must give.
 SOURCES = {
@@ -82,7 +97,9 @@ def prepared_mnist(tmp_path_factory):
     try:
         patch.setattr(mnist_module, "_TRAIN_EXAMPLES", sizes["train"])
         patch.setattr(mnist_module, "_TEST_EXAMPLES", sizes["test"])
-        patch.setattr(tfds.download.DownloadManager, "download_and_extract", lambda self, urls: {k: files[k] for k in urls})
+        patch.setattr(
+            tfds.download.DownloadManager, "download_and_extract", lambda self, urls: {k: files[k] for k in urls}
+        )
         tfds.builder("mnist", data_dir=str(root / "data")).download_and_prepare()
     finally:
         patch.undo()
@@ -91,7 +108,18 @@ def prepared_mnist(tmp_path_factory):
 
 def test_a_really_prepared_tfds_dataset_trains_through_the_cli(prepared_mnist, tmp_path):
     assert os.path.isdir(prepared_mnist / "mnist")
-    argv = ["train", "--data", "mnist", "--data-dir", str(prepared_mnist), "--num-scales", "1", *TINY, "--output-dir", str(tmp_path)]
+    argv = [
+        "train",
+        "--data",
+        "mnist",
+        "--data-dir",
+        str(prepared_mnist),
+        "--num-scales",
+        "1",
+        *TINY,
+        "--output-dir",
+        str(tmp_path),
+    ]
     assert main(argv) == 0
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["image_shape"] == [28, 28, 1] and report["test_images"] == 16 and report["steps"] == 2

@@ -40,7 +40,18 @@ def env() -> dict:
 
 def train_argv(data: pathlib.Path, out: pathlib.Path, *extra: str) -> list[str]:
     """``python -m tfp_realnvp train`` of the tiny model on ``data`` into ``out``."""
-    return [sys.executable, "-m", "tfp_realnvp", "train", "--data", str(data), *MODEL_FLAGS, "--output-dir", str(out), *extra]
+    return [
+        sys.executable,
+        "-m",
+        "tfp_realnvp",
+        "train",
+        "--data",
+        str(data),
+        *MODEL_FLAGS,
+        "--output-dir",
+        str(out),
+        *extra,
+    ]
 
 
 def run(argv: list[str], *, timeout: float = 240, cwd=None) -> subprocess.CompletedProcess:

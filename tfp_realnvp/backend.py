@@ -42,8 +42,7 @@ def load_tfp(backend: str | None = None) -> types.ModuleType:
         from tensorflow_probability.substrates import jax as module
     else:
         raise ValueError(
-            f"tfp_realnvp runs on the Keras backends {SUPPORTED_BACKENDS}; "
-            f"received KERAS_BACKEND={backend!r}."
+            f"tfp_realnvp runs on the Keras backends {SUPPORTED_BACKENDS}; received KERAS_BACKEND={backend!r}."
         )
     return module
 

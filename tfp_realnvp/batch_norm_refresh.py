@@ -61,7 +61,9 @@ class TrainingBatches:
         if isinstance(x, tuple) and len(x) == 2 and all(isinstance(a, np.ndarray) for a in x):
             x, self._labels = x
             if len(self._labels) != len(x):
-                raise ValueError(f"expected one label per image; received {len(self._labels)} labels for {len(x)} images.")
+                raise ValueError(
+                    f"expected one label per image; received {len(self._labels)} labels for {len(x)} images."
+                )
         if isinstance(x, np.ndarray):
             if x.ndim != 4 or len(x) == 0:
                 raise ValueError(f"expected images [N, H, W, C] with N >= 1; received shape {list(x.shape)}.")

@@ -67,10 +67,18 @@ def _flip(batch: np.ndarray, *, seed: int, step: int) -> np.ndarray:
 
 
 def image_batches(
-    images: np.ndarray, *, batch_size: int, seed: int, flip: bool = False, start_step: int = 0, drop_remainder: bool = False
+    images: np.ndarray,
+    *,
+    batch_size: int,
+    seed: int,
+    flip: bool = False,
+    start_step: int = 0,
+    drop_remainder: bool = False,
 ) -> Iterator[np.ndarray]:
     """The uint8 batches of steps ``start_step, start_step + 1, ...`` (see the module docstring)."""
-    indices_of = batch_indices(len(images), batch_size=batch_size, seed=seed, start_step=start_step, drop_remainder=drop_remainder)
+    indices_of = batch_indices(
+        len(images), batch_size=batch_size, seed=seed, start_step=start_step, drop_remainder=drop_remainder
+    )
     for step, indices in indices_of:
         batch = images[indices]
         yield _flip(batch, seed=seed, step=step) if flip else batch
@@ -100,7 +108,9 @@ def _tf_batches(images: np.ndarray, *, batch_size: int, seed: int, flip: bool, s
         all_images = data if labels is None else data[0]
         batch = tf.gather(all_images, index)
         if flip:
-            draw = tf.random.stateless_uniform(tf.shape(batch)[:1], seed=tf.stack([tf.constant(seed + 1, tf.int64), step]))
+            draw = tf.random.stateless_uniform(
+                tf.shape(batch)[:1], seed=tf.stack([tf.constant(seed + 1, tf.int64), step])
+            )
             batch = tf.where(draw[:, None, None, None] < 0.5, tf.reverse(batch, axis=[2]), batch)
         batch = tf.ensure_shape(batch, [None, *images.shape[1:]])
         if labels is None:
@@ -114,7 +124,14 @@ def _tf_batches(images: np.ndarray, *, batch_size: int, seed: int, flip: bool, s
 
 
 def resumable_fit_input(
-    images: np.ndarray, *, batch_size: int, seed: int, flip: bool = False, start_step: int = 0, topology=None, labels=None
+    images: np.ndarray,
+    *,
+    batch_size: int,
+    seed: int,
+    flip: bool = False,
+    start_step: int = 0,
+    topology=None,
+    labels=None,
 ):
     """``(x, fit_kwargs)`` for ``fit`` that starts at training step ``start_step``.
 
@@ -145,17 +162,23 @@ def resumable_fit_input(
     if labels is not None:
         labels = np.asarray(labels)
         if labels.shape != (len(images),):
-            raise ValueError(f"labels must hold one label per image ({len(images)}); received shape {list(labels.shape)}.")
+            raise ValueError(
+                f"labels must hold one label per image ({len(images)}); received shape {list(labels.shape)}."
+            )
     if backend_name() == "tensorflow":
         stream = _tf_batches(images, batch_size=batch_size, seed=seed, flip=flip, start_step=start_step, labels=labels)
         return stream, {"shuffle": False}
     parallel = topology is not None and topology.data_parallel
     if labels is None:
-        stream = image_batches(images, batch_size=batch_size, seed=seed, flip=flip, start_step=start_step, drop_remainder=parallel)
+        stream = image_batches(
+            images, batch_size=batch_size, seed=seed, flip=flip, start_step=start_step, drop_remainder=parallel
+        )
         # Keras wants each element of a generator as a tuple: (x,).
         batches = ((topology.local_rows(batch) if parallel else batch,) for batch in stream)
         return batches, {"shuffle": False}
-    indices_of = batch_indices(len(images), batch_size=batch_size, seed=seed, start_step=start_step, drop_remainder=parallel)
+    indices_of = batch_indices(
+        len(images), batch_size=batch_size, seed=seed, start_step=start_step, drop_remainder=parallel
+    )
 
     def labelled():
         for step, index in indices_of:

@@ -32,7 +32,19 @@ class SampleGrid(keras.callbacks.Callback):
         columns: images per row of the grid (default: a square grid).
     """
 
-    def __init__(self, directory: str, *, num_samples: int = 64, temperature: float = 0.7, seed: int = 0, every: int = 1, log_dir: str | None = None, write: bool = True, labels=None, columns: int | None = None):
+    def __init__(
+        self,
+        directory: str,
+        *,
+        num_samples: int = 64,
+        temperature: float = 0.7,
+        seed: int = 0,
+        every: int = 1,
+        log_dir: str | None = None,
+        write: bool = True,
+        labels=None,
+        columns: int | None = None,
+    ):
         super().__init__()
         if int(every) < 1:
             raise ValueError(f"every must be >= 1; received {every!r}.")
@@ -45,7 +57,9 @@ class SampleGrid(keras.callbacks.Callback):
         self.write = bool(write)
         self.labels = None if labels is None else np.asarray(labels, dtype=np.int32)
         if self.labels is not None and self.labels.shape != (self.num_samples,):
-            raise ValueError(f"labels must hold one label per sample ({self.num_samples}); received shape {list(self.labels.shape)}.")
+            raise ValueError(
+                f"labels must hold one label per sample ({self.num_samples}); received shape {list(self.labels.shape)}."
+            )
         self.columns = columns
         self.paths: list[str] = []
         self._writer = None
@@ -56,7 +70,9 @@ class SampleGrid(keras.callbacks.Callback):
         if self.labels is None:
             images = self.model.sample(self.num_samples, temperature=self.temperature, seed=self.seed)
         else:
-            images = self.model.sample(self.num_samples, labels=self.labels, temperature=self.temperature, seed=self.seed)
+            images = self.model.sample(
+                self.num_samples, labels=self.labels, temperature=self.temperature, seed=self.seed
+            )
         if not self.write:
             return
         grid = image_grid(images, columns=self.columns)

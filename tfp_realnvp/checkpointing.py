@@ -228,9 +228,7 @@ def compare_settings(saved: dict, current: dict, *, checkpoint: PathLike) -> Non
     ]
     if differences:
         raise CheckpointMismatchError(
-            f"checkpoint {str(checkpoint)!r} was written by a run with other settings ("
-            + "; ".join(differences)
-            + ")."
+            f"checkpoint {str(checkpoint)!r} was written by a run with other settings (" + "; ".join(differences) + ")."
         )
 
 
@@ -288,9 +286,7 @@ class CheckpointCallback(keras.callbacks.Callback):
         except NonFiniteWeightsError as error:
             step = model_step(self.model)
             self.model.stop_training = True
-            raise TrainingDiverged(
-                f"training diverged: {error}", step=step, checkpoint=self.last
-            ) from None
+            raise TrainingDiverged(f"training diverged: {error}", step=step, checkpoint=self.last) from None
         self._last_time = time.monotonic()
         return self.last
 

@@ -33,13 +33,11 @@ import warnings
 import keras
 import numpy as np
 
-from tfp_realnvp import atomic
-from tfp_realnvp import batch_stream
+from tfp_realnvp import atomic, batch_stream
 from tfp_realnvp import data as data_lib
 from tfp_realnvp.baselines import independent_pixel_bits_per_dim
 from tfp_realnvp.bijectors.recompute import RECOMPUTE_MODES
 from tfp_realnvp.callbacks import SampleGrid
-from tfp_realnvp.distributed import AgreeToStop, Topology, broadcast_from_chief, setup_data_parallel, without_distribution
 from tfp_realnvp.checkpointing import (
     CheckpointCallback,
     CheckpointManager,
@@ -47,6 +45,13 @@ from tfp_realnvp.checkpointing import (
     TrainingDiverged,
     compare_settings,
     model_step,
+)
+from tfp_realnvp.distributed import (
+    AgreeToStop,
+    Topology,
+    broadcast_from_chief,
+    setup_data_parallel,
+    without_distribution,
 )
 from tfp_realnvp.interrupts import Interrupted, SignalCatcher
 from tfp_realnvp.model import RESUME_SETTING_KEYS, RealNVP
@@ -79,22 +84,62 @@ def _positive_float(text: str) -> float:
 
 
 def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", default="shipped", help="'shipped' (Fashion-MNIST inside the package), a .npz file, an IDX directory, an image folder, or a tfds name such as cifar10 or celeb_a (default: shipped).")
-    parser.add_argument("--pad-to", type=_positive_int, default=None, help="zero-pad images to this side (e.g. 32 for 28x28 data with 3 scales).")
-    parser.add_argument("--image-size", type=_positive_int, default=None, help="center-crop and resize local images to this side.")
-    parser.add_argument("--batch-size", type=_positive_int, default=64, help="images per batch (default: 64, as in the paper).")
+    parser.add_argument(
+        "--data",
+        default="shipped",
+        help="'shipped' (Fashion-MNIST inside the package), a .npz file, an IDX directory, an image folder, or a tfds name such as cifar10 or celeb_a (default: shipped).",
+    )
+    parser.add_argument(
+        "--pad-to",
+        type=_positive_int,
+        default=None,
+        help="zero-pad images to this side (e.g. 32 for 28x28 data with 3 scales).",
+    )
+    parser.add_argument(
+        "--image-size", type=_positive_int, default=None, help="center-crop and resize local images to this side."
+    )
+    parser.add_argument(
+        "--batch-size", type=_positive_int, default=64, help="images per batch (default: 64, as in the paper)."
+    )
     parser.add_argument("--data-dir", default=None, help="tfds data directory (tfds names only).")
-    parser.add_argument("--max-images", type=_positive_int, default=None, help="use at most N images of each split held in memory (tfds sources: N images of the evaluation split; default 10000 there).")
-    parser.add_argument("--stream", action="store_true", help="stream --data from disk through tf.data instead of loading it into memory (an image folder, searched recursively, or a folder of TFRecord / .npz shards; TensorFlow backend). Memory stays flat as the set grows; the final report uses the first --max-images test images (default 10000).")
-    parser.add_argument("--preset", choices=sorted(data_lib.PRESETS), default=None, help="the paper's preprocessing of a streamed set: celeba (148x148 center crop, resized to 64x64) or lsun (smaller side to 96, 64x64 center crop). Needs --stream.")
-    parser.add_argument("--test-split", default="test", help="split for the final bits/dim report (default: test; tfds also accepts e.g. validation).")
+    parser.add_argument(
+        "--max-images",
+        type=_positive_int,
+        default=None,
+        help="use at most N images of each split held in memory (tfds sources: N images of the evaluation split; default 10000 there).",
+    )
+    parser.add_argument(
+        "--stream",
+        action="store_true",
+        help="stream --data from disk through tf.data instead of loading it into memory (an image folder, searched recursively, or a folder of TFRecord / .npz shards; TensorFlow backend). Memory stays flat as the set grows; the final report uses the first --max-images test images (default 10000).",
+    )
+    parser.add_argument(
+        "--preset",
+        choices=sorted(data_lib.PRESETS),
+        default=None,
+        help="the paper's preprocessing of a streamed set: celeba (148x148 center crop, resized to 64x64) or lsun (smaller side to 96, 64x64 center crop). Needs --stream.",
+    )
+    parser.add_argument(
+        "--test-split",
+        default="test",
+        help="split for the final bits/dim report (default: test; tfds also accepts e.g. validation).",
+    )
 
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--num-scales", type=_positive_int, default=2, help="scales of the multi-scale flow (default: 2).")
-    parser.add_argument("--num-filters", type=_positive_int, default=64, help="conditioner width at the first scale; doubles per scale (default: 64).")
+    parser.add_argument(
+        "--num-scales", type=_positive_int, default=2, help="scales of the multi-scale flow (default: 2)."
+    )
+    parser.add_argument(
+        "--num-filters",
+        type=_positive_int,
+        default=64,
+        help="conditioner width at the first scale; doubles per scale (default: 64).",
+    )
     parser.add_argument("--num-blocks", type=int, default=8, help="residual blocks per conditioner (default: 8).")
-    parser.add_argument("--no-batch-norm", action="store_true", help="leave out the batch-normalization steps between couplings.")
+    parser.add_argument(
+        "--no-batch-norm", action="store_true", help="leave out the batch-normalization steps between couplings."
+    )
 
 
 def _is_tfds(args) -> bool:
@@ -111,7 +156,9 @@ def _is_streamed(args) -> bool:
                 "(shard files stream through tf.data: use the TensorFlow backend)."
             )
         if _is_tfds(args):
-            raise ValueError(f"--stream is for local folders and shard files; the tfds source {args.data!r} streams already.")
+            raise ValueError(
+                f"--stream is for local folders and shard files; the tfds source {args.data!r} streams already."
+            )
         if args.pad_to is not None:
             raise ValueError("--pad-to applies to images held in memory; with --stream give --image-size or --preset.")
         return True
@@ -140,7 +187,9 @@ def _load(args, split: str) -> np.ndarray:
         dataset = _stream(args, split, batch_size=None, shuffle=False)
         return np.stack(list(dataset.take(limit).as_numpy_iterator()))
     if _is_tfds(args):
-        dataset = data_lib.get_dataset(args.data, split=split, image_size=args.image_size, pad_to=args.pad_to, data_dir=args.data_dir)
+        dataset = data_lib.get_dataset(
+            args.data, split=split, image_size=args.image_size, pad_to=args.pad_to, data_dir=args.data_dir
+        )
         return np.stack(list(dataset.take(args.max_images or 10000).as_numpy_iterator()))
     images = data_lib.load_images(args.data, split=split, pad_to=args.pad_to, image_size=args.image_size)
     return images[: args.max_images] if args.max_images else images
@@ -155,7 +204,11 @@ def _load_labelled(args, split: str) -> tuple[np.ndarray, np.ndarray]:
     if getattr(args, "stream", False):
         raise ValueError("--conditional reads labelled sets held in memory; received --stream (leave it out).")
     images, labels, _ = data_lib.load_labelled_images(
-        args.data, split=split, pad_to=args.pad_to, image_size=args.image_size, data_dir=args.data_dir,
+        args.data,
+        split=split,
+        pad_to=args.pad_to,
+        image_size=args.image_size,
+        data_dir=args.data_dir,
         max_images=args.max_images or 10000,
     )
     if args.max_images:
@@ -167,7 +220,9 @@ def _load_labelled(args, split: str) -> tuple[np.ndarray, np.ndarray]:
 CLASSIFY_IMAGES = 2000
 
 
-def _classify_accuracy(model: RealNVP, images: np.ndarray, labels: np.ndarray, limit: int = CLASSIFY_IMAGES) -> tuple[float, int]:
+def _classify_accuracy(
+    model: RealNVP, images: np.ndarray, labels: np.ndarray, limit: int = CLASSIFY_IMAGES
+) -> tuple[float, int]:
     """Share of the first ``limit`` images whose most probable class (uniform prior) is their label."""
     images, labels = images[:limit], labels[:limit]
     predicted = model.classify(images).argmax(axis=1)
@@ -188,19 +243,39 @@ def _train_input(args, train_images, start_step: int, topology: Topology, train_
         if keras.backend.backend() != "tensorflow":
             # Each process decodes only its share of the files: its rows of every batch.
             batches = _folder_batches(
-                args, "train", batch_size=args.batch_size // topology.process_count, seed=stream_seed, repeat=True,
-                flip=args.flip, num_shards=topology.process_count, shard_index=topology.process_index,
+                args,
+                "train",
+                batch_size=args.batch_size // topology.process_count,
+                seed=stream_seed,
+                repeat=True,
+                flip=args.flip,
+                num_shards=topology.process_count,
+                shard_index=topology.process_index,
             )
             return ((batch,) for batch in batches), {"shuffle": False}
         dataset = _stream(args, "train", batch_size=args.batch_size, seed=stream_seed, repeat=True, flip=args.flip)
         return dataset, {"shuffle": False}
     if _is_tfds(args):
-        dataset = data_lib.get_dataset(args.data, split="train", image_size=args.image_size, pad_to=args.pad_to, data_dir=args.data_dir, shuffle_files=True)
-        return batch_stream.streamed_fit_input(dataset, batch_size=args.batch_size, seed=args.seed, flip=args.flip, start_step=start_step)
+        dataset = data_lib.get_dataset(
+            args.data,
+            split="train",
+            image_size=args.image_size,
+            pad_to=args.pad_to,
+            data_dir=args.data_dir,
+            shuffle_files=True,
+        )
+        return batch_stream.streamed_fit_input(
+            dataset, batch_size=args.batch_size, seed=args.seed, flip=args.flip, start_step=start_step
+        )
     if args.flip and keras.backend.backend() != "tensorflow":
         raise ValueError(f"--flip needs the TensorFlow backend; received --flip on {keras.backend.backend()}.")
     return batch_stream.resumable_fit_input(
-        train_images, batch_size=args.batch_size, seed=args.seed, flip=args.flip, start_step=start_step, topology=topology,
+        train_images,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        flip=args.flip,
+        start_step=start_step,
+        topology=topology,
         labels=train_labels,
     )
 
@@ -218,9 +293,13 @@ def _statistics_refresh(model: RealNVP, x, train_images, args):
     except ImportError:
         return None
     num_batches = int(getattr(model, "refresh_batches", 0) or 0)
-    callback = make_refresh_callback(model, train_images, batch_size=args.batch_size, num_batches=num_batches, seed=args.seed)
+    callback = make_refresh_callback(
+        model, train_images, batch_size=args.batch_size, num_batches=num_batches, seed=args.seed
+    )
     if callback is not None:
-        warnings.filterwarnings("ignore", message="batch-norm statistics will not be re-estimated", category=UserWarning)
+        warnings.filterwarnings(
+            "ignore", message="batch-norm statistics will not be re-estimated", category=UserWarning
+        )
     return callback
 
 
@@ -345,7 +424,9 @@ def train(args) -> dict:
             try:
                 stack.enter_context(atomic.directory_lock(out, blocking=False))
             except BlockingIOError:
-                raise ValueError(f"another run is writing to --output-dir {str(out)!r}; wait for it or choose another --output-dir.") from None
+                raise ValueError(
+                    f"another run is writing to --output-dir {str(out)!r}; wait for it or choose another --output-dir."
+                ) from None
         signals = stack.enter_context(SignalCatcher())
         return _train(args, out, signals, topology)
 
@@ -391,10 +472,15 @@ def _train(args, out: pathlib.Path, signals: SignalCatcher, topology: Topology) 
     if conditional:
         if _is_streamed(args):
             raise ValueError("--conditional reads labelled sets held in memory; received --stream (leave it out).")
-        (train_images, train_labels), (test_images, test_labels) = _load_labelled(args, "train"), _load_labelled(args, args.test_split)
+        (train_images, train_labels), (test_images, test_labels) = (
+            _load_labelled(args, "train"),
+            _load_labelled(args, args.test_split),
+        )
         num_classes = int(max(train_labels.max(), test_labels.max())) + 1
         if num_classes < 2:
-            raise ValueError(f"--conditional needs at least 2 classes; --data {args.data!r} has labels {sorted(set(train_labels.tolist()))}.")
+            raise ValueError(
+                f"--conditional needs at least 2 classes; --data {args.data!r} has labels {sorted(set(train_labels.tolist()))}."
+            )
     else:
         train_images, test_images = _load(args, "train"), _load(args, args.test_split)
         train_labels = test_labels = None
@@ -408,21 +494,45 @@ def _train(args, out: pathlib.Path, signals: SignalCatcher, topology: Topology) 
         batch_norm=not args.no_batch_norm,
         recompute=args.recompute,
         seed=args.seed,
-        **{key: value for key, value in (("batch_norm_momentum", args.batch_norm_momentum), ("conditioner_batch_norm", args.conditioner_batch_norm)) if value is not None},
+        **{
+            key: value
+            for key, value in (
+                ("batch_norm_momentum", args.batch_norm_momentum),
+                ("conditioner_batch_norm", args.conditioner_batch_norm),
+            )
+            if value is not None
+        },
     )
     model.compile(learning_rate=args.learning_rate, jit_compile=args.jit_compile)
     settings = _run_settings(args, model, train_images)
-    start_step, checkpoint = (_resume(args, model, manager, settings) if resume else (0, None))
+    start_step, checkpoint = _resume(args, model, manager, settings) if resume else (0, None)
     resumed_from = start_step if resume else None
 
-    per_pass = None if _is_tfds(args) or _is_streamed(args) else batch_stream.batches_per_pass(len(train_images), args.batch_size, drop_remainder=topology.data_parallel)
-    plan = plan_steps(batches_per_pass=per_pass, epochs=args.epochs, steps=args.steps, steps_per_epoch=args.steps_per_epoch, default_epochs=args.default_epochs)
+    per_pass = (
+        None
+        if _is_tfds(args) or _is_streamed(args)
+        else batch_stream.batches_per_pass(len(train_images), args.batch_size, drop_remainder=topology.data_parallel)
+    )
+    plan = plan_steps(
+        batches_per_pass=per_pass,
+        epochs=args.epochs,
+        steps=args.steps,
+        steps_per_epoch=args.steps_per_epoch,
+        default_epochs=args.default_epochs,
+    )
     if start_step >= plan.total_steps:
-        print(f"the checkpoint is at step {start_step}; this run asks for {plan.total_steps} steps: nothing left to train")
+        print(
+            f"the checkpoint is at step {start_step}; this run asks for {plan.total_steps} steps: nothing left to train"
+        )
 
     def state() -> dict:
         step = model_step(model)
-        return {"settings": settings, "epoch": step // plan.steps_per_epoch, "steps_per_epoch": plan.steps_per_epoch, "total_steps": plan.total_steps}
+        return {
+            "settings": settings,
+            "epoch": step // plan.steps_per_epoch,
+            "steps_per_epoch": plan.steps_per_epoch,
+            "total_steps": plan.total_steps,
+        }
 
     chief = topology.is_chief
     checkpoints = CheckpointCallback(
@@ -433,7 +543,16 @@ def _train(args, out: pathlib.Path, signals: SignalCatcher, topology: Topology) 
         grid = {"num_samples": 8 * num_classes, "labels": _class_grid_labels(num_classes, 8), "columns": 8}
     else:
         grid = {"num_samples": 64}
-    callbacks.append(SampleGrid(str(out), temperature=args.temperature, seed=args.seed, log_dir=args.tensorboard if chief else None, write=chief, **grid))
+    callbacks.append(
+        SampleGrid(
+            str(out),
+            temperature=args.temperature,
+            seed=args.seed,
+            log_dir=args.tensorboard if chief else None,
+            write=chief,
+            **grid,
+        )
+    )
     if args.tensorboard and chief:
         callbacks.append(keras.callbacks.TensorBoard(args.tensorboard))
     budget = TimeBudget(args.time_budget) if args.time_budget else None
@@ -444,9 +563,19 @@ def _train(args, out: pathlib.Path, signals: SignalCatcher, topology: Topology) 
     def fit(start: int, *, steps_per_epoch: int, extra_callbacks=()):
         x, fit_kwargs = _train_input(args, train_images, start, topology, train_labels)
         with warnings.catch_warnings():
-            own_refresh = _statistics_refresh(model, x, train_images if train_labels is None else (train_images, train_labels), args)
+            own_refresh = _statistics_refresh(
+                model, x, train_images if train_labels is None else (train_images, train_labels), args
+            )
             first = [own_refresh] if own_refresh is not None else []
-            return model.fit(x, initial_epoch=start // plan.steps_per_epoch, epochs=plan.epochs, steps_per_epoch=steps_per_epoch, callbacks=[*first, *callbacks, *extra_callbacks], verbose=verbose, **fit_kwargs)
+            return model.fit(
+                x,
+                initial_epoch=start // plan.steps_per_epoch,
+                epochs=plan.epochs,
+                steps_per_epoch=steps_per_epoch,
+                callbacks=[*first, *callbacks, *extra_callbacks],
+                verbose=verbose,
+                **fit_kwargs,
+            )
 
     def stopped() -> bool:
         return signals.received is not None or bool(budget and budget.stopped_early)
@@ -503,7 +632,9 @@ def _train(args, out: pathlib.Path, signals: SignalCatcher, topology: Topology) 
         "stopped_by_time_budget": bool(budget and budget.stopped_early),
         "final_train_bits_per_dim": float(train_bpd[-1]) if train_bpd else None,
         # Per epoch of this invocation (a resumed run lists only the epochs it trained).
-        "history": {key: [float(v) for h in histories for v in h.history.get(key, [])] for key in ("loss", "bits_per_dim")},
+        "history": {
+            key: [float(v) for h in histories for v in h.history.get(key, [])] for key in ("loss", "bits_per_dim")
+        },
         "test_bits_per_dim": test_bpd,
         "independent_pixel_test_bits_per_dim": independent_pixel_bits_per_dim(train_images, test_images),
         "model": str(model_path),
@@ -516,13 +647,21 @@ def _train(args, out: pathlib.Path, signals: SignalCatcher, topology: Topology) 
         report["test_classify_accuracy"] = classify[0]
         report["test_classify_images"] = classify[1]
     if topology.data_parallel:
-        report["data_parallel"] = {"processes": topology.process_count, "devices": topology.num_devices, "global_batch_size": args.batch_size}
+        report["data_parallel"] = {
+            "processes": topology.process_count,
+            "devices": topology.num_devices,
+            "global_batch_size": args.batch_size,
+        }
     if not chief:
         return {"model": model, "report": report, "test_images": test_images}
     write_json(out / REPORT_FILENAME, report)
-    print(f"test bits/dim: {test_bpd:.4f}  (independent-pixel baseline: {report['independent_pixel_test_bits_per_dim']:.4f}; {steps} steps in {train_seconds:.0f} s)")
+    print(
+        f"test bits/dim: {test_bpd:.4f}  (independent-pixel baseline: {report['independent_pixel_test_bits_per_dim']:.4f}; {steps} steps in {train_seconds:.0f} s)"
+    )
     if conditional:
-        print(f"test classification accuracy of classify: {classify[0]:.4f} ({classify[1]} images, {num_classes} classes)")
+        print(
+            f"test classification accuracy of classify: {classify[0]:.4f} ({classify[1]} images, {num_classes} classes)"
+        )
     return {"model": model, "report": report, "test_images": test_images}
 
 
@@ -537,7 +676,9 @@ def evaluate(args) -> float:
         return bpd
     images, labels = _load_labelled(args, args.split)
     if labels.max() >= model.num_classes:
-        raise ValueError(f"--data {args.data!r} has labels up to {int(labels.max())}; the model knows {model.num_classes} classes.")
+        raise ValueError(
+            f"--data {args.data!r} has labels up to {int(labels.max())}; the model knows {model.num_classes} classes."
+        )
     bpd = _report(model, images, batch_size=args.batch_size, labels=labels)
     accuracy, count = _classify_accuracy(model, images, labels, limit=args.classify_images)
     print(f"{args.split} conditional bits/dim: {bpd:.4f} ({len(images)} images)")
@@ -551,7 +692,9 @@ def sample(args) -> str:
     columns = None
     if model.num_classes is None:
         if args.label is not None:
-            raise ValueError(f"--label {args.label}: {args.model} is an unconditional model (trained without --conditional).")
+            raise ValueError(
+                f"--label {args.label}: {args.model} is an unconditional model (trained without --conditional)."
+            )
         labels, count = None, args.num_samples
     elif args.label is not None:
         if not 0 <= args.label < model.num_classes:
@@ -584,72 +727,197 @@ def demo(args) -> dict:
         save_grid(np.concatenate(rows), temporary, columns=10)
     from tfp_realnvp.export import export_saved_model
 
-    exported = export_saved_model(model, os.path.join(args.output_dir, "saved_model"), version=1, overwrite=True, measured_bits_per_dim=result["report"]["test_bits_per_dim"])
+    exported = export_saved_model(
+        model,
+        os.path.join(args.output_dir, "saved_model"),
+        version=1,
+        overwrite=True,
+        measured_bits_per_dim=result["report"]["test_bits_per_dim"],
+    )
     print(f"wrote {samples}, {strip} and the SavedModel {exported}")
     return result
 
 
 def _add_training_arguments(p: argparse.ArgumentParser, name: str) -> None:
-    p.add_argument("--epochs", type=_positive_int, default=None, help=f"training epochs (default: {100 if name == 'demo' else 10}; the demo stops at its --time-budget first). Not together with --steps.")
-    p.add_argument("--steps", type=_positive_int, default=None, help="total training steps of the run, exactly (instead of --epochs; the data repeats as needed).")
-    p.add_argument("--steps-per-epoch", type=_positive_int, default=None, help="batches per epoch (default: one pass over the data); the data repeats as needed.")
-    p.add_argument("--time-budget", type=float, default=330.0 if name == "demo" else None, help="stop training after this many seconds (checked after every batch).")
-    p.add_argument("--learning-rate", type=float, default=3e-3 if name == "demo" else 1e-3, help="Adam learning rate (default: 1e-3 as in the paper; the short demo uses 3e-3). A resumed run uses this value.")
-    p.add_argument("--batch-norm-momentum", type=float, default=None, help="decay of the batch-norm moving averages (default: the model's, 0.9; fit re-estimates them at every epoch end).")
-    p.add_argument("--conditioner-batch-norm", action=argparse.BooleanOptionalAction, default=None, help="batch normalization after every convolution of the conditioner networks (default: the model's; see the README).")
-    p.add_argument("--recompute", choices=list(RECOMPUTE_MODES), default="none", help="trade computation for memory in the train step: 'conditioner' recomputes each conditioner's activations in the backward pass, 'invertible' rebuilds every step's input from its output with the inverse (same gradients; see the README's memory table).")
+    p.add_argument(
+        "--epochs",
+        type=_positive_int,
+        default=None,
+        help=f"training epochs (default: {100 if name == 'demo' else 10}; the demo stops at its --time-budget first). Not together with --steps.",
+    )
+    p.add_argument(
+        "--steps",
+        type=_positive_int,
+        default=None,
+        help="total training steps of the run, exactly (instead of --epochs; the data repeats as needed).",
+    )
+    p.add_argument(
+        "--steps-per-epoch",
+        type=_positive_int,
+        default=None,
+        help="batches per epoch (default: one pass over the data); the data repeats as needed.",
+    )
+    p.add_argument(
+        "--time-budget",
+        type=float,
+        default=330.0 if name == "demo" else None,
+        help="stop training after this many seconds (checked after every batch).",
+    )
+    p.add_argument(
+        "--learning-rate",
+        type=float,
+        default=3e-3 if name == "demo" else 1e-3,
+        help="Adam learning rate (default: 1e-3 as in the paper; the short demo uses 3e-3). A resumed run uses this value.",
+    )
+    p.add_argument(
+        "--batch-norm-momentum",
+        type=float,
+        default=None,
+        help="decay of the batch-norm moving averages (default: the model's, 0.9; fit re-estimates them at every epoch end).",
+    )
+    p.add_argument(
+        "--conditioner-batch-norm",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="batch normalization after every convolution of the conditioner networks (default: the model's; see the README).",
+    )
+    p.add_argument(
+        "--recompute",
+        choices=list(RECOMPUTE_MODES),
+        default="none",
+        help="trade computation for memory in the train step: 'conditioner' recomputes each conditioner's activations in the backward pass, 'invertible' rebuilds every step's input from its output with the inverse (same gradients; see the README's memory table).",
+    )
     p.add_argument("--flip", action="store_true", help="random horizontal flips (TensorFlow backend).")
-    p.add_argument("--precision", choices=["float32", "mixed_bfloat16", "mixed_float16"], default="float32", help="Keras dtype policy.")
-    p.add_argument("--jit-compile", choices=["auto", "true", "false"], default="auto", help="XLA-compile the train step (auto: on where Keras deems it faster).")
+    p.add_argument(
+        "--precision",
+        choices=["float32", "mixed_bfloat16", "mixed_float16"],
+        default="float32",
+        help="Keras dtype policy.",
+    )
+    p.add_argument(
+        "--jit-compile",
+        choices=["auto", "true", "false"],
+        default="auto",
+        help="XLA-compile the train step (auto: on where Keras deems it faster).",
+    )
     p.add_argument("--temperature", type=float, default=0.7, help="sampling temperature of the sample grids.")
     p.add_argument("--seed", type=int, default=0, help="random seed (data order, noise, samples).")
-    p.add_argument("--output-dir", default="realnvp_output" if name == "train" else "demo_output", help="where the model, samples, report.json and checkpoints/ go.")
+    p.add_argument(
+        "--output-dir",
+        default="realnvp_output" if name == "train" else "demo_output",
+        help="where the model, samples, report.json and checkpoints/ go.",
+    )
     p.add_argument("--tensorboard", default=None, help="TensorBoard log directory (losses and sample images).")
-    p.add_argument("--verbose", type=int, default=None, choices=[0, 1, 2], help="Keras progress output: 1 = progress bar with bits/dim, 2 = one line per epoch (default: 1 on a terminal, else 2).")
+    p.add_argument(
+        "--verbose",
+        type=int,
+        default=None,
+        choices=[0, 1, 2],
+        help="Keras progress output: 1 = progress bar with bits/dim, 2 = one line per epoch (default: 1 on a terminal, else 2).",
+    )
     start = p.add_mutually_exclusive_group()
-    start.add_argument("--resume", action="store_true", help="resume from the newest checkpoint in --output-dir and fail if there is none (without this flag a checkpoint is resumed when present).")
-    start.add_argument("--fresh", action="store_true", help="start from scratch: delete the checkpoints in --output-dir and replace its model and report when done.")
-    p.add_argument("--checkpoint-every", type=_positive_float, default=600.0, metavar="SECONDS", help="also checkpoint after the batch during which this many seconds have passed since the last checkpoint (default: 600; checkpoints are written at every epoch end too).")
-    p.add_argument("--keep-checkpoints", type=_positive_int, default=3, metavar="N", help="keep the newest N checkpoints in --output-dir/checkpoints (default: 3).")
+    start.add_argument(
+        "--resume",
+        action="store_true",
+        help="resume from the newest checkpoint in --output-dir and fail if there is none (without this flag a checkpoint is resumed when present).",
+    )
+    start.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start from scratch: delete the checkpoints in --output-dir and replace its model and report when done.",
+    )
+    p.add_argument(
+        "--checkpoint-every",
+        type=_positive_float,
+        default=600.0,
+        metavar="SECONDS",
+        help="also checkpoint after the batch during which this many seconds have passed since the last checkpoint (default: 600; checkpoints are written at every epoch end too).",
+    )
+    p.add_argument(
+        "--keep-checkpoints",
+        type=_positive_int,
+        default=3,
+        metavar="N",
+        help="keep the newest N checkpoints in --output-dir/checkpoints (default: 3).",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m tfp_realnvp", description="Real NVP normalizing flows: train, evaluate, sample and export.")
+    parser = argparse.ArgumentParser(
+        prog="python -m tfp_realnvp", description="Real NVP normalizing flows: train, evaluate, sample and export."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    for name, fn, help_text in (("train", train, "train a Real NVP and report test bits/dim"), ("demo", demo, "train a small Real NVP on the shipped Fashion-MNIST images (a few minutes on CPU)")):
+    for name, fn, help_text in (
+        ("train", train, "train a Real NVP and report test bits/dim"),
+        ("demo", demo, "train a small Real NVP on the shipped Fashion-MNIST images (a few minutes on CPU)"),
+    ):
         p = sub.add_parser(name, help=help_text, description=help_text)
         if name == "train":
             _add_data_arguments(p)
             _add_model_arguments(p)
-            p.add_argument("--conditional", action="store_true", help="train a class-conditional model p(x | y) on the labels of --data (shipped, an IDX directory with label files, a .npz with a label array, an image folder with one subdirectory per class, or a tfds name); grids get one row per class and the report the accuracy of classify.")
+            p.add_argument(
+                "--conditional",
+                action="store_true",
+                help="train a class-conditional model p(x | y) on the labels of --data (shipped, an IDX directory with label files, a .npz with a label array, an image folder with one subdirectory per class, or a tfds name); grids get one row per class and the report the accuracy of classify.",
+            )
         else:
             p.add_argument("--batch-size", type=_positive_int, default=64, help="images per batch (default: 64).")
-            p.set_defaults(num_scales=2, num_filters=16, num_blocks=1, no_batch_norm=False, data_dir=None, max_images=None, test_split="test")
+            p.set_defaults(
+                num_scales=2,
+                num_filters=16,
+                num_blocks=1,
+                no_batch_norm=False,
+                data_dir=None,
+                max_images=None,
+                test_split="test",
+            )
         _add_training_arguments(p, name)
         p.set_defaults(func=fn, default_epochs=100 if name == "demo" else 10)
 
-    p = sub.add_parser("evaluate", help="bits/dim of a saved model on a data split", description="Prints mean bits/dim of a saved .keras model.")
+    p = sub.add_parser(
+        "evaluate",
+        help="bits/dim of a saved model on a data split",
+        description="Prints mean bits/dim of a saved .keras model.",
+    )
     p.add_argument("--model", required=True, help="path of a saved .keras model.")
     _add_data_arguments(p)
     p.add_argument("--split", default="test", choices=["train", "test", "all"], help="which split (default: test).")
-    p.add_argument("--classify-images", type=_positive_int, default=CLASSIFY_IMAGES, help=f"class-conditional models: measure the accuracy of classify on the first N images (default: {CLASSIFY_IMAGES}).")
+    p.add_argument(
+        "--classify-images",
+        type=_positive_int,
+        default=CLASSIFY_IMAGES,
+        help=f"class-conditional models: measure the accuracy of classify on the first N images (default: {CLASSIFY_IMAGES}).",
+    )
     p.set_defaults(func=evaluate, batch_size=256)
 
-    p = sub.add_parser("sample", help="write a PNG grid of samples", description="Writes a PNG grid of samples from a saved .keras model.")
+    p = sub.add_parser(
+        "sample",
+        help="write a PNG grid of samples",
+        description="Writes a PNG grid of samples from a saved .keras model.",
+    )
     p.add_argument("--model", required=True, help="path of a saved .keras model.")
     p.add_argument("--num-samples", type=_positive_int, default=64, help="number of images (default: 64).")
     p.add_argument("--temperature", type=float, default=0.7, help="latent standard deviation (default: 0.7).")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0).")
     p.add_argument("--scale", type=_positive_int, default=2, help="enlarge the grid this many times (default: 2).")
     p.add_argument("--output", default="samples.png", help="PNG path (default: samples.png).")
-    p.add_argument("--label", type=int, default=None, help="class-conditional models: draw every sample from this class (default: one row per class).")
+    p.add_argument(
+        "--label",
+        type=int,
+        default=None,
+        help="class-conditional models: draw every sample from this class (default: one row per class).",
+    )
     p.set_defaults(func=sample)
 
     if keras.backend.backend() == "tensorflow":  # SavedModel export needs TensorFlow
         from tfp_realnvp import export as export_lib
 
-        p = sub.add_parser("export", help="export a saved model as a TF SavedModel for serving", description="Exports a .keras model as a TF SavedModel.")
+        p = sub.add_parser(
+            "export",
+            help="export a saved model as a TF SavedModel for serving",
+            description="Exports a .keras model as a TF SavedModel.",
+        )
         export_lib.add_export_arguments(p)
         p.set_defaults(func=export_lib.run_export)
     return parser

@@ -20,7 +20,9 @@ class CompiledFunction:
     count); a new value compiles a new version, a new array of the same shape does not.
     """
 
-    def __init__(self, model: keras.Model, fn: Callable, *, static_argnums: Sequence[int] = (), jit_compile: bool = False):
+    def __init__(
+        self, model: keras.Model, fn: Callable, *, static_argnums: Sequence[int] = (), jit_compile: bool = False
+    ):
         self._model = model
         self._fn = fn
         self._static = tuple(static_argnums)

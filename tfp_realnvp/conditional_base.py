@@ -64,9 +64,7 @@ class ConditionalNormal(keras.layers.Layer):
                 f"{self.name} needs a context of shape [..., {self.num_classes}]; received shape {list(context.shape)}."
             )
         if "float" not in keras.backend.standardize_dtype(context.dtype):
-            raise ValueError(
-                f"{self.name} takes a float context (one-hot labels); received dtype {context.dtype}."
-            )
+            raise ValueError(f"{self.name} takes a float context (one-hot labels); received dtype {context.dtype}.")
         return ops.cast(context, self.variable_dtype)
 
     def loc_and_scale(self, conditional_input):

@@ -156,8 +156,7 @@ def _install(staging: pathlib.Path, path, version, overwrite: bool) -> pathlib.P
             ) from None
         except OSError as error:
             raise OSError(
-                f"could not move the export into {str(target)!r} ({error}); "
-                "what was there before is unchanged."
+                f"could not move the export into {str(target)!r} ({error}); what was there before is unchanged."
             ) from error
 
 
@@ -267,7 +266,9 @@ def _trace_signatures(model, max_samples: int = DEFAULT_MAX_SAMPLES) -> dict:
         checks = [
             tf.debugging.assert_non_negative(labels, message=f"{signature}: labels must lie in [0, {num_classes})"),
             tf.debugging.assert_less(
-                labels, tf.constant(num_classes, tf.int32), message=f"{signature}: labels must lie in [0, {num_classes})"
+                labels,
+                tf.constant(num_classes, tf.int32),
+                message=f"{signature}: labels must lie in [0, {num_classes})",
             ),
             tf.debugging.assert_equal(
                 tf.shape(labels)[0], count, message=f"{signature}: labels must hold one label per image"
@@ -332,7 +333,11 @@ def _trace_signatures(model, max_samples: int = DEFAULT_MAX_SAMPLES) -> dict:
 
     if num_classes is None:
         # The unconditional signatures take exactly their own inputs (no labels argument).
-        log_prob_fn, encode_fn, decode_fn = (lambda images: log_prob(images)), (lambda images: encode(images)), (lambda z: decode(z))
+        log_prob_fn, encode_fn, decode_fn = (
+            (lambda images: log_prob(images)),
+            (lambda images: encode(images)),
+            (lambda z: decode(z)),
+        )
 
         def sample_fn(num_samples, seed, temperature):
             return sample(num_samples, seed, temperature)

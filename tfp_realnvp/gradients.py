@@ -49,7 +49,9 @@ def vjp(fn: Callable, *primals):
         out, pull = jax.vjp(fn, *primals)
 
         def pullback(cotangents):
-            cotangents = keras.tree.map_structure_up_to(out, _zeros_for, out, cotangents) if cotangents is not None else None
+            cotangents = (
+                keras.tree.map_structure_up_to(out, _zeros_for, out, cotangents) if cotangents is not None else None
+            )
             return pull(cotangents)
 
         return out, pullback
@@ -148,8 +150,7 @@ def custom_vjp(fwd: Callable, bwd: Callable) -> Callable:
                 if variables:
                     names = sorted(v.name for v in variables)
                     raise ValueError(
-                        "a hand-written backward pass read variables that were not passed to it "
-                        f"as values: {names}."
+                        f"a hand-written backward pass read variables that were not passed to it as values: {names}."
                     )
                 upstream = [_zeros_for(o, u) for o, u in zip(flat_outputs, upstream)]
                 cotangents = bwd(residuals, keras.tree.pack_sequence_as(outputs, upstream))

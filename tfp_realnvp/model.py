@@ -8,13 +8,13 @@ import keras
 import numpy as np
 from keras import ops
 
+from tfp_realnvp import labels as labels_lib
 from tfp_realnvp.backend import backend_name, stateless_normal, tfd
 from tfp_realnvp.batch_norm_refresh import make_refresh_callback
 from tfp_realnvp.bijectors.multiscale import FLOW_CONFIG_KEYS, MultiScaleFlow
 from tfp_realnvp.compiled import CompiledFunction
-from tfp_realnvp.dequantization import EVAL_NOISE_SEED, dequantization_noise
 from tfp_realnvp.conditional_base import ConditionalNormal
-from tfp_realnvp import labels as labels_lib
+from tfp_realnvp.dequantization import EVAL_NOISE_SEED, dequantization_noise
 from tfp_realnvp.distributed import refuse_multi_worker_tensorflow
 from tfp_realnvp.validation import as_image_batch
 
@@ -142,7 +142,11 @@ class RealNVP(keras.Model):
         super().__init__(**kwargs)
         if float(l2_scale) < 0:
             raise ValueError(f"l2_scale must be >= 0; received {l2_scale!r}.")
-        if isinstance(refresh_batches, bool) or not isinstance(refresh_batches, (int, np.integer)) or refresh_batches < 0:
+        if (
+            isinstance(refresh_batches, bool)
+            or not isinstance(refresh_batches, (int, np.integer))
+            or refresh_batches < 0
+        ):
             raise ValueError(f"refresh_batches must be an integer >= 0; received {refresh_batches!r}.")
         self.refresh_batches = int(refresh_batches)
         if num_classes is not None and (
@@ -227,7 +231,9 @@ class RealNVP(keras.Model):
             ValueError: for an unconditional model.
         """
         if not self.conditional:
-            raise ValueError("conditional_distribution needs a class-conditional model (num_classes); this one has none.")
+            raise ValueError(
+                "conditional_distribution needs a class-conditional model (num_classes); this one has none."
+            )
         base = self.prior.distribution(conditional_input) if self.prior is not None else self._distribution.distribution
         return tfd.TransformedDistribution(base, self._flow)
 
@@ -338,9 +344,14 @@ class RealNVP(keras.Model):
             return inputs["images"], inputs["labels"]
         if isinstance(inputs, (tuple, list)) and len(inputs) == 2:
             return inputs[0], inputs[1]
-        received = f"a {type(inputs).__name__} with keys {sorted(inputs)}" if isinstance(inputs, dict) else (
-            f"a {type(inputs).__name__} of {len(inputs)} items" if isinstance(inputs, (tuple, list)) else
-            f"a tensor of shape {list(getattr(inputs, 'shape', []))}"
+        received = (
+            f"a {type(inputs).__name__} with keys {sorted(inputs)}"
+            if isinstance(inputs, dict)
+            else (
+                f"a {type(inputs).__name__} of {len(inputs)} items"
+                if isinstance(inputs, (tuple, list))
+                else f"a tensor of shape {list(getattr(inputs, 'shape', []))}"
+            )
         )
         raise ValueError(
             f"this RealNVP is class-conditional (num_classes={self.num_classes}) and needs (images, labels); "
@@ -388,7 +399,7 @@ class RealNVP(keras.Model):
         if self.l2_scale:
             loss = loss + self.l2_penalty()
         if self.losses:
-            loss = loss + ops.sum(ops.stack([ops.cast(l, "float32") for l in self.losses]))
+            loss = loss + ops.sum(ops.stack([ops.cast(term, "float32") for term in self.losses]))
         replicas = _num_replicas()
         if replicas > 1:
             loss = loss / float(replicas)
@@ -417,7 +428,9 @@ class RealNVP(keras.Model):
                     kwargs["validation_data"], num_classes=self.num_classes
                 )
         callbacks = list(callbacks or [])
-        refresh = make_refresh_callback(self, x, batch_size=batch_size, num_batches=self.refresh_batches, seed=self.seed or 0)
+        refresh = make_refresh_callback(
+            self, x, batch_size=batch_size, num_batches=self.refresh_batches, seed=self.seed or 0
+        )
         if refresh is not None:
             callbacks.insert(0, refresh)
         return super().fit(x, y, batch_size=batch_size, epochs=epochs, callbacks=callbacks, **kwargs)
@@ -675,7 +688,9 @@ class RealNVP(keras.Model):
         """
         z = np.asarray(z, dtype=np.float32)
         if z.ndim != 4 or tuple(z.shape[1:]) != self.image_shape:
-            raise ValueError(f"z must have shape [N, {', '.join(map(str, self.image_shape))}]; received shape {list(z.shape)}.")
+            raise ValueError(
+                f"z must have shape [N, {', '.join(map(str, self.image_shape))}]; received shape {list(z.shape)}."
+            )
         if not np.all(np.isfinite(z)):
             raise ValueError(f"z must be finite; received {int(np.sum(~np.isfinite(z)))} NaN or infinite values.")
         labels = self.check_labels(labels, len(z))

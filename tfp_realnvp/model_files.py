@@ -112,9 +112,7 @@ def load_realnvp(path: PathLike, *, compile: bool = False, require_finite: bool 
         raise ModelFileError(f"{str(file)!r} is a directory, not a .keras model file.")
     class_name = _archive_class(file)
     if class_name != _CLASS_NAME:
-        raise ModelFileError(
-            f"{str(file)!r} holds a Keras model of class {class_name!r}, not a tfp_realnvp RealNVP."
-        )
+        raise ModelFileError(f"{str(file)!r} holds a Keras model of class {class_name!r}, not a tfp_realnvp RealNVP.")
     try:
         model = keras.models.load_model(file, compile=compile)
     except Exception as error:  # Keras raises many kinds for damaged archives

@@ -54,7 +54,7 @@ def update_moving_moments(*, moving_mean, moving_variance, num_updates, mean, va
     decay = ops.minimum(momentum, k / (k + 1.0))
     new_mean = decay * old_mean + (1.0 - decay) * ops.cast(ops.stop_gradient(mean), old_mean.dtype)
     new_var = decay * old_var + (1.0 - decay) * ops.cast(ops.stop_gradient(variance), old_var.dtype)
-    for variable, value in ((moving_mean, new_mean), (moving_variance, new_var), (num_updates, count + 1.0)):
+    for value in (new_mean, new_var, count + 1.0):
         check_state_update(value, what=what)
     for variable, value in ((moving_mean, new_mean), (moving_variance, new_var), (num_updates, count + 1.0)):
         variable.assign(value)

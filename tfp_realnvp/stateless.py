@@ -45,10 +45,10 @@ def stateless_call(
         ("non-trainable", non_trainable_variables, non_trainable_values),
     ):
         if len(variables) != len(values):
-            raise ValueError(
-                f"expected {len(variables)} {label} values (one per variable); received {len(values)}."
-            )
-    mapping = list(zip(trainable_variables, trainable_values)) + list(zip(non_trainable_variables, non_trainable_values))
+            raise ValueError(f"expected {len(variables)} {label} values (one per variable); received {len(values)}.")
+    mapping = list(zip(trainable_variables, trainable_values)) + list(
+        zip(non_trainable_variables, non_trainable_values)
+    )
     with keras.StatelessScope(state_mapping=mapping) as scope:
         output = fn(*args, **kwargs)
         new_state = []

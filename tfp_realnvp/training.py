@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import time
 
 import keras
@@ -175,7 +174,9 @@ def as_fit_input(images: np.ndarray, *, batch_size: int, shuffle: bool, seed: in
         # The pipeline shuffles; Keras must not be asked to (it warns and ignores it).
         return make_dataset(images, batch_size=batch_size, shuffle=shuffle, seed=seed, flip=flip), {"shuffle": False}
     if flip:
-        raise ValueError("flip=True needs the TensorFlow backend (tf.data); received flip=True on " + backend_name() + ".")
+        raise ValueError(
+            "flip=True needs the TensorFlow backend (tf.data); received flip=True on " + backend_name() + "."
+        )
     return images, {"batch_size": batch_size, "shuffle": shuffle}
 
 
@@ -189,7 +190,9 @@ def write_json(path: str, payload: dict) -> str:
     return path
 
 
-def recalibrate_batch_norm(model, images: np.ndarray, *, batch_size: int = 256, num_batches: int = 4, seed: int = 0) -> int:
+def recalibrate_batch_norm(
+    model, images: np.ndarray, *, batch_size: int = 256, num_batches: int = 4, seed: int = 0
+) -> int:
     """Sets every batch-norm average of ``model`` to the mean of batch statistics over ``images``.
 
     What ``RealNVP.fit`` does by itself at the end of every epoch

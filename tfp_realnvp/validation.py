@@ -26,8 +26,7 @@ def check_event_shape(shape: Sequence[int | None], *, expected_rank: int = 3, na
     event = shape[-expected_rank:]
     if any(d is None or int(d) <= 0 for d in event):
         raise ValueError(
-            f"{name} needs a known, positive event shape [height, width, channels]; "
-            f"received shape {list(shape)}."
+            f"{name} needs a known, positive event shape [height, width, channels]; received shape {list(shape)}."
         )
     return tuple(int(d) for d in event)
 

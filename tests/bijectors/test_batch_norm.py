@@ -8,6 +8,7 @@ import re
 
 import numpy as np
 import pytest
+
 from helpers import (
     BACKEND,
     assert_close,
@@ -17,7 +18,6 @@ from helpers import (
     tensor,
     to_numpy,
 )
-
 from tfp_realnvp import BatchNormalization
 
 EVENT = (4, 4, 2)
@@ -207,7 +207,9 @@ def test_builds_lazily(points):
     assert len(layer.non_trainable_variables) == 3
 
 
-@pytest.mark.parametrize("key, bad", [("momentum", 1.0), ("momentum", -0.1), ("momentum", 1.5), ("lag", 1.0), ("lag", -0.5)])
+@pytest.mark.parametrize(
+    "key, bad", [("momentum", 1.0), ("momentum", -0.1), ("momentum", 1.5), ("lag", 1.0), ("lag", -0.5)]
+)
 def test_bad_momentum_or_lag(key, bad):
     with pytest.raises(ValueError, match=re.escape(repr(bad))):
         BatchNormalization(**{key: bad})

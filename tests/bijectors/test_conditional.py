@@ -6,6 +6,7 @@ import math
 import keras
 import numpy as np
 import pytest
+
 from helpers import (
     SMALL,
     assert_close,
@@ -19,7 +20,6 @@ from helpers import (
     to_numpy,
     value_and_gradients,
 )
-
 from tfp_realnvp import AffineCoupling, ConditionalNormal, MultiScaleFlow, tfd
 
 K = 3
@@ -31,14 +31,22 @@ def one_hot(labels, dtype="float64"):
 
 
 def conditional_flow(seed=5, **kwargs):
-    flow = MultiScaleFlow(image_shape=(4, 4, 2), num_scales=2, context_dim=K, context_channels=3, dtype="float64", **SMALL, **kwargs)
+    flow = MultiScaleFlow(
+        image_shape=(4, 4, 2), num_scales=2, context_dim=K, context_channels=3, dtype="float64", **SMALL, **kwargs
+    )
     randomize(flow.variables, seed, stddev=0.2)
     return flow
 
 
 def conditional_coupling(mask_type, seed=3):
     coupling = AffineCoupling(
-        mask_type=mask_type, parity=1, event_shape=(4, 4, 2), context_dim=K, context_channels=2, dtype="float64", **SMALL
+        mask_type=mask_type,
+        parity=1,
+        event_shape=(4, 4, 2),
+        context_dim=K,
+        context_channels=2,
+        dtype="float64",
+        **SMALL,
     )
     randomize(coupling.variables, seed, stddev=0.3)
     return coupling
@@ -78,7 +86,9 @@ def test_the_context_changes_the_map_and_its_log_det():
     flow = conditional_flow()
     y = tensor(pixels(np.random.default_rng(1), (2, 4, 4, 2)))
     outs = [to_numpy(flow.inverse(fresh(y), conditional_input=one_hot(k))) for k in range(K)]
-    dets = [to_numpy(flow.inverse_log_det_jacobian(fresh(y), event_ndims=3, conditional_input=one_hot(k))) for k in range(K)]
+    dets = [
+        to_numpy(flow.inverse_log_det_jacobian(fresh(y), event_ndims=3, conditional_input=one_hot(k))) for k in range(K)
+    ]
     for a in range(K):
         for b in range(a + 1, K):
             assert np.max(np.abs(outs[a] - outs[b])) > 1e-3
@@ -92,7 +102,9 @@ def test_a_context_per_example_equals_one_context_per_call():
     both_ldj = flow.inverse_log_det_jacobian(fresh(y), event_ndims=3, conditional_input=one_hot([0, 2]))
     for i, label in enumerate([0, 2]):
         single = flow.inverse(fresh(y[i : i + 1]), conditional_input=one_hot([label]))
-        single_ldj = flow.inverse_log_det_jacobian(fresh(y[i : i + 1]), event_ndims=3, conditional_input=one_hot([label]))
+        single_ldj = flow.inverse_log_det_jacobian(
+            fresh(y[i : i + 1]), event_ndims=3, conditional_input=one_hot([label])
+        )
         assert_close(to_numpy(both)[i : i + 1], single, atol=1e-10)
         assert_close(to_numpy(both_ldj)[i : i + 1], single_ldj, atol=1e-9)
 

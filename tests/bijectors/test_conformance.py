@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
+
 from helpers import (
     BACKEND,
     assert_close,
@@ -48,7 +49,6 @@ from helpers import (
     tensor,
     to_numpy,
 )
-
 from tfp_realnvp import AffineCoupling, BatchNormalization, FactorOut, LogitPreprocess, Squeeze, tfb
 from tfp_realnvp.bijectors import OnePassBijector
 

@@ -8,6 +8,7 @@ import re
 
 import numpy as np
 import pytest
+
 from helpers import (
     assert_close,
     check_round_trips,
@@ -17,7 +18,6 @@ from helpers import (
     to_numpy,
     variable_values,
 )
-
 from tfp_realnvp import AffineCoupling
 from tfp_realnvp.bijectors import checkerboard
 
@@ -89,9 +89,14 @@ def test_update_is_affine_in_the_updated_part(coupling, points):
     y, _ = points
     kind, parity = coupling.mask_type, coupling.parity
     y_np = to_numpy(y)
-    z0, z1, z2 = (to_numpy(coupling.inverse(tensor(scale_updated_part(kind, parity, y_np, f)))) for f in (0.0, 1.0, 2.0))
+    z0, z1, z2 = (
+        to_numpy(coupling.inverse(tensor(scale_updated_part(kind, parity, y_np, f)))) for f in (0.0, 1.0, 2.0)
+    )
     assert_close(updated_part(kind, parity, z2 - z1), updated_part(kind, parity, z1 - z0), atol=1e-10)
-    ildj = [coupling.inverse_log_det_jacobian(tensor(scale_updated_part(kind, parity, y_np, f)), event_ndims=3) for f in (0.0, 2.0)]
+    ildj = [
+        coupling.inverse_log_det_jacobian(tensor(scale_updated_part(kind, parity, y_np, f)), event_ndims=3)
+        for f in (0.0, 2.0)
+    ]
     assert_close(ildj[0], ildj[1], atol=1e-10)
 
 
@@ -149,7 +154,9 @@ def test_custom_conditioner_is_used(points):
             ones = keras.ops.ones_like(x[..., :1])
             return keras.ops.concatenate([0.3 * ones, -0.7 * ones], axis=-1)
 
-    coupling = AffineCoupling(mask_type="channel", parity=0, event_shape=EVENT, conditioner=Constant(dtype="float64"), dtype="float64")
+    coupling = AffineCoupling(
+        mask_type="channel", parity=0, event_shape=EVENT, conditioner=Constant(dtype="float64"), dtype="float64"
+    )
     x, _ = points
     z = to_numpy(coupling.inverse(x))
     s = np.tanh(0.3)  # TanhScale starts with scale 1

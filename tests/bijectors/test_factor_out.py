@@ -8,6 +8,7 @@ import re
 
 import numpy as np
 import pytest
+
 from helpers import (
     assert_close,
     fresh,
@@ -15,7 +16,6 @@ from helpers import (
     tensor,
     to_numpy,
 )
-
 from tfp_realnvp import AffineCoupling, BatchNormalization, FactorOut, Squeeze
 
 EVENT = (4, 4, 4)
@@ -23,7 +23,9 @@ EVENT = (4, 4, 4)
 
 @pytest.fixture(scope="module")
 def factor_out():
-    inner = AffineCoupling(mask_type="checkerboard", parity=1, event_shape=(4, 4, 2), num_filters=4, num_blocks=1, dtype="float64")
+    inner = AffineCoupling(
+        mask_type="checkerboard", parity=1, event_shape=(4, 4, 2), num_filters=4, num_blocks=1, dtype="float64"
+    )
     randomize(inner.variables, seed=3)
     return FactorOut(inner)
 

@@ -11,6 +11,7 @@ import re
 
 import numpy as np
 import pytest
+
 from helpers import (
     REORDER_RTOL,
     SMALL,
@@ -30,7 +31,6 @@ from helpers import (
     value_and_gradients,
     variable_values,
 )
-
 from tfp_realnvp import AffineCoupling, LogitPreprocess, MultiScaleFlow, tfd
 
 IMAGE = (8, 8, 2)
@@ -62,7 +62,11 @@ def test_architecture(num_scales):
     flow = MultiScaleFlow(image_shape=(8, 8, 2), num_scales=num_scales, num_filters=4, num_blocks=1)
     kinds = [(c.mask_type, c.parity) for c in flow.couplings]
     assert len(kinds) == num_couplings(num_scales) == len(flow.batch_norms)
-    per_scale = [("checkerboard", 0), ("checkerboard", 1), ("checkerboard", 0)] + [("channel", 0), ("channel", 1), ("channel", 0)]
+    per_scale = [("checkerboard", 0), ("checkerboard", 1), ("checkerboard", 0)] + [
+        ("channel", 0),
+        ("channel", 1),
+        ("channel", 0),
+    ]
     assert kinds == per_scale * (num_scales - 1) + [("checkerboard", 0), ("checkerboard", 1)] * 2
     # Filters double after each squeeze: checkerboard couplings of scale l use 4 * 2**l,
     # the channel couplings after its squeeze 4 * 2**(l + 1).
@@ -210,7 +214,9 @@ def test_one_network_pass_per_gradient_and_per_training_call(random_flow, images
         fn()
         return random_flow.network_calls - start
 
-    assert calls(lambda: value_and_gradients(negative_log_prob(dist), random_flow.trainable_variables, fresh(images))) == n
+    assert (
+        calls(lambda: value_and_gradients(negative_log_prob(dist), random_flow.trainable_variables, fresh(images))) == n
+    )
     training = {"bijector_kwargs": {"training": True}}
     assert calls(lambda: dist.log_prob(fresh(images), **training)) == n
     assert calls(lambda: dist.experimental_sample_and_log_prob(2, seed=sample_seed(5), **training)) == n

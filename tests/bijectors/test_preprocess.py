@@ -9,6 +9,7 @@ import re
 
 import numpy as np
 import pytest
+
 from helpers import (
     BACKEND,
     assert_close,
@@ -19,7 +20,6 @@ from helpers import (
     tensor,
     to_numpy,
 )
-
 from tfp_realnvp import LogitPreprocess
 
 EVENT = (4, 4, 2)

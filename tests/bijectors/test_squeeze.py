@@ -8,8 +8,8 @@ import re
 
 import numpy as np
 import pytest
-from helpers import assert_close, tensor, to_numpy
 
+from helpers import assert_close, tensor, to_numpy
 from tfp_realnvp import Squeeze
 
 

@@ -19,8 +19,7 @@ def _stripes(count, height=6, width=5):
 
 def _write_idx(path, array, *, compress=True):
     """Writes ``array`` as an IDX file (big-endian), gzip-compressed when asked."""
-    codes = {np.uint8: 0x08, np.int8: 0x09, np.int16: 0x0B, np.int32: 0x0C,
-             np.float32: 0x0D, np.float64: 0x0E}
+    codes = {np.uint8: 0x08, np.int8: 0x09, np.int16: 0x0B, np.int32: 0x0C, np.float32: 0x0D, np.float64: 0x0E}
     code = codes[array.dtype.type]
     header = bytes([0, 0, code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
     payload = header + array.astype(array.dtype.newbyteorder(">")).tobytes()
@@ -36,9 +35,7 @@ def _write_image(path, image, **save_options):
 
     path.parent.mkdir(parents=True, exist_ok=True)
     image = np.asarray(image, np.uint8)
-    Image.fromarray(image[..., 0] if image.ndim == 3 and image.shape[-1] == 1 else image).save(
-        path, **save_options
-    )
+    Image.fromarray(image[..., 0] if image.ndim == 3 and image.shape[-1] == 1 else image).save(path, **save_options)
     return path
 
 

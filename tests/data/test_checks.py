@@ -57,17 +57,22 @@ def test_sizes_are_normalised(size, expected):
 
 @pytest.mark.parametrize("size", [0, -2, (3,), (3, 4, 5), (3.0, 4), "8", True, (8, 0)])
 def test_bad_sizes_name_the_value(size):
-    with pytest.raises(ValueError, match=r"image_size.*" + repr(size).replace("(", r"\(")
-                       .replace(")", r"\)").replace("[", r"\[")):
+    with pytest.raises(
+        ValueError, match=r"image_size.*" + repr(size).replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")
+    ):
         checks._check_size(size, name="image_size")
 
 
 def test_shards_and_counts():
     assert checks._check_shard(3, 2) == (3, 2)
     assert checks._check_shard(np.int32(2), np.int64(0)) == (2, 0)
-    for count, index, pattern in [(0, 0, "num_shards.*0"), (2, 2, "shard_index.*2"),
-                                  (2, -1, "shard_index.*-1"), (True, 0, "num_shards.*True"),
-                                  (2, 1.0, "shard_index.*1.0")]:
+    for count, index, pattern in [
+        (0, 0, "num_shards.*0"),
+        (2, 2, "shard_index.*2"),
+        (2, -1, "shard_index.*-1"),
+        (True, 0, "num_shards.*True"),
+        (2, 1.0, "shard_index.*1.0"),
+    ]:
         with pytest.raises(ValueError, match=pattern):
             checks._check_shard(count, index)
     assert checks._check_positive_int(None, name="batch_size", allow_none=True) is None

@@ -48,7 +48,9 @@ def test_shares_of_processes_are_disjoint_and_cover_the_folder(faces):
         stream = data.FolderBatches(files, batch_size=2, preset="celeba", seed=index, num_shards=3, shard_index=index)
         seen.append(sorted(int(v) for v in np.concatenate(list(stream))[:, 32, 32, 0]))
     assert all(len(share) == 4 for share in seen)
-    assert sorted(sum(seen, [])) == sorted(int(v) for v in np.concatenate(list(data.FolderBatches(files, batch_size=12, preset="celeba")))[:, 32, 32, 0])
+    assert sorted(sum(seen, [])) == sorted(
+        int(v) for v in np.concatenate(list(data.FolderBatches(files, batch_size=12, preset="celeba")))[:, 32, 32, 0]
+    )
     with pytest.raises(ValueError, match="share 1 is empty"):
         data.FolderBatches(files[:1], batch_size=1, num_shards=2, shard_index=1)
 
@@ -63,8 +65,12 @@ def test_repeated_stream_is_endless_full_and_reshuffled(faces):
 
 def test_flips_are_seeded(faces):
     files = data.list_image_files(faces)
-    a = np.concatenate(list(data.FolderBatches(files, batch_size=4, image_size=(40, 20), flip=True, seed=3, shuffle=False)))
-    b = np.concatenate(list(data.FolderBatches(files, batch_size=4, image_size=(40, 20), flip=True, seed=3, shuffle=False)))
+    a = np.concatenate(
+        list(data.FolderBatches(files, batch_size=4, image_size=(40, 20), flip=True, seed=3, shuffle=False))
+    )
+    b = np.concatenate(
+        list(data.FolderBatches(files, batch_size=4, image_size=(40, 20), flip=True, seed=3, shuffle=False))
+    )
     plain = np.concatenate(list(data.FolderBatches(files, batch_size=4, image_size=(40, 20), shuffle=False)))
     np.testing.assert_array_equal(a, b)
     flipped = [not np.array_equal(x, y) for x, y in zip(a, plain)]
@@ -86,7 +92,9 @@ def test_bad_options_name_the_value(faces):
 @pytest.mark.tf_only
 def test_the_celeba_preset_agrees_with_the_tf_data_reader(faces):
     tf_images = np.concatenate(list(data.stream_image_folder(faces, preset="celeba", batch_size=12, shuffle=False)))
-    np_images = np.concatenate(list(data.FolderBatches(data.list_image_files(faces), batch_size=12, preset="celeba", shuffle=False)))
+    np_images = np.concatenate(
+        list(data.FolderBatches(data.list_image_files(faces), batch_size=12, preset="celeba", shuffle=False))
+    )
     assert tf_images.shape == np_images.shape == (12, 64, 64, 3)
     assert np.max(np.abs(tf_images.astype(int) - np_images.astype(int))) <= 8
     assert np.mean(np.abs(tf_images.astype(int) - np_images.astype(int))) < 1.5

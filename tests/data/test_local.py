@@ -137,8 +137,7 @@ def test_list_image_files_is_recursive_sorted_and_by_suffix(tmp_path, write_imag
     (tmp_path / "b" / "notes.txt").write_text("x")
     (tmp_path / "folder.png").mkdir()  # a folder with an image suffix is not a file
     files = data.list_image_files(tmp_path)
-    assert [f.relative_to(tmp_path).as_posix() for f in files] == [
-        "a.jpeg", "b/a.Png", "b/c/y.JPG", "b/z.png"]
+    assert [f.relative_to(tmp_path).as_posix() for f in files] == ["a.jpeg", "b/a.Png", "b/c/y.JPG", "b/z.png"]
     with pytest.raises(ValueError, match=r"no image files.*\.png"):
         data.list_image_files(tmp_path / "folder.png")
     with pytest.raises(FileNotFoundError, match="nowhere"):

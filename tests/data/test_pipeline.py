@@ -52,8 +52,7 @@ def test_make_dataset_flips(stripes, collect):
     mirrored = images[:, :, ::-1]
 
     def run(flip, seed=0):
-        return np.concatenate(collect(data.make_dataset(images, batch_size=16, shuffle=False,
-                                                        flip=flip, seed=seed)))
+        return np.concatenate(collect(data.make_dataset(images, batch_size=16, shuffle=False, flip=flip, seed=seed)))
 
     out = run(True)
     is_flipped = (out == mirrored).all(axis=(1, 2, 3))
@@ -82,8 +81,7 @@ def test_make_dataset_from_get_dataset_and_errors(stripes):
     with pytest.raises(ValueError, match="shuffle_buffer.*0"):
         data.make_dataset(stripes(2), batch_size=2, shuffle_buffer=0)
     with pytest.raises(ValueError, match="element_spec"):
-        data.make_dataset(tf.data.Dataset.from_tensor_slices(np.zeros((2, 3), np.float32)),
-                          batch_size=2)
+        data.make_dataset(tf.data.Dataset.from_tensor_slices(np.zeros((2, 3), np.float32)), batch_size=2)
 
 
 @tf_only
@@ -106,8 +104,7 @@ def test_make_dataset_feeds_keras_fit(stripes):
     images = stripes(8)
     model = Tiny()
     model.compile(optimizer="sgd")
-    history = model.fit(data.make_dataset(images, batch_size=4, seed=0), epochs=1, verbose=0,
-                        shuffle=False)
+    history = model.fit(data.make_dataset(images, batch_size=4, seed=0), epochs=1, verbose=0, shuffle=False)
     assert np.isfinite(history.history["loss"][0])
 
 

@@ -39,7 +39,7 @@ def test_pad_images_centers_and_names_bad_sizes():
 def test_celeba_preprocess_crops_center_148_then_resizes_to_64():
     image = np.zeros((218, 178, 3), np.uint8)
     top, left = (218 - 148) // 2, (178 - 148) // 2
-    image[top:top + 148, left:left + 148] = (10, 120, 250)  # the crop; the rest is black
+    image[top : top + 148, left : left + 148] = (10, 120, 250)  # the crop; the rest is black
     out = data.celeba_preprocess(image)
     assert out.shape == (64, 64, 3) and out.dtype.name == "uint8"
     np.testing.assert_array_equal(out.numpy().reshape(-1, 3).min(0), [10, 120, 250])
@@ -59,9 +59,7 @@ def test_lsun_preprocess_short_side_96_then_crop_64():
     assert out[:, :30].max() == 0 and out[:, 34:].min() == 255
     crop = data.lsun_preprocess(image, random_crop=True, seed=tf.constant([1, 2]))
     assert crop.shape == (64, 64, 3)
-    np.testing.assert_array_equal(
-        crop, data.lsun_preprocess(image, random_crop=True, seed=tf.constant([1, 2]))
-    )
+    np.testing.assert_array_equal(crop, data.lsun_preprocess(image, random_crop=True, seed=tf.constant([1, 2])))
     assert data.lsun_preprocess(np.zeros((17, 47, 3), np.uint8)).shape == (64, 64, 3)
     with pytest.raises(ValueError, match=r"square.*\(32, 64\)"):
         data.lsun_preprocess(image, image_size=(32, 64))

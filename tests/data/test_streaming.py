@@ -34,8 +34,8 @@ def celeba_like():
     image = np.zeros((CELEBA_HEIGHT, CELEBA_WIDTH, 3), np.uint8)
     image[...] = (0, 255, 0)
     top, left = (CELEBA_HEIGHT - CROP) // 2, (CELEBA_WIDTH - CROP) // 2
-    image[top:top + CROP, left:left + CROP] = (255, 0, 0)
-    image[top + 4:top + CROP - 4, left + 4:left + CROP - 4] = (0, 0, 255)
+    image[top : top + CROP, left : left + CROP] = (255, 0, 0)
+    image[top + 4 : top + CROP - 4, left + 4 : left + CROP - 4] = (0, 0, 255)
     return image
 
 
@@ -183,8 +183,9 @@ def test_celeba_preset_shape_dtype_and_crop_geometry(tmp_path, write_image, coll
 def test_stream_split_matches_load_images(tmp_path, tagged_folder):
     tagged_folder(tmp_path, 20)
     for split in ("train", "test"):
-        streamed = single(data.stream_image_folder(tmp_path, split=split, train_fraction=0.7,
-                                                   batch_size=None, shuffle=False))
+        streamed = single(
+            data.stream_image_folder(tmp_path, split=split, train_fraction=0.7, batch_size=None, shuffle=False)
+        )
         loaded = data.load_images(tmp_path, split=split, train_fraction=0.7)
         np.testing.assert_array_equal(streamed, loaded)
 
@@ -196,16 +197,14 @@ def test_stream_split_matches_load_images(tmp_path, tagged_folder):
 def test_sharding_by_process_is_disjoint_and_covers_the_set(tmp_path, tagged_folder, collect):
     everything = sorted(tags([tagged_folder(tmp_path, 10)]))
     shares = [
-        tags(collect(data.stream_image_folder(tmp_path, batch_size=3, seed=index,
-                                              num_shards=3, shard_index=index)))
+        tags(collect(data.stream_image_folder(tmp_path, batch_size=3, seed=index, num_shards=3, shard_index=index)))
         for index in range(3)
     ]
     # Different seeds per process still give disjoint shares: files are split first.
     assert sorted(len(share) for share in shares) == [3, 3, 4]
     assert sorted(sum(shares, [])) == everything
     # The share of a process does not depend on its seed or on shuffling.
-    again = tags(collect(data.stream_image_folder(tmp_path, batch_size=3, shuffle=False,
-                                                  num_shards=3, shard_index=1)))
+    again = tags(collect(data.stream_image_folder(tmp_path, batch_size=3, shuffle=False, num_shards=3, shard_index=1)))
     assert sorted(again) == sorted(shares[1])
 
 
@@ -215,8 +214,7 @@ def test_bounded_shuffle_is_deterministic_with_a_seed(tmp_path, tagged_folder, c
     position = {tag: i for i, tag in enumerate(everything)}
 
     def order(seed, buffer=4):
-        dataset = data.stream_image_folder(tmp_path, batch_size=8, seed=seed,
-                                           shuffle_buffer=buffer)
+        dataset = data.stream_image_folder(tmp_path, batch_size=8, seed=seed, shuffle_buffer=buffer)
         return [position[t] for t in tags(collect(dataset))]
 
     first = order(7)
@@ -239,8 +237,7 @@ def test_repeat_and_flip(tmp_path, write_image, collect):
     image[:, 0] = 255  # bright left column
     for i in range(8):
         write_image(tmp_path / f"{i}.png", image)
-    dataset = data.stream_image_folder(tmp_path, batch_size=8, seed=0, repeat=True, flip=True,
-                                       drop_remainder=True)
+    dataset = data.stream_image_folder(tmp_path, batch_size=8, seed=0, repeat=True, flip=True, drop_remainder=True)
     assert dataset.element_spec.shape == [8, 4, 6, 3]
     batches = np.concatenate(collect(dataset.take(4)))
     flipped = (batches[:, :, -1] == 255).all(axis=(1, 2))
@@ -269,8 +266,7 @@ def test_tfrecord_shards_round_trip(tmp_path, stripes, tagged_folder):
     # Files go in with their bytes unchanged and their names relative to the folder.
     folder = tmp_path / "folder"
     expected = tagged_folder(folder, 7)
-    shards = data.write_tfrecord_shards(folder, tmp_path / "files", images_per_shard=3,
-                                        prefix="train")
+    shards = data.write_tfrecord_shards(folder, tmp_path / "files", images_per_shard=3, prefix="train")
     assert [p.name for p in shards][-1] == "train-00002-of-00003.tfrecord"
     record = next(iter(tf.data.TFRecordDataset(str(shards[0]))))
     example = tf.train.Example.FromString(record.numpy())
@@ -279,8 +275,7 @@ def test_tfrecord_shards_round_trip(tmp_path, stripes, tagged_folder):
     assert example.features.feature["image/format"].bytes_list.value[0] == b"png"
     name = example.features.feature["image/filename"].bytes_list.value[0].decode()
     assert name == first.relative_to(folder).as_posix()
-    streamed = single(data.stream_tfrecord_shards(tmp_path / "files", prefix="train",
-                                                  batch_size=None, shuffle=False))
+    streamed = single(data.stream_tfrecord_shards(tmp_path / "files", prefix="train", batch_size=None, shuffle=False))
     np.testing.assert_array_equal(streamed, expected)
 
 
@@ -334,12 +329,10 @@ def test_shards_by_process_are_disjoint_and_cover_the_set(tmp_path, stripes, col
     images = stripes(20)
     write = data.write_tfrecord_shards if kind == "tfrecord" else data.write_npz_shards
     read = data.stream_tfrecord_shards if kind == "tfrecord" else data.stream_npz_shards
-    write(np.repeat(images, 3, axis=-1) if kind == "tfrecord" else images, tmp_path,
-          images_per_shard=3)  # 7 files
+    write(np.repeat(images, 3, axis=-1) if kind == "tfrecord" else images, tmp_path, images_per_shard=3)  # 7 files
     shares = []
     for index in range(3):
-        batches = collect(read(tmp_path, batch_size=4, seed=index, num_shards=3,
-                               shard_index=index))
+        batches = collect(read(tmp_path, batch_size=4, seed=index, num_shards=3, shard_index=index))
         shares.append([int(t) for t in np.concatenate(batches)[:, 0, 1, 0]])
     assert sorted(sum(shares, [])) == list(range(20))
     assert [len(share) for share in shares] == [8, 6, 6]  # files 0,3,6 / 1,4 / 2,5 (file 6 holds 2)
@@ -352,8 +345,7 @@ def test_shuffled_shards_are_seeded(tmp_path, stripes, collect):
     data.write_tfrecord_shards(stripes(24), tmp_path, images_per_shard=4)
 
     def order(seed):
-        dataset = data.stream_tfrecord_shards(tmp_path, batch_size=24, seed=seed,
-                                              shuffle_buffer=8, channels=1)
+        dataset = data.stream_tfrecord_shards(tmp_path, batch_size=24, seed=seed, shuffle_buffer=8, channels=1)
         return [int(t) for t in collect(dataset)[0][:, 0, 1, 0]]
 
     first = order(1)
@@ -419,15 +411,23 @@ def test_streams_hold_file_names_not_images(tmp_path, tagged_folder, stripes, mo
     import tensorflow as tf
 
     tagged_folder(tmp_path / "folder", 30)
-    data.write_tfrecord_shards(np.repeat(stripes(30), 3, axis=-1), tmp_path / "records",
-                               images_per_shard=10)
+    data.write_tfrecord_shards(np.repeat(stripes(30), 3, axis=-1), tmp_path / "records", images_per_shard=10)
     data.write_npz_shards(stripes(30), tmp_path / "arrays", images_per_shard=10)
 
     def refuse(*args, **kwargs):
         raise AssertionError("a streaming reader called an in-memory loader")
 
-    loaders = ("load_images", "load_image_folder", "load_idx_dir", "read_idx", "load_shipped",
-               "get_dataset", "make_dataset", "resize_images", "_read_shipped")
+    loaders = (
+        "load_images",
+        "load_image_folder",
+        "load_idx_dir",
+        "read_idx",
+        "load_shipped",
+        "get_dataset",
+        "make_dataset",
+        "resize_images",
+        "_read_shipped",
+    )
     for name, module in list(sys.modules.items()):
         if name == "tfp_realnvp.data" or name.startswith("tfp_realnvp.data."):
             for loader in loaders:

@@ -7,8 +7,8 @@ import re
 import keras
 import numpy as np
 import pytest
-from helpers import BACKEND, assert_close, randomize, tensor, to_numpy, variable_values
 
+from helpers import BACKEND, assert_close, randomize, tensor, to_numpy, variable_values
 from tfp_realnvp import ResNetConditioner
 from tfp_realnvp.networks import ConditionerBatchNorm
 

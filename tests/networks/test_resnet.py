@@ -5,8 +5,8 @@ import re
 import keras
 import numpy as np
 import pytest
-from helpers import assert_close, randomize, tensor, to_numpy
 
+from helpers import assert_close, randomize, tensor, to_numpy
 from tfp_realnvp import ResNetConditioner, WeightNormConv2D
 
 
@@ -62,7 +62,9 @@ def test_config_round_trip():
     assert isinstance(restored, ResNetConditioner) and restored.get_config() == config
 
 
-@pytest.mark.parametrize("key, bad", [("out_channels", 0), ("num_filters", 0), ("num_blocks", -1), ("num_filters", 2.5)])
+@pytest.mark.parametrize(
+    "key, bad", [("out_channels", 0), ("num_filters", 0), ("num_blocks", -1), ("num_filters", 2.5)]
+)
 def test_bad_arguments(key, bad):
     kwargs = {"out_channels": 2, "num_filters": 4, "num_blocks": 1, key: bad}
     out_channels = kwargs.pop("out_channels")

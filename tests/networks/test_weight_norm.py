@@ -5,8 +5,8 @@ import re
 import keras
 import numpy as np
 import pytest
-from helpers import assert_close, randomize, tensor, to_numpy
 
+from helpers import assert_close, randomize, tensor, to_numpy
 from tfp_realnvp import WeightNormConv2D
 
 

@@ -298,16 +298,22 @@ class AffineCoupling(OnePassBijector):
         updated = updated * ops.exp(s) + t
         return self._merge(fixed if self._mask_type == "channel" else None, updated), ops.sum(s, axis=(-3, -2, -1))
 
-    def _reverse(self, y, g_y, g_log_det, record, *, inverse: bool, training: bool, grads: dict, conditional_input=None):
+    def _reverse(
+        self, y, g_y, g_log_det, record, *, inverse: bool, training: bool, grads: dict, conditional_input=None
+    ):
         """Rebuilds the input from the latent ``y`` with one conditioner pass (see the class)."""
         context = {} if conditional_input is None else {"conditional_input": conditional_input}
         if not inverse:
-            return super()._reverse(y, g_y, g_log_det, record, inverse=inverse, training=training, grads=grads, **context)
+            return super()._reverse(
+                y, g_y, g_log_det, record, inverse=inverse, training=training, grads=grads, **context
+            )
         variables, state_variables = self.trainable_variables, self.non_trainable_variables
         params, state = read_values(variables), read_values(state_variables)
 
         def network(params, fixed, *context):
-            return stateless_call(variables, state_variables, params, state, self._scale_and_shift, fixed, training, *context)[0]
+            return stateless_call(
+                variables, state_variables, params, state, self._scale_and_shift, fixed, training, *context
+            )[0]
 
         fixed, updated = self._split(y)
         primals = (params, fixed) + ((conditional_input,) if context else ())

@@ -5,7 +5,6 @@ from __future__ import annotations
 from keras import ops
 
 from tfp_realnvp.backend import tfb
-from tfp_realnvp.bijectors.reversible import record_transform, reverse_transform
 from tfp_realnvp.bijectors.one_pass import (
     OnePassBijector,
     check_nested_event_shape,
@@ -13,6 +12,7 @@ from tfp_realnvp.bijectors.one_pass import (
     one_pass_steps,
     transform,
 )
+from tfp_realnvp.bijectors.reversible import record_transform, reverse_transform
 
 
 class FactorOut(OnePassBijector):
@@ -93,11 +93,20 @@ class FactorOut(OnePassBijector):
         )
         return ops.concatenate([kept, out], axis=-1), log_det, record
 
-    def _reverse(self, y, g_y, g_log_det, record, *, inverse: bool, training: bool, grads: dict, conditional_input=None):
+    def _reverse(
+        self, y, g_y, g_log_det, record, *, inverse: bool, training: bool, grads: dict, conditional_input=None
+    ):
         """The kept half passes through; the inner bijector rebuilds the other half."""
         half = y.shape[-1] // 2
         rest, g_rest = reverse_transform(
-            self._inner, y[..., half:], g_y[..., half:], g_log_det, record,
-            inverse=inverse, training=training, grads=grads, conditional_input=conditional_input,
+            self._inner,
+            y[..., half:],
+            g_y[..., half:],
+            g_log_det,
+            record,
+            inverse=inverse,
+            training=training,
+            grads=grads,
+            conditional_input=conditional_input,
         )
         return ops.concatenate([y[..., :half], rest], axis=-1), ops.concatenate([g_y[..., :half], g_rest], axis=-1)

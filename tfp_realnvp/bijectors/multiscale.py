@@ -13,7 +13,6 @@ from tfp_realnvp.bijectors.reversible import record_transform, reverse_transform
 from tfp_realnvp.bijectors.squeeze import Squeeze
 from tfp_realnvp.validation import check_event_shape
 
-
 #: The constructor arguments that define a ``MultiScaleFlow`` (``MultiScaleFlow.config``
 #: holds exactly these); ``RealNVP``'s configuration and the command line derive theirs
 #: from this tuple.
@@ -157,7 +156,11 @@ class MultiScaleFlow(OnePassBijector):
         if isinstance(context_channels, bool) or not isinstance(context_channels, int) or context_channels < 1:
             raise ValueError(f"context_channels must be an integer >= 1; received {context_channels!r}.")
         self._context_channels = int(context_channels)
-        for key, value, low in (("num_scales", num_scales, 1), ("num_filters", num_filters, 1), ("num_blocks", num_blocks, 0)):
+        for key, value, low in (
+            ("num_scales", num_scales, 1),
+            ("num_filters", num_filters, 1),
+            ("num_blocks", num_blocks, 0),
+        ):
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ValueError(f"{key} must be an integer >= {low}; received {value!r}.")
         self._num_scales = num_scales
@@ -355,7 +358,13 @@ class MultiScaleFlow(OnePassBijector):
                 "flow.build([H, W, C]) before stateless_call."
             )
         return stateless_call(
-            self.trainable_variables, self.non_trainable_variables, trainable_values, non_trainable_values, fn, *args, **kwargs
+            self.trainable_variables,
+            self.non_trainable_variables,
+            trainable_values,
+            non_trainable_values,
+            fn,
+            *args,
+            **kwargs,
         )
 
     # Math -----------------------------------------------------------------------
@@ -370,7 +379,17 @@ class MultiScaleFlow(OnePassBijector):
         self.build(x.shape[-3:])
         return record_transform(self._chain, x, inverse=inverse, training=training, conditional_input=conditional_input)
 
-    def _reverse(self, y, g_y, g_log_det, record, *, inverse: bool, training: bool, grads: dict, conditional_input=None):
+    def _reverse(
+        self, y, g_y, g_log_det, record, *, inverse: bool, training: bool, grads: dict, conditional_input=None
+    ):
         return reverse_transform(
-            self._chain, y, g_y, g_log_det, record, inverse=inverse, training=training, grads=grads, conditional_input=conditional_input
+            self._chain,
+            y,
+            g_y,
+            g_log_det,
+            record,
+            inverse=inverse,
+            training=training,
+            grads=grads,
+            conditional_input=conditional_input,
         )

@@ -64,9 +64,7 @@ def event_dims(shape, *, name: str) -> tuple[int | None, int | None, int | None]
     if dims is None:
         return None
     if len(dims) < 3:
-        raise ValueError(
-            f"{name} needs at least rank 3 (..., height, width, channels); received shape {dims}."
-        )
+        raise ValueError(f"{name} needs at least rank 3 (..., height, width, channels); received shape {dims}.")
     event = tuple(dims[-3:])
     if any(d is not None and d <= 0 for d in event):
         raise ValueError(f"{name} needs positive event dimensions; received shape {dims}.")

@@ -45,22 +45,30 @@ def record_transform(bijector, x, *, inverse: bool, training: bool, conditional_
     """``(value, log_det, record)``: ``transform`` plus what ``reverse_transform`` needs."""
     if isinstance(bijector, OnePassBijector):
         bijector._check_input(x, inverse=inverse)
-        return bijector._transform_recorded(x, inverse=inverse, training=training, **_context(bijector, conditional_input))
+        return bijector._transform_recorded(
+            x, inverse=inverse, training=training, **_context(bijector, conditional_input)
+        )
     if isinstance(bijector, _CHAIN_TYPES):
         steps = bijector.bijectors if inverse else list(reversed(bijector.bijectors))
         total, records = None, []
         for step in steps:
-            x, log_det, record = record_transform(step, x, inverse=inverse, training=training, conditional_input=conditional_input)
+            x, log_det, record = record_transform(
+                step, x, inverse=inverse, training=training, conditional_input=conditional_input
+            )
             total = log_det if total is None else total + log_det
             records.append(record)
         return x, total, records
     if isinstance(bijector, _INVERT_TYPES):
-        return record_transform(bijector.bijector, x, inverse=not inverse, training=training, conditional_input=conditional_input)
+        return record_transform(
+            bijector.bijector, x, inverse=not inverse, training=training, conditional_input=conditional_input
+        )
     y, log_det = transform(bijector, x, inverse=inverse, training=training)
     return y, log_det, None
 
 
-def reverse_transform(bijector, y, g_y, g_log_det, record, *, inverse: bool, training: bool, grads: dict, conditional_input=None):
+def reverse_transform(
+    bijector, y, g_y, g_log_det, record, *, inverse: bool, training: bool, grads: dict, conditional_input=None
+):
     """Rebuilds the input of ``bijector`` from its output ``y`` and pulls back cotangents.
 
     Args:
@@ -88,12 +96,28 @@ def reverse_transform(bijector, y, g_y, g_log_det, record, *, inverse: bool, tra
         steps = bijector.bijectors if inverse else list(reversed(bijector.bijectors))
         for step, step_record in reversed(list(zip(steps, record))):
             y, g_y = reverse_transform(
-                step, y, g_y, g_log_det, step_record, inverse=inverse, training=training, grads=grads, conditional_input=conditional_input
+                step,
+                y,
+                g_y,
+                g_log_det,
+                step_record,
+                inverse=inverse,
+                training=training,
+                grads=grads,
+                conditional_input=conditional_input,
             )
         return y, g_y
     if isinstance(bijector, _INVERT_TYPES):
         return reverse_transform(
-            bijector.bijector, y, g_y, g_log_det, record, inverse=not inverse, training=training, grads=grads, conditional_input=conditional_input
+            bijector.bijector,
+            y,
+            g_y,
+            g_log_det,
+            record,
+            inverse=not inverse,
+            training=training,
+            grads=grads,
+            conditional_input=conditional_input,
         )
     # Fresh tensors: TFP's bijector cache would answer with the tensors of the forward
     # pass, which the pull-back's tape did not record.
@@ -160,7 +184,9 @@ def reversible_transform(bijector: OnePassBijector, x, *, inverse: bool, trainin
 
     def fwd(x, params, state, *context):
         def run(x):
-            return record_transform(bijector, x, inverse=inverse, training=training, conditional_input=context[0] if context else None)
+            return record_transform(
+                bijector, x, inverse=inverse, training=training, conditional_input=context[0] if context else None
+            )
 
         (y, log_det, record), new_state = stateless_call(variables, state_variables, params, state, run, x)
         return (y, log_det, new_state), (y, params, state, record, context)
@@ -172,7 +198,14 @@ def reversible_transform(bijector: OnePassBijector, x, *, inverse: bool, trainin
         mapping = list(zip(variables, params)) + list(zip(state_variables, state))
         with keras.StatelessScope(state_mapping=mapping):
             _, g_x = reverse_transform(
-                bijector, y, g_y, g_log_det, record, inverse=inverse, training=training, grads=grads,
+                bijector,
+                y,
+                g_y,
+                g_log_det,
+                record,
+                inverse=inverse,
+                training=training,
+                grads=grads,
                 conditional_input=context[0] if context else None,
             )
         g_params = [grads.get(id(v), ops.zeros_like(p)) for v, p in zip(variables, params)]

@@ -64,6 +64,8 @@ where TensorFlow is not installed.
 """
 
 from tfp_realnvp.data.checks import SPLITS, check_images
+from tfp_realnvp.data.file_batches import FolderBatches, decode_image_file, folder_files
+from tfp_realnvp.data.labelled import load_labelled_images
 from tfp_realnvp.data.local import (
     IMAGE_SUFFIXES,
     list_image_files,
@@ -72,8 +74,6 @@ from tfp_realnvp.data.local import (
     load_npz,
     read_idx,
 )
-from tfp_realnvp.data.file_batches import FolderBatches, decode_image_file, folder_files
-from tfp_realnvp.data.labelled import load_labelled_images
 from tfp_realnvp.data.pipeline import make_dataset
 from tfp_realnvp.data.resizing import (
     PRESETS,

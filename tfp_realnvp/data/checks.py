@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
 __all__ = ["SPLITS", "check_images"]
 
-PathLike = Union[str, os.PathLike]
-Size = Union[int, Sequence[int]]
+PathLike = str | os.PathLike
+Size = int | Sequence[int]
 
 SPLITS = ("train", "test", "all")
 """The splits of a local source: ``"train"``, ``"test"`` and ``"all"``."""
@@ -60,21 +60,14 @@ def check_images(images: Any, *, name: str = "images") -> np.ndarray:
     try:
         array = np.asarray(images)
     except Exception as error:  # symbolic tensors, ragged inputs, ...
-        raise ValueError(
-            f"{name} must be concrete array data; received {type(images).__name__} ({error})."
-        ) from error
+        raise ValueError(f"{name} must be concrete array data; received {type(images).__name__} ({error}).") from error
     described = f"received dtype {array.dtype}, shape {list(array.shape)}"
-    if array.dtype == bool or not (
-        np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)
-    ):
+    if array.dtype == bool or not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
         raise ValueError(f"{name} must have an integer or floating dtype; {described}.")
     if array.ndim == 3:
         array = array[..., np.newaxis]
     if array.ndim != 4:
-        raise ValueError(
-            f"{name} must have rank 4 [N, H, W, C] (or rank 3 [N, H, W] for grayscale); "
-            f"{described}."
-        )
+        raise ValueError(f"{name} must have rank 4 [N, H, W, C] (or rank 3 [N, H, W] for grayscale); {described}.")
     if 0 in array.shape:
         raise ValueError(f"{name} must hold at least one pixel in every dimension; {described}.")
     if array.dtype == np.uint8:
@@ -84,14 +77,10 @@ def check_images(images: Any, *, name: str = "images") -> np.ndarray:
         if nan_count:
             finite = array[~np.isnan(array)]
             span = f"min {finite.min()}, max {finite.max()}" if finite.size else "min nan, max nan"
-            raise ValueError(
-                f"{name} must not contain NaN; {described}, {span}, {nan_count} NaN value(s)."
-            )
+            raise ValueError(f"{name} must not contain NaN; {described}, {span}, {nan_count} NaN value(s).")
     low, high = array.min(), array.max()
     if low < 0 or high >= 256:
-        raise ValueError(
-            f"{name} must lie in [0, 256); {described}, min {low}, max {high}."
-        )
+        raise ValueError(f"{name} must lie in [0, 256); {described}, min {low}, max {high}.")
     if np.issubdtype(array.dtype, np.floating):
         fractional = array != np.floor(array)
         if fractional.any():
@@ -129,12 +118,7 @@ def _check_size(size: Size | None, *, name: str) -> tuple[int, int] | None:
         return None
     if _is_int(size):
         pair = (int(size), int(size))
-    elif (
-        isinstance(size, Sequence)
-        and not isinstance(size, str)
-        and len(size) == 2
-        and all(_is_int(s) for s in size)
-    ):
+    elif isinstance(size, Sequence) and not isinstance(size, str) and len(size) == 2 and all(_is_int(s) for s in size):
         pair = (int(size[0]), int(size[1]))
     else:
         raise ValueError(f"{name} must be an int or a (height, width) pair; received {size!r}.")
@@ -156,9 +140,7 @@ def _check_shard(num_shards: Any, shard_index: Any) -> tuple[int, int]:
     """``(num_shards, shard_index)`` as ints, with ``0 <= shard_index < num_shards``."""
     count = _check_positive_int(num_shards, name="num_shards")
     if not _is_int(shard_index) or not 0 <= shard_index < count:
-        raise ValueError(
-            f"shard_index must be an int in [0, num_shards={count}); received {shard_index!r}."
-        )
+        raise ValueError(f"shard_index must be an int in [0, num_shards={count}); received {shard_index!r}.")
     return count, int(shard_index)
 
 
@@ -178,7 +160,5 @@ def _split_indices(count: int, split: str, train_fraction: float) -> np.ndarray:
     num_train = int(round(fraction * count))
     chosen = order[:num_train] if split == "train" else order[num_train:]
     if chosen.size == 0:
-        raise ValueError(
-            f"split {split!r} is empty: {count} image(s) with train_fraction={train_fraction!r}."
-        )
+        raise ValueError(f"split {split!r} is empty: {count} image(s) with train_fraction={train_fraction!r}.")
     return np.sort(chosen)

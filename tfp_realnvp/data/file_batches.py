@@ -25,7 +25,14 @@ from pathlib import Path
 
 import numpy as np
 
-from tfp_realnvp.data.checks import Size, _check_channels, _check_positive_int, _check_shard, _check_size, _split_indices
+from tfp_realnvp.data.checks import (
+    Size,
+    _check_channels,
+    _check_positive_int,
+    _check_shard,
+    _check_size,
+    _split_indices,
+)
 from tfp_realnvp.data.local import list_image_files
 from tfp_realnvp.data.resizing import _CELEBA_CROP, _DEFAULT_FLOW_SIZE, _LSUN_SHORT_SIDE, _check_preset, _fit_pil
 
@@ -37,7 +44,9 @@ def _center_window(image, height: int, width: int):
     return image.crop((left, top, left + width, top + height))
 
 
-def decode_image_file(path, *, preset: str | None = None, image_size: Size | None = None, channels: int = 3) -> np.ndarray:
+def decode_image_file(
+    path, *, preset: str | None = None, image_size: Size | None = None, channels: int = 3
+) -> np.ndarray:
     """Decodes one PNG/JPEG file to ``uint8`` ``[H, W, channels]``, preprocessed.
 
     Args:

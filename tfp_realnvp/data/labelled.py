@@ -71,7 +71,9 @@ def _npz_labels(path: Path, split: str, count: int, train_fraction: float, image
         if image_key is not None and split != "all":
             label_key = next((k for k in (f"y_{split}", f"labels_{split}") if k in keys), None)
             if label_key is None:
-                raise ValueError(f"{str(path)!r} has {image_key!r} but no y_{split} or labels_{split}; its keys are {keys}.")
+                raise ValueError(
+                    f"{str(path)!r} has {image_key!r} but no y_{split} or labels_{split}; its keys are {keys}."
+                )
             return _as_labels(archive[label_key], count, name=f"{path.name}[{label_key!r}]")
         label_key = next((k for k in ("labels", "label", "y") if k in keys), None)
         if label_key is None:

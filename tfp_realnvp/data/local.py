@@ -104,9 +104,7 @@ def _is_idx_dir(directory: Path) -> bool:
     return any(_find_idx(directory, s, "images", 3) for s in ("train", "test"))
 
 
-def load_idx_dir(
-    directory: PathLike, *, split: str = "train"
-) -> tuple[np.ndarray, np.ndarray | None]:
+def load_idx_dir(directory: PathLike, *, split: str = "train") -> tuple[np.ndarray, np.ndarray | None]:
     """Loads an MNIST-style directory of IDX files.
 
     Looks for ``train-images-idx3-ubyte`` / ``train-labels-idx1-ubyte`` (``split="train"``)
@@ -138,9 +136,7 @@ def load_idx_dir(
     image_file = _find_idx(directory, split, "images", 3)
     if image_file is None:
         tried = ", ".join(f"{p}-images-idx3-ubyte[.gz]" for p in _idx_prefixes(split))
-        raise FileNotFoundError(
-            f"no {split} images in {str(directory)!r}; looked for {tried}."
-        )
+        raise FileNotFoundError(f"no {split} images in {str(directory)!r}; looked for {tried}.")
     images = check_images(read_idx(image_file), name=str(image_file))
     label_file = _find_idx(directory, split, "labels", 1)
     labels = None
@@ -186,10 +182,7 @@ def _npz_key(path: Path, keys: list[str], key: str | None) -> str:
             return keys[0]
         key = next((k for k in ("images", "image", "x", "arr_0") if k in keys), None)
         if key is None:
-            raise ValueError(
-                f"cannot tell which array of {str(path)!r} holds the images; "
-                f"pass key= one of {keys}."
-            )
+            raise ValueError(f"cannot tell which array of {str(path)!r} holds the images; pass key= one of {keys}.")
     elif key not in keys:
         raise ValueError(f"{str(path)!r} has no array {key!r}; its keys are {keys}.")
     return key
@@ -214,13 +207,9 @@ def list_image_files(directory: PathLike) -> list[Path]:
     directory = Path(directory)
     if not directory.is_dir():
         raise FileNotFoundError(f"image folder not found: {str(directory)!r}.")
-    files = sorted(
-        p for p in directory.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-    )
+    files = sorted(p for p in directory.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not files:
-        raise ValueError(
-            f"no image files ({', '.join(IMAGE_SUFFIXES)}) found under {str(directory)!r}."
-        )
+        raise ValueError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) found under {str(directory)!r}.")
     return files
 
 

@@ -73,12 +73,10 @@ def make_dataset(
         dataset = dataset.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
     if repeat:
         dataset = dataset.repeat()
-    return _batch(dataset, batch_size=batch_size, drop_remainder=drop_remainder, flip=flip,
-                  seed=seed)
+    return _batch(dataset, batch_size=batch_size, drop_remainder=drop_remainder, flip=flip, seed=seed)
 
 
-def _batch(dataset, *, batch_size, drop_remainder: bool = False, flip: bool = False,
-           seed: int | None = None):
+def _batch(dataset, *, batch_size, drop_remainder: bool = False, flip: bool = False, seed: int | None = None):
     """Batches single images, flips them at random when asked, and prefetches.
 
     ``batch_size=None`` leaves the images unbatched (flips then need a batch and are
@@ -94,17 +92,13 @@ def _batch(dataset, *, batch_size, drop_remainder: bool = False, flip: bool = Fa
     if flip:
         # One random int64 per batch seeds a stateless draw of per-image flips.
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-        dataset = tf.data.Dataset.zip((dataset, seeds)).map(
-            _flip_batch, num_parallel_calls=tf.data.AUTOTUNE
-        )
+        dataset = tf.data.Dataset.zip((dataset, seeds)).map(_flip_batch, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
 def _flip_batch(batch, seed):
     tf = _tensorflow()
 
-    draw = tf.random.stateless_uniform(
-        tf.shape(batch)[:1], seed=tf.stack([seed, tf.constant(0, tf.int64)])
-    )
+    draw = tf.random.stateless_uniform(tf.shape(batch)[:1], seed=tf.stack([seed, tf.constant(0, tf.int64)]))
     flipped = tf.where(draw[:, None, None, None] < 0.5, tf.reverse(batch, axis=[2]), batch)
     return tf.ensure_shape(flipped, batch.shape)

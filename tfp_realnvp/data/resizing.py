@@ -42,10 +42,7 @@ def _pad_amounts(height: int, width: int, size: tuple[int, int]) -> tuple[int, i
     """(top, bottom, left, right) zero padding that centers ``height x width`` in ``size``."""
     target_h, target_w = size
     if target_h < height or target_w < width:
-        raise ValueError(
-            f"pad_to must be at least the image size {height}x{width}; "
-            f"received {target_h}x{target_w}."
-        )
+        raise ValueError(f"pad_to must be at least the image size {height}x{width}; received {target_h}x{target_w}.")
     top, left = (target_h - height) // 2, (target_w - width) // 2
     return top, target_h - height - top, left, target_w - width - left
 
@@ -158,9 +155,7 @@ def _center_crop_resize(image, size: tuple[int, int]):
     # crop_h / crop_w == target_h / target_w, as large as the image allows.
     crop_h = tf.minimum(height, (width * target_h) // target_w)
     crop_w = tf.minimum(width, (height * target_w) // target_h)
-    crop = tf.image.crop_to_bounding_box(
-        image, (height - crop_h) // 2, (width - crop_w) // 2, crop_h, crop_w
-    )
+    crop = tf.image.crop_to_bounding_box(image, (height - crop_h) // 2, (width - crop_w) // 2, crop_h, crop_w)
     return tf.ensure_shape(_resize(crop, size), [target_h, target_w, None])
 
 

@@ -109,9 +109,7 @@ def load_images(
         split_key = None
         if key is None and split != "all":
             with np.load(path, allow_pickle=False) as archive:
-                split_key = next(
-                    (k for k in (f"x_{split}", f"images_{split}") if k in archive.files), None
-                )
+                split_key = next((k for k in (f"x_{split}", f"images_{split}") if k in archive.files), None)
         if split_key is not None:
             return _finish(load_npz(path, key=split_key), image_size, pad_to)
         images = load_npz(path, key=key)
@@ -172,13 +170,15 @@ def get_dataset(
     is_local = not isinstance(source, str) or source == "shipped" or Path(source).exists()
     if is_local or tfds_key(str(source)) is None:
         images = load_images(
-            source, split=split, image_size=image_size, pad_to=pad_to,
-            train_fraction=train_fraction, key=key,
+            source,
+            split=split,
+            image_size=image_size,
+            pad_to=pad_to,
+            train_fraction=train_fraction,
+            key=key,
         )
         return tf.data.Dataset.from_tensor_slices(images)
-    dataset = load_tfds(
-        source, split=split, data_dir=data_dir, image_size=image_size, shuffle_files=shuffle_files
-    )
+    dataset = load_tfds(source, split=split, data_dir=data_dir, image_size=image_size, shuffle_files=shuffle_files)
     if target_pad is not None:
         height, width, channels = dataset.element_spec.shape
         top, bottom, left, right = _pad_amounts(height, width, target_pad)

@@ -179,8 +179,9 @@ def _check_share(files: Sequence[Any], num_shards: int, what: str) -> None:
         )
 
 
-def _file_list(files: Any, num_shards: int, shard_index: int, *, shuffle: bool,
-               seed: int | None, shuffle_buffer: int, repeat: bool):
+def _file_list(
+    files: Any, num_shards: int, shard_index: int, *, shuffle: bool, seed: int | None, shuffle_buffer: int, repeat: bool
+):
     """The file-name dataset of this process: sharded, then shuffled, then repeated.
 
     ``files`` is a list of names, or a tuple of equally long lists (names and what
@@ -195,15 +196,15 @@ def _file_list(files: Any, num_shards: int, shard_index: int, *, shuffle: bool,
         dataset = dataset.shard(num_shards, shard_index)
     if shuffle:
         share = len(range(shard_index, count, num_shards))
-        dataset = dataset.shuffle(min(shuffle_buffer, share), seed=seed,
-                                  reshuffle_each_iteration=True)
+        dataset = dataset.shuffle(min(shuffle_buffer, share), seed=seed, reshuffle_each_iteration=True)
     if repeat:
         dataset = dataset.repeat()
     return dataset
 
 
-def _decoder(*, channels: int, size: tuple[int, int] | None, preset: str | None,
-             stored_shape: tuple[int, int] | None, where: str) -> Callable:
+def _decoder(
+    *, channels: int, size: tuple[int, int] | None, preset: str | None, stored_shape: tuple[int, int] | None, where: str
+) -> Callable:
     """``decode(contents, name)``: PNG/JPEG bytes to a preprocessed ``uint8`` image.
 
     ``stored_shape`` is the ``(height, width)`` every image must have when there is no
@@ -217,16 +218,20 @@ def _decoder(*, channels: int, size: tuple[int, int] | None, preset: str | None,
         known = tf.logical_or(tf.io.is_jpeg(contents), tf.equal(head, _PNG_MAGIC))
         checked = tf.debugging.Assert(known, [f"not a PNG or JPEG image in {where}:", name])
         with tf.control_dependencies([checked]):
-            image = tf.io.decode_image(contents, channels=channels, dtype=tf.uint8,
-                                       expand_animations=False)
+            image = tf.io.decode_image(contents, channels=channels, dtype=tf.uint8, expand_animations=False)
         if preprocess is not None:
             image = preprocess(image)
         else:
             height, width = stored_shape
             same = tf.reduce_all(tf.equal(tf.shape(image)[:2], [height, width]))
-            checked = tf.debugging.Assert(same, [
-                f"images in {where} differ in size (the first is {height}x{width}; pass "
-                "image_size= or preset=):", name, tf.shape(image)])
+            checked = tf.debugging.Assert(
+                same,
+                [
+                    f"images in {where} differ in size (the first is {height}x{width}; pass image_size= or preset=):",
+                    name,
+                    tf.shape(image),
+                ],
+            )
             with tf.control_dependencies([checked]):
                 image = tf.identity(image)
         height, width = (size or (64, 64)) if preprocess is not None else stored_shape
@@ -286,8 +291,13 @@ def stream_image_files(
         FileNotFoundError: naming the first file when it does not exist.
     """
     size, (num_shards, shard_index) = _check_stream_options(
-        preset=preset, image_size=image_size, batch_size=batch_size,
-        shuffle_buffer=shuffle_buffer, num_shards=num_shards, shard_index=shard_index, flip=flip,
+        preset=preset,
+        image_size=image_size,
+        batch_size=batch_size,
+        shuffle_buffer=shuffle_buffer,
+        num_shards=num_shards,
+        shard_index=shard_index,
+        flip=flip,
     )
     channels = _check_channels(channels)
     if isinstance(files, (str, os.PathLike)):
@@ -303,14 +313,12 @@ def stream_image_files(
     stored_shape = None
     if preset is None and size is None:
         stored_shape = _stored_size(names[0])
-    decode = _decoder(channels=channels, size=size, preset=preset, stored_shape=stored_shape,
-                      where="the image files")
-    dataset = _file_list(names, num_shards, shard_index, shuffle=shuffle, seed=seed,
-                         shuffle_buffer=shuffle_buffer, repeat=repeat)
-    dataset = dataset.map(lambda name: decode(tf.io.read_file(name), name),
-                          num_parallel_calls=tf.data.AUTOTUNE)
-    return _batch(dataset, batch_size=batch_size, drop_remainder=drop_remainder, flip=flip,
-                  seed=seed)
+    decode = _decoder(channels=channels, size=size, preset=preset, stored_shape=stored_shape, where="the image files")
+    dataset = _file_list(
+        names, num_shards, shard_index, shuffle=shuffle, seed=seed, shuffle_buffer=shuffle_buffer, repeat=repeat
+    )
+    dataset = dataset.map(lambda name: decode(tf.io.read_file(name), name), num_parallel_calls=tf.data.AUTOTUNE)
+    return _batch(dataset, batch_size=batch_size, drop_remainder=drop_remainder, flip=flip, seed=seed)
 
 
 def _stored_size(file: str) -> tuple[int, int]:
@@ -379,9 +387,19 @@ def stream_image_folder(
             for a bad option.
     """
     return stream_image_files(
-        folder_files(directory, split=split, train_fraction=train_fraction), preset=preset, image_size=image_size, channels=channels, batch_size=batch_size,
-        shuffle=shuffle, shuffle_buffer=shuffle_buffer, seed=seed, num_shards=num_shards,
-        shard_index=shard_index, repeat=repeat, flip=flip, drop_remainder=drop_remainder,
+        folder_files(directory, split=split, train_fraction=train_fraction),
+        preset=preset,
+        image_size=image_size,
+        channels=channels,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        shuffle_buffer=shuffle_buffer,
+        seed=seed,
+        num_shards=num_shards,
+        shard_index=shard_index,
+        repeat=repeat,
+        flip=flip,
+        drop_remainder=drop_remainder,
     )
 
 
@@ -411,8 +429,7 @@ def _shard_files(source: Any, suffix: str, *, prefix: str | None = None) -> list
         files = [os.fspath(f) for f in source]
     except TypeError:
         raise ValueError(
-            f"shards must be a folder, a glob pattern, a file or a list of files; received "
-            f"{type(source).__name__}."
+            f"shards must be a folder, a glob pattern, a file or a list of files; received {type(source).__name__}."
         ) from None
     if not files:
         raise ValueError("the list of shard files is empty.")
@@ -467,8 +484,7 @@ def _write_shards(
             staged.append(path)
             total += len(chunk)
             if verbose:
-                print(f"{prefix}: shard {len(staged)} written ({total} images so far)",
-                      file=sys.stderr, flush=True)
+                print(f"{prefix}: shard {len(staged)} written ({total} images so far)", file=sys.stderr, flush=True)
 
         chunk: list = []
         for record in records:
@@ -563,9 +579,7 @@ def write_tfrecord_shards(
     """
     if image_format not in ("png", "jpeg"):
         raise ValueError(f"image_format must be 'png' or 'jpeg'; received {image_format!r}.")
-    if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)) or not (
-        1 <= quality <= 100
-    ):
+    if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)) or not (1 <= quality <= 100):
         raise ValueError(f"quality must be an int in [1, 100]; received {quality!r}.")
     tf = _tensorflow()
     root = Path(images_or_files) if isinstance(images_or_files, (str, os.PathLike)) else None
@@ -600,9 +614,16 @@ def write_tfrecord_shards(
                 writer.write(record)
 
     records = (example(item) for item in _image_items(images_or_files))
-    return _write_shards(records, directory, prefix=prefix, suffix=_TFRECORD_SUFFIX,
-                         images_per_shard=images_per_shard, overwrite=overwrite, verbose=verbose,
-                         write=write)
+    return _write_shards(
+        records,
+        directory,
+        prefix=prefix,
+        suffix=_TFRECORD_SUFFIX,
+        images_per_shard=images_per_shard,
+        overwrite=overwrite,
+        verbose=verbose,
+        write=write,
+    )
 
 
 def stream_tfrecord_shards(
@@ -659,8 +680,13 @@ def stream_tfrecord_shards(
             fewer shard files than ``num_shards``.
     """
     size, (num_shards, shard_index) = _check_stream_options(
-        preset=preset, image_size=image_size, batch_size=batch_size,
-        shuffle_buffer=shuffle_buffer, num_shards=num_shards, shard_index=shard_index, flip=flip,
+        preset=preset,
+        image_size=image_size,
+        batch_size=batch_size,
+        shuffle_buffer=shuffle_buffer,
+        num_shards=num_shards,
+        shard_index=shard_index,
+        flip=flip,
     )
     channels = _check_channels(channels)
     cycle_length = _check_positive_int(cycle_length, name="cycle_length")
@@ -684,22 +710,23 @@ def stream_tfrecord_shards(
             raise ValueError(f"the TFRecord shard {files[0]!r} holds no record.")
         contents, _ = parse(first)
         stored_shape = tuple(tf.io.decode_image(contents, expand_animations=False).shape[:2])
-    decode = _decoder(channels=channels, size=size, preset=preset, stored_shape=stored_shape,
-                      where=where)
-    dataset = _file_list(files, num_shards, shard_index, shuffle=shuffle, seed=seed,
-                         shuffle_buffer=len(files), repeat=repeat)
+    decode = _decoder(channels=channels, size=size, preset=preset, stored_shape=stored_shape, where=where)
+    dataset = _file_list(
+        files, num_shards, shard_index, shuffle=shuffle, seed=seed, shuffle_buffer=len(files), repeat=repeat
+    )
     dataset = dataset.interleave(
-        tf.data.TFRecordDataset, cycle_length=min(cycle_length, len(files)) if shuffle else 1,
+        tf.data.TFRecordDataset,
+        cycle_length=min(cycle_length, len(files)) if shuffle else 1,
         block_length=1,
-        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
     )
     if shuffle:
-        dataset = dataset.shuffle(shuffle_buffer, seed=None if seed is None else seed + 1,
-                                  reshuffle_each_iteration=True)
-    dataset = dataset.map(lambda record: decode(*parse(record)),
-                          num_parallel_calls=tf.data.AUTOTUNE)
-    return _batch(dataset, batch_size=batch_size, drop_remainder=drop_remainder, flip=flip,
-                  seed=seed)
+        dataset = dataset.shuffle(
+            shuffle_buffer, seed=None if seed is None else seed + 1, reshuffle_each_iteration=True
+        )
+    dataset = dataset.map(lambda record: decode(*parse(record)), num_parallel_calls=tf.data.AUTOTUNE)
+    return _batch(dataset, batch_size=batch_size, drop_remainder=drop_remainder, flip=flip, seed=seed)
 
 
 def _npz_header(path: str, key: str | None) -> tuple[str, tuple[int, ...]]:
@@ -710,8 +737,9 @@ def _npz_header(path: str, key: str | None) -> tuple[str, tuple[int, ...]]:
             key = _npz_key(Path(path), keys, key)
             with archive.open(f"{key}.npy") as member:
                 version = np.lib.format.read_magic(member)
-                reader = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                          else np.lib.format.read_array_header_2_0)
+                reader = (
+                    np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                )
                 shape, _, dtype = reader(member)
     except (zipfile.BadZipFile, OSError, ValueError) as error:
         if isinstance(error, ValueError) and str(path) in str(error):
@@ -768,8 +796,10 @@ def write_npz_shards(
             f"{str(images)!r} (use write_tfrecord_shards for files)."
         )
     save = np.savez_compressed if compress else np.savez
-    items = check_images(images) if isinstance(images, np.ndarray) else (
-        check_images(np.asarray(image)[np.newaxis], name="image")[0] for image in images
+    items = (
+        check_images(images)
+        if isinstance(images, np.ndarray)
+        else (check_images(np.asarray(image)[np.newaxis], name="image")[0] for image in images)
     )
 
     def write(path: Path, chunk: list) -> None:
@@ -779,9 +809,16 @@ def write_npz_shards(
         with open(path, "wb") as handle:
             save(handle, images=np.stack(chunk))
 
-    return _write_shards(items, directory, prefix=prefix, suffix=_NPZ_SUFFIX,
-                         images_per_shard=images_per_shard, overwrite=overwrite, verbose=verbose,
-                         write=write)
+    return _write_shards(
+        items,
+        directory,
+        prefix=prefix,
+        suffix=_NPZ_SUFFIX,
+        images_per_shard=images_per_shard,
+        overwrite=overwrite,
+        verbose=verbose,
+        write=write,
+    )
 
 
 def stream_npz_shards(
@@ -842,8 +879,13 @@ def stream_npz_shards(
             ``image_size``), or fewer shard files than ``num_shards``.
     """
     size, (num_shards, shard_index) = _check_stream_options(
-        preset=preset, image_size=image_size, batch_size=batch_size,
-        shuffle_buffer=shuffle_buffer, num_shards=num_shards, shard_index=shard_index, flip=flip,
+        preset=preset,
+        image_size=image_size,
+        batch_size=batch_size,
+        shuffle_buffer=shuffle_buffer,
+        num_shards=num_shards,
+        shard_index=shard_index,
+        flip=flip,
     )
     cycle_length = _check_positive_int(cycle_length, name="cycle_length")
     files = _shard_files(shards, _NPZ_SUFFIX, prefix=prefix)
@@ -870,22 +912,26 @@ def stream_npz_shards(
         yield from check_images(array, name=f"{os.path.basename(path)}[{array_key!r}]")
 
     def read(path, array_key):
-        return tf.data.Dataset.from_generator(
-            images_of, args=(path, array_key), output_signature=signature
-        )
+        return tf.data.Dataset.from_generator(images_of, args=(path, array_key), output_signature=signature)
 
     keys = [array_key for array_key, _ in headers]
-    dataset = _file_list((files, keys), num_shards, shard_index, shuffle=shuffle, seed=seed,
-                         shuffle_buffer=len(files), repeat=repeat)
-    dataset = dataset.interleave(read, cycle_length=min(cycle_length, len(files)) if shuffle else 1,
-                                 block_length=1, num_parallel_calls=tf.data.AUTOTUNE,
-                                 deterministic=True)
+    dataset = _file_list(
+        (files, keys), num_shards, shard_index, shuffle=shuffle, seed=seed, shuffle_buffer=len(files), repeat=repeat
+    )
+    dataset = dataset.interleave(
+        read,
+        cycle_length=min(cycle_length, len(files)) if shuffle else 1,
+        block_length=1,
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
     if not repeat:
         share = sum(shape[0] for _, shape in headers[shard_index::num_shards])
         dataset = dataset.apply(tf.data.experimental.assert_cardinality(share))
     if shuffle:
-        dataset = dataset.shuffle(shuffle_buffer, seed=None if seed is None else seed + 1,
-                                  reshuffle_each_iteration=True)
+        dataset = dataset.shuffle(
+            shuffle_buffer, seed=None if seed is None else seed + 1, reshuffle_each_iteration=True
+        )
     preprocess = _preprocessor(preset, size)
     if preprocess is not None:
         height, width = size or (64, 64)
@@ -893,8 +939,7 @@ def stream_npz_shards(
             lambda image: tf.ensure_shape(preprocess(image), [height, width, channel_count]),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
-    return _batch(dataset, batch_size=batch_size, drop_remainder=drop_remainder, flip=flip,
-                  seed=seed)
+    return _batch(dataset, batch_size=batch_size, drop_remainder=drop_remainder, flip=flip, seed=seed)
 
 
 # ------------------------------------------------------------------------ dispatching
@@ -953,14 +998,20 @@ def stream_dataset(
             kinds of shards, or a split that no shard file is named after.
     """
     options = dict(
-        preset=preset, image_size=image_size, batch_size=batch_size, shuffle=shuffle,
-        shuffle_buffer=shuffle_buffer, seed=seed, num_shards=num_shards, shard_index=shard_index,
-        repeat=repeat, flip=flip, drop_remainder=drop_remainder,
+        preset=preset,
+        image_size=image_size,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        shuffle_buffer=shuffle_buffer,
+        seed=seed,
+        num_shards=num_shards,
+        shard_index=shard_index,
+        repeat=repeat,
+        flip=flip,
+        drop_remainder=drop_remainder,
     )
     if not isinstance(source, (str, os.PathLike)):
-        raise ValueError(
-            f"source must be a folder, a shard file or a glob pattern; received {source!r}."
-        )
+        raise ValueError(f"source must be a folder, a shard file or a glob pattern; received {source!r}.")
     if not isinstance(split, str) or not split:
         raise ValueError(f"split must be a non-empty string; received {split!r}.")
     path = Path(source)
@@ -985,14 +1036,11 @@ def stream_dataset(
             if tfrecords:
                 return stream_tfrecord_shards(source, prefix=prefix, channels=channels, **options)
             return stream_npz_shards(source, prefix=prefix, **options)
-        return stream_image_folder(source, split=split, train_fraction=train_fraction,
-                                   channels=channels, **options)
+        return stream_image_folder(source, split=split, train_fraction=train_fraction, channels=channels, **options)
     if not path.exists() and not _GLOB_CHARACTERS & set(text):
         raise FileNotFoundError(f"no such file or folder: {text!r}.")
     if split != "all":
-        raise ValueError(
-            f"split applies to folders; received split={split!r} for {text!r} (pass 'all')."
-        )
+        raise ValueError(f"split applies to folders; received split={split!r} for {text!r} (pass 'all').")
     if text.endswith(_TFRECORD_SUFFIX):
         return stream_tfrecord_shards(source, channels=channels, **options)
     if text.endswith(_NPZ_SUFFIX):

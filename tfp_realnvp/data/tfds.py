@@ -65,7 +65,6 @@ def is_tfds_name(name: Any) -> bool:
     return tfds_key(name) is not None
 
 
-
 def load_tfds(
     name: str,
     *,

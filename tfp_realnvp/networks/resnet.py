@@ -45,7 +45,11 @@ class ResNetConditioner(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        for key, value, low in (("out_channels", out_channels, 1), ("num_filters", num_filters, 1), ("num_blocks", num_blocks, 0)):
+        for key, value, low in (
+            ("out_channels", out_channels, 1),
+            ("num_filters", num_filters, 1),
+            ("num_blocks", num_blocks, 0),
+        ):
             if isinstance(value, bool) or int(value) != value or int(value) < low:
                 raise ValueError(f"{key} must be an integer >= {low}; received {value!r}.")
         self.out_channels = int(out_channels)
