@@ -21,6 +21,7 @@ pytestmark = pytest.mark.tf_only
 tf = pytest.importorskip("tensorflow")
 
 import tfp_realnvp  # noqa: E402 (after importorskip: without TensorFlow the module is skipped, not an import error)
+from tfp_realnvp import cli, export_description  # noqa: E402 (after importorskip, as above)
 from tfp_realnvp import export as export_lib  # noqa: E402 (after importorskip, as above)
 
 IMAGE_SHAPE = (8, 8, 1)
@@ -245,8 +246,8 @@ def test_saved_model_cli_lists_the_signatures(exported):
     cli = pathlib.Path(sys.executable).parent / "saved_model_cli"
     if not cli.is_file():
         pytest.skip(f"saved_model_cli is not installed next to {sys.executable}")
-    assert export_lib._saved_model_cli() == str(cli)
-    listing = export_lib.describe_export(exported)
+    assert export_description._saved_model_cli() == str(cli)
+    listing = export_description.describe_export(exported)
     assert "Concrete Functions" in listing, "expected the saved_model_cli output"
     for name in export_lib.SIGNATURE_NAMES:
         assert f"signature_def['{name}']" in listing
@@ -265,14 +266,14 @@ def test_saved_model_cli_lists_the_signatures(exported):
     ):
         assert expected in listing
     # Without the tool, the same SignatureDef listing is read from saved_model.pb.
-    fallback = export_lib.describe_export(exported, use_cli=False)
+    fallback = export_description.describe_export(exported, use_cli=False)
     assert fallback.count("signature_def[") >= len(export_lib.SIGNATURE_NAMES)
     assert listing.startswith(fallback), "the fallback differs from the saved_model_cli SignatureDefs"
 
 
 def test_describe_export_names_a_missing_savedmodel(tmp_path):
     with pytest.raises(FileNotFoundError, match="saved_model.pb"):
-        export_lib.describe_export(tmp_path)
+        export_description.describe_export(tmp_path)
 
 
 # Bad input to the served signatures --------------------------------------------------
@@ -365,7 +366,7 @@ def test_bad_bits_per_dim_arguments(model, tmp_path):
 
 # Command line ------------------------------------------------------------------------
 def test_export_arguments_have_help():
-    parser = export_lib.add_export_arguments(argparse.ArgumentParser())
+    parser = cli.add_export_arguments(argparse.ArgumentParser())
     flags = [a for a in parser._actions if a.option_strings and a.dest != "help"]
     assert {a.dest for a in flags} >= {"model", "output", "version", "overwrite", "bits_per_dim", "eval_data"}
     assert all(a.help for a in flags)
@@ -382,7 +383,7 @@ def test_run_export_of_a_mixed_precision_keras_file(tmp_path, capsys):
     small.save(tmp_path / "small.keras")
     images = np.random.default_rng(0).integers(0, 256, size=(5, 4, 4, 1), dtype=np.uint8)
     np.savez(tmp_path / "eval.npz", x_test=images)
-    parser = export_lib.add_export_arguments(argparse.ArgumentParser())
+    parser = cli.add_export_arguments(argparse.ArgumentParser())
     args = parser.parse_args(
         [
             "--model",
@@ -396,11 +397,11 @@ def test_run_export_of_a_mixed_precision_keras_file(tmp_path, capsys):
             "--no-describe",
         ]
     )
-    written = export_lib.run_export(args)
+    written = cli.run_export(args)
     assert written == tmp_path / "export" / "1"
     assert str(written) in capsys.readouterr().out
     # Served outputs are float32 whatever the training precision.
-    listing = export_lib.describe_export(written, use_cli=False)
+    listing = export_description.describe_export(written, use_cli=False)
     for output in ("log_prob", "bits_per_dim", "z"):
         assert re.search(rf"outputs\['{output}'\] tensor_info:\n\s+dtype: DT_FLOAT\n", listing), output
     meta = export_lib.load_metadata(written)
@@ -409,4 +410,4 @@ def test_run_export_of_a_mixed_precision_keras_file(tmp_path, capsys):
     assert meta["bits_per_dim_num_images"] == len(images)
     assert 0 < meta["bits_per_dim"] < 16
     with pytest.raises(FileNotFoundError, match="missing.keras"):
-        export_lib.run_export(parser.parse_args(["--model", str(tmp_path / "missing.keras"), "--output", "x"]))
+        cli.run_export(parser.parse_args(["--model", str(tmp_path / "missing.keras"), "--output", "x"]))

@@ -18,7 +18,8 @@ from tfp_realnvp.bijectors import (
 )
 from tfp_realnvp.bijectors.recompute import RECOMPUTE_MODES
 from tfp_realnvp.conditional_base import ConditionalNormal
-from tfp_realnvp.export import ExportExistsError, describe_export, export_saved_model, load_metadata
+from tfp_realnvp.export import ExportExistsError, export_saved_model, load_metadata
+from tfp_realnvp.export_description import describe_export
 from tfp_realnvp.model import RealNVP
 from tfp_realnvp.networks import ContextEmbedding, ResNetConditioner, WeightNormConv2D
 
