@@ -26,6 +26,10 @@ import keras
 import numpy as np
 from keras import ops
 
+from tfp_realnvp.backend import stateless_normal
+from tfp_realnvp.bijectors.masks import checkerboard
+from tfp_realnvp.compiled import CompiledFunction
+
 # The package's evaluation noise (plain keras.ops code), so both see the same pixels.
 from tfp_realnvp.dequantization import EVAL_NOISE_SEED, dequantization_noise
 from tfp_realnvp.moving_stats import update_moving_moments
@@ -33,21 +37,6 @@ from tfp_realnvp.networks.resnet import ResNetConditioner
 from tfp_realnvp.networks.tanh_scale import TanhScale
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
-
-
-def _stateless(kind: str, shape, seed, dtype="float32"):
-    """Uniform or normal draws fixed by an int32 seed pair, usable inside compiled code."""
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        fn = tf.random.stateless_uniform if kind == "uniform" else tf.random.stateless_normal
-        return fn(shape, seed=tf.cast(seed, tf.int32), dtype=dtype)
-    import jax
-    import jax.numpy as jnp
-
-    key = jax.random.wrap_key_data(jnp.asarray(seed).astype(jnp.uint32))
-    fn = jax.random.uniform if kind == "uniform" else jax.random.normal
-    return fn(key, tuple(shape), dtype=dtype)
 
 
 def squeeze(x):
@@ -96,8 +85,7 @@ class Coupling(keras.layers.Layer):
         self.conditioner.build((None, h, w, c_in))
         self.scale.build((None, h, w, c_in))
         if mask_type == "checkerboard":
-            i, j = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
-            self._mask = ((i + j) % 2 == self.parity).astype(np.float32)[..., None]
+            self._mask = checkerboard(h, w, parity=self.parity)
         else:
             self._mask = None
         self.built = True
@@ -198,31 +186,6 @@ class BatchNorm(keras.layers.Layer):
         mean = ops.cast(self.moving_mean, dtype)
         var = ops.cast(self.moving_variance, dtype)
         return (z - ops.cast(self.beta, dtype)) * ops.exp(-self._log_scale(var, dtype)) + mean
-
-
-class _Compiled:
-    """``fn(*args)`` compiled once per input signature, reading the model's live weights."""
-
-    def __init__(self, model: keras.Model, fn, *, static_argnums=(), jit_compile: bool = False):
-        self._model = model
-        self._backend = keras.backend.backend()
-        if self._backend == "tensorflow":
-            import tensorflow as tf
-
-            self._fn = tf.function(fn, reduce_retracing=True, jit_compile=jit_compile, autograph=False)
-        else:
-            import jax
-
-            def pure(values, *args):
-                with keras.StatelessScope(state_mapping=list(zip(model.variables, values))):
-                    return fn(*args)
-
-            self._fn = jax.jit(pure, static_argnums=tuple(i + 1 for i in static_argnums))
-
-    def __call__(self, *args):
-        if self._backend == "tensorflow":
-            return self._fn(*args)
-        return self._fn([v.value for v in self._model.variables], *args)
 
 
 class PlainRealNVP(keras.Model):
@@ -442,7 +405,7 @@ class PlainRealNVP(keras.Model):
     # Inference ------------------------------------------------------------------
     def _compiled_fn(self, key, fn, **kwargs):
         if key not in self._compiled:
-            self._compiled[key] = _Compiled(self, fn, jit_compile=self.inference_jit_compile, **kwargs)
+            self._compiled[key] = CompiledFunction(self, fn, jit_compile=self.inference_jit_compile, **kwargs)
         return self._compiled[key]
 
     def log_prob(self, images, *, batch_size: int = 256) -> np.ndarray:
@@ -453,7 +416,7 @@ class PlainRealNVP(keras.Model):
         return np.concatenate(outs, axis=0)
 
     def sample_tensor(self, num_samples, seed, temperature):
-        z = _stateless("normal", (num_samples,) + self.image_shape, seed) * temperature
+        z = stateless_normal((num_samples,) + self.image_shape, seed) * temperature
         x = self.decode_to_pixels(z)
         return ops.cast(ops.clip(ops.floor(x), 0.0, 255.0), "uint8")
 
