@@ -225,7 +225,7 @@ def device_description(backend: str) -> dict:
     for gpu in gpus:
         try:
             name = tf.config.experimental.get_device_details(gpu).get("device_name", "")
-        except Exception:  # noqa: BLE001 - the details are informative only
+        except Exception:  # the device details are informative only: any failure leaves them out
             name = ""
         details.append(f"{gpu.name} {name}".strip())
     return {

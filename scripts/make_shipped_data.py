@@ -24,7 +24,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tfp_realnvp.data import SHIPPED_FILE, read_idx  # noqa: E402
+from tfp_realnvp.data import SHIPPED_FILE, read_idx  # noqa: E402 (needs the repository root on sys.path: the script runs from a source checkout)
 
 DEFAULT_SOURCE = Path("/usr/share/datasets/fashion-mnist")
 DEFAULT_OUTPUT = REPO / "tfp_realnvp" / "data_files" / SHIPPED_FILE

@@ -18,8 +18,8 @@ pytestmark = pytest.mark.tf_only
 
 tfds = pytest.importorskip("tensorflow_datasets")
 
-from tfp_realnvp.cli import main  # noqa: E402
-from tfp_realnvp.data import TFDS_DATASETS  # noqa: E402
+from tfp_realnvp.cli import main  # noqa: E402 (after importorskip: without tensorflow_datasets the module is skipped)
+from tfp_realnvp.data import TFDS_DATASETS  # noqa: E402 (after importorskip: without tensorflow_datasets the module is skipped)
 
 TINY = [
     "--num-filters",
