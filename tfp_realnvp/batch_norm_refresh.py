@@ -57,7 +57,7 @@ class TrainingBatches:
         self._labels = None
         self._dataset = None
         self._batch_size = int(batch_size)
-        self._rng = np.random.default_rng(seed)
+        self._seed = int(seed)
         if isinstance(x, tuple) and len(x) == 2 and all(isinstance(a, np.ndarray) for a in x):
             x, self._labels = x
             if len(self._labels) != len(x):
@@ -76,12 +76,17 @@ class TrainingBatches:
                 f"NumPy array or a tf.data.Dataset; received {type(x).__name__}."
             )
 
-    def take(self, count: int) -> Iterator[np.ndarray]:
-        """Yields up to ``count`` batches of images."""
+    def take(self, count: int, *, epoch: int = 0) -> Iterator[np.ndarray]:
+        """Yields up to ``count`` batches of images.
+
+        From arrays the batches are a fixed function of ``(seed, epoch)``, so a run
+        resumed from a backup re-estimates exactly what the uninterrupted run did.
+        """
         if self._array is not None:
+            rng = np.random.default_rng([self._seed, int(epoch)])
             for _ in range(count):
                 size = min(self._batch_size, len(self._array))
-                index = np.sort(self._rng.choice(len(self._array), size=size, replace=False))
+                index = np.sort(rng.choice(len(self._array), size=size, replace=False))
                 yield self._array[index] if self._labels is None else (self._array[index], self._labels[index])
             return
         for element in self._dataset.take(count):
@@ -144,6 +149,10 @@ class RefreshBatchNorm(keras.callbacks.Callback):
         self.num_batches = int(num_batches)
         self.refreshes = 0
         self._stale = False
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = int(epoch)
 
     def on_train_batch_end(self, batch, logs=None):
         self._stale = True
@@ -152,7 +161,9 @@ class RefreshBatchNorm(keras.callbacks.Callback):
         if not self._stale:
             return
         self._stale = False
-        if refresh_statistics(self.model, self.batches.take(self.num_batches)):
+        # The batches depend on the epoch only (not on how many re-estimations this
+        # process ran before), so a resumed run repeats the uninterrupted one.
+        if refresh_statistics(self.model, self.batches.take(self.num_batches, epoch=self._epoch)):
             self.refreshes += 1
 
     def on_test_begin(self, logs=None):
