@@ -173,6 +173,8 @@ def test_conditional_refuses_a_stream(tmp_path, capsys):
     assert "--conditional reads labelled sets held in memory" in capsys.readouterr().err
 
 
+# tfds labels reach the same loader as the other sources (tested fast); the CLI run is slow.
+@pytest.mark.slow
 @pytest.mark.tf_only
 def test_labels_from_tfds_mock(tmp_path):
     tfds = pytest.importorskip("tensorflow_datasets")

@@ -164,6 +164,8 @@ def test_standard_normal_base_option():
     assert m.sample(2, labels=[0, 1], seed=0).shape == (2, *IMAGE)
 
 
+# fit on (images, labels) arrays runs with the suite; the tf.data variant with the slow tests.
+@pytest.mark.slow
 @pytest.mark.tf_only
 def test_fit_on_a_dataset_of_images_and_labels():
     import tensorflow as tf

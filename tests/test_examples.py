@@ -55,6 +55,8 @@ def test_cifar10_example_on_mock_tfds(tmp_path, monkeypatch):
     assert report["config"]["num_scales"] == 2
 
 
+# Five scales on 64x64 images: the longest example run, with the slow tests.
+@pytest.mark.slow
 def test_celeba_example_on_mock_tfds(tmp_path, monkeypatch):
     import tensorflow_datasets as tfds
 

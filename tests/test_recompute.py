@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import pytest
 
-from helpers import BACKEND, fast_jax_compilation, make_dist, make_flow, pixels, to_numpy  # noqa: F401 (autouse fixture)
+from helpers import BACKEND, fast_jax_compilation, make_dist, make_flow, pixels, to_numpy, value_and_gradients  # noqa: F401 (autouse fixture)
 from tfp_realnvp import RECOMPUTE_MODES, AffineCoupling, MultiScaleFlow, RealNVP
 
 LEVELS = ("conditioner", "invertible")
@@ -184,34 +184,49 @@ def small_model(recompute: str, **kwargs) -> RealNVP:
 
 
 def train_losses(model: RealNVP, images: np.ndarray, steps: int = 3) -> list[float]:
-    model.compile(learning_rate=1e-3)
+    # On TensorFlow a plain tf.function train step (XLA compilation of it takes longer
+    # than the steps); JAX always compiles.
+    model.compile(learning_rate=1e-3, jit_compile=BACKEND == "jax")
     history = model.fit(images, batch_size=16, epochs=steps, steps_per_epoch=1, verbose=0, shuffle=False)
     return history.history["loss"]
 
 
-def test_float32_training_agrees_over_a_few_steps():
+@pytest.mark.parametrize("levels", [pytest.param(LEVELS, marks=pytest.mark.slow, id="both_levels"), ("invertible",)])
+def test_float32_training_agrees_over_a_few_steps(levels):
+    """``fit`` (compiled, Keras' own train step) agrees across modes; level 1 alone runs
+    with the slow tests (its float64 gradients are checked above)."""
     images = np.random.default_rng(6).integers(0, 256, size=(16, 8, 8, 1), dtype=np.uint8)
     reference = small_model("none")
     losses = train_losses(reference, images)
-    for recompute in LEVELS:
+    for recompute in levels:
         model = small_model(recompute)
         assert model.get_config()["recompute"] == recompute
         losses_r = train_losses(model, images)
         np.testing.assert_allclose(losses_r, losses, rtol=2e-4, err_msg=recompute)
-        # The weights after the steps, and the inference-mode numbers that read them.
-        for a, b in zip(model.trainable_variables, reference.trainable_variables):
+        # The weights and batch-norm statistics after the steps.
+        for a, b in zip(model.variables, reference.variables):
             np.testing.assert_allclose(to_numpy(a), to_numpy(b), atol=5e-4, err_msg=f"{recompute} {a.path}")
-        np.testing.assert_allclose(model.bits_per_dim(images), reference.bits_per_dim(images), atol=2e-3)
 
 
-def test_mixed_bfloat16_trains_and_matches_within_its_precision():
-    images = np.random.default_rng(7).integers(0, 256, size=(16, 8, 8, 1), dtype=np.uint8)
-    losses = {
-        mode: train_losses(small_model(mode, dtype="mixed_bfloat16"), images, steps=2)
-        for mode in ("none", "invertible")
-    }
-    assert all(np.all(np.isfinite(v)) for v in losses.values()), losses
-    np.testing.assert_allclose(losses["invertible"], losses["none"], rtol=2e-2)
+def test_mixed_bfloat16_gradients_match_within_its_precision():
+    """Under ``mixed_bfloat16`` the hand-written backward pass returns float32 gradients
+    for the float32 weights, close to autodiff's at bfloat16 precision."""
+    images = np.random.default_rng(7).integers(0, 256, size=(8, 8, 8, 1), dtype=np.uint8)
+    results = {}
+    for mode in ("none", "invertible"):
+        model = small_model(mode, dtype="mixed_bfloat16")
+        loss, grads = value_and_gradients(
+            lambda x, model=model: model.compute_loss(y_pred=model(x, training=True)),
+            model.trainable_variables,
+            keras.ops.convert_to_tensor(images),
+        )
+        assert all(g is not None and g.dtype == np.float32 and np.all(np.isfinite(g)) for g in grads), mode
+        results[mode] = (loss, grads)
+    loss, grads = results["none"]
+    loss_r, grads_r = results["invertible"]
+    assert abs(loss_r - loss) <= 1e-2 * abs(loss)
+    scale = max(float(np.max(np.abs(g))) for g in grads)
+    assert max(float(np.max(np.abs(a - b))) for a, b in zip(grads_r, grads)) < 0.05 * scale
 
 
 def test_config_round_trip_keeps_the_mode(tmp_path):
