@@ -114,6 +114,20 @@ CONDITIONAL_INPUT = "conditional_input"
 (the name TFP's own conditional bijectors use)."""
 
 
+def step_context(step, conditional_input) -> dict:
+    """The context keyword a step's ``_transform`` takes: ``{"conditional_input": c}`` for
+    a conditional step, ``{}`` for any other (which receives no context).
+
+    Raises:
+        ValueError: for a conditional step and no context.
+    """
+    if not getattr(step, "conditional", False):
+        return {}
+    if conditional_input is None:
+        raise ValueError(f"{step.name} is conditional and needs conditional_input; received None.")
+    return {"conditional_input": conditional_input}
+
+
 def transform(bijector, x, *, inverse: bool, training: bool, conditional_input=None):
     """``(value, log_det)`` of ``bijector`` applied to ``x`` in one pass.
 
@@ -131,11 +145,7 @@ def transform(bijector, x, *, inverse: bool, training: bool, conditional_input=N
     """
     if isinstance(bijector, OnePassBijector):
         bijector._check_input(x, inverse=inverse)
-        if bijector.conditional:
-            if conditional_input is None:
-                raise ValueError(f"{bijector.name} is conditional and needs conditional_input; received None.")
-            return bijector._transform(x, inverse=inverse, training=training, conditional_input=conditional_input)
-        return bijector._transform(x, inverse=inverse, training=training)
+        return bijector._transform(x, inverse=inverse, training=training, **step_context(bijector, conditional_input))
     if isinstance(bijector, _CHAIN_TYPES):
         # A Chain applies its last bijector first in ``forward``, its first in ``inverse``.
         steps = bijector.bijectors if inverse else list(reversed(bijector.bijectors))

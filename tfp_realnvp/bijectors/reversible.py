@@ -26,19 +26,10 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from tfp_realnvp.bijectors.one_pass import _CHAIN_TYPES, _INVERT_TYPES, OnePassBijector, transform
+from tfp_realnvp.bijectors.one_pass import _CHAIN_TYPES, _INVERT_TYPES, OnePassBijector, step_context, transform
 from tfp_realnvp.bijectors.recompute import assign_updates
 from tfp_realnvp.gradients import after, custom_vjp, read_values, vjp
 from tfp_realnvp.stateless import stateless_call
-
-
-def _context(step, conditional_input) -> dict:
-    """The context keyword for ``step``: only conditional steps receive one."""
-    if getattr(step, "conditional", False):
-        if conditional_input is None:
-            raise ValueError(f"{step.name} is conditional and needs conditional_input; received None.")
-        return {"conditional_input": conditional_input}
-    return {}
 
 
 def record_transform(bijector, x, *, inverse: bool, training: bool, conditional_input=None):
@@ -46,7 +37,7 @@ def record_transform(bijector, x, *, inverse: bool, training: bool, conditional_
     if isinstance(bijector, OnePassBijector):
         bijector._check_input(x, inverse=inverse)
         return bijector._transform_recorded(
-            x, inverse=inverse, training=training, **_context(bijector, conditional_input)
+            x, inverse=inverse, training=training, **step_context(bijector, conditional_input)
         )
     if isinstance(bijector, _CHAIN_TYPES):
         steps = bijector.bijectors if inverse else list(reversed(bijector.bijectors))
@@ -90,7 +81,7 @@ def reverse_transform(
         # Each step is rebuilt only once the cotangent of its output exists, so the
         # compiler cannot rebuild every input up front and keep them all.
         (y,) = after((y,), g_y)
-        context = _context(bijector, conditional_input)
+        context = step_context(bijector, conditional_input)
         return bijector._reverse(y, g_y, g_log_det, record, inverse=inverse, training=training, grads=grads, **context)
     if isinstance(bijector, _CHAIN_TYPES):
         steps = bijector.bijectors if inverse else list(reversed(bijector.bijectors))
