@@ -1,6 +1,7 @@
 """Model files that are corrupt or foreign get a one-line error naming the file; CLI
 errors name the command's flags, not Python keywords."""
 
+import argparse
 import zipfile
 
 import keras
@@ -69,11 +70,9 @@ def test_a_valid_file_loads_and_computes(model_file):
 
 
 def _command_parser(command: str):
-    parser = build_parser()
-    (subcommands,) = [
-        action for action in parser._actions if hasattr(action, "choices") and isinstance(action.choices, dict)
-    ]
-    return subcommands.choices[command]
+    parser = build_parser().command(command)
+    assert parser is not None, f"no {command!r} command"
+    return parser
 
 
 def test_cli_wording_names_flags():
@@ -84,6 +83,12 @@ def test_cli_wording_names_flags():
     assert cli_wording("num_filters must be positive", train) == "--num-filters must be positive"
     # Words that are not option names stay as they are.
     assert cli_wording("the image size is odd", train) == "the image size is odd"
+    # Flags of a mutually exclusive group are known too; a switch is written without a value.
+    assert cli_wording("fresh=True deletes them", train) == "--fresh deletes them"
+    assert cli_wording("keep_checkpoints=0", train) == "--keep-checkpoints 0"
+    assert build_parser().command("no-such-command") is None
+    # A parser that does not remember its flags leaves messages alone.
+    assert cli_wording("image_size=3", argparse.ArgumentParser()) == "image_size=3"
 
 
 def test_a_bad_image_size_is_reported_by_flag(tmp_path, capsys):
