@@ -1,15 +1,19 @@
-"""Dequantization noise for evaluating integer images: a fixed function of each image.
+"""Dequantization noise ``u`` in ``[0, 1)^D``: ``log p(x + u)`` of integer pixels ``x``.
 
-Evaluating ``log p(x + u)`` of integer pixels needs noise ``u`` in ``[0, 1)^D``. Here
-``u`` is a counter-based integer hash of the image's pixels and a seed, identical on
-every backend and in every exported graph, so an image's ``log_prob`` and
-``bits_per_dim`` do not depend on the batch it is evaluated in.
+For evaluation, ``u`` is a counter-based integer hash of the image's pixels and a seed
+(``dequantization_noise``), identical on every backend and in every exported graph, so
+an image's ``log_prob`` and ``bits_per_dim`` do not depend on the batch it is evaluated
+in. For training, ``u`` is fresh uniform noise from the model's seed generator
+(``training_noise``), a different draw on every replica of a distribution strategy.
 """
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 from keras import ops
+
+from tfp_realnvp.distributed import num_replicas_in_sync, replica_index
 
 #: Seed of the dequantization noise used when integer images are evaluated, so that
 #: ``log_prob``/``bits_per_dim`` of the same images are reproducible.
@@ -71,3 +75,24 @@ def dequantization_noise(images, seed=EVAL_NOISE_SEED):
     bits = _hash32(ops.bitwise_xor(image_key, ops.convert_to_tensor(position_key)))
     noise = ops.cast(ops.right_shift(bits, ops.convert_to_tensor(np.uint32(8))), "float32") * (2.0**-24)
     return ops.reshape(noise, shape)
+
+
+def training_noise(shape, seed: keras.random.SeedGenerator):
+    """Uniform ``[0, 1)`` float32 noise of ``shape`` for a training step.
+
+    Every replica of a TensorFlow distribution strategy holds the same generator
+    state, so each draws the noise of all replicas and keeps its own share: no two
+    replicas add the same noise to their images.
+
+    Args:
+        shape: shape of the (per-replica) image batch.
+        seed: the model's ``keras.random.SeedGenerator``; each call advances it.
+
+    Returns:
+        A float32 tensor of ``shape``.
+    """
+    replica = replica_index()
+    if replica is None:
+        return keras.random.uniform(shape, seed=seed, dtype="float32")
+    noise = keras.random.uniform((num_replicas_in_sync(),) + tuple(shape), seed=seed, dtype="float32")
+    return ops.take(noise, replica, axis=0)

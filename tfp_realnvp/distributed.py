@@ -122,6 +122,30 @@ class Topology:
         )
 
 
+def num_replicas_in_sync() -> int:
+    """Replicas that each compute a share of the batch: those of the TensorFlow
+    distribution strategy in scope, else 1 (JAX's data parallelism computes on the
+    global batch in one program)."""
+    if backend_name() != "tensorflow":
+        return 1
+    import tensorflow as tf
+
+    return int(tf.distribute.get_strategy().num_replicas_in_sync)
+
+
+def replica_index():
+    """Index of the replica running this code (a scalar tensor), or ``None`` outside a
+    step of a TensorFlow strategy with 2 or more replicas."""
+    if backend_name() != "tensorflow":
+        return None
+    import tensorflow as tf
+
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync < 2:
+        return None
+    return context.replica_id_in_sync_group
+
+
 def job_variables(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """Keras' job variables that are set (and not empty) in ``environ``."""
     environ = os.environ if environ is None else environ

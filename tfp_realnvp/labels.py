@@ -144,3 +144,37 @@ def labelled_validation_data(data, *, num_classes: int):
         return (x, None)
     x, _ = labelled_fit_input(data, None, num_classes=num_classes)
     return x
+
+
+def split_model_inputs(inputs: Any, *, num_classes: int | None) -> tuple[Any, Any]:
+    """``(images, labels)`` of a ``RealNVP`` call's input.
+
+    An unconditional model (``num_classes=None``) takes images alone, and ``labels`` is
+    ``None``; a conditional one takes ``(images, labels)`` or
+    ``{"images": ..., "labels": ...}``.
+
+    Raises:
+        ValueError: for labels given to an unconditional model, or images without
+            labels given to a conditional one, naming what was received.
+    """
+    if num_classes is None:
+        if isinstance(inputs, (tuple, list, dict)):
+            raise ValueError(
+                "this RealNVP is unconditional (num_classes=None) and takes images only; received "
+                f"a {type(inputs).__name__} of {len(inputs)} items (labels given to an unconditional model?)."
+            )
+        return inputs, None
+    if isinstance(inputs, dict) and set(inputs) == {"images", "labels"}:
+        return inputs["images"], inputs["labels"]
+    if isinstance(inputs, (tuple, list)) and len(inputs) == 2:
+        return inputs[0], inputs[1]
+    if isinstance(inputs, dict):
+        received = f"a {type(inputs).__name__} with keys {sorted(inputs)}"
+    elif isinstance(inputs, (tuple, list)):
+        received = f"a {type(inputs).__name__} of {len(inputs)} items"
+    else:
+        received = f"a tensor of shape {list(getattr(inputs, 'shape', []))}"
+    raise ValueError(
+        f"this RealNVP is class-conditional (num_classes={num_classes}) and needs (images, labels); "
+        f"received {received} (labels missing?)."
+    )

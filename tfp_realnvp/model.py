@@ -14,8 +14,8 @@ from tfp_realnvp.batch_norm_refresh import make_refresh_callback
 from tfp_realnvp.bijectors.multiscale import FLOW_CONFIG_KEYS, MultiScaleFlow
 from tfp_realnvp.compiled import CompiledFunction
 from tfp_realnvp.conditional_base import ConditionalNormal
-from tfp_realnvp.dequantization import EVAL_NOISE_SEED, dequantization_noise
-from tfp_realnvp.distributed import refuse_multi_worker_tensorflow
+from tfp_realnvp.dequantization import EVAL_NOISE_SEED, dequantization_noise, training_noise
+from tfp_realnvp.distributed import num_replicas_in_sync, refuse_multi_worker_tensorflow
 from tfp_realnvp.validation import as_image_batch
 
 #: The flow arguments ``RealNVP`` takes and saves in its config: all but ``preprocess``
@@ -32,27 +32,6 @@ RESUME_SETTING_KEYS = tuple(
 
 # Key under which the model saves the state of its training-noise seed generator.
 _NOISE_STATE_KEY = "dequantization_seed_state"
-
-
-def _num_replicas() -> int:
-    """Replicas that each compute a share of the batch (TensorFlow distribution strategies)."""
-    if backend_name() != "tensorflow":
-        return 1
-    import tensorflow as tf
-
-    return int(tf.distribute.get_strategy().num_replicas_in_sync)
-
-
-def _replica_id():
-    """Index of the replica running this code, or ``None`` outside a multi-replica step."""
-    if backend_name() != "tensorflow":
-        return None
-    import tensorflow as tf
-
-    context = tf.distribute.get_replica_context()
-    if context is None or context.num_replicas_in_sync < 2:
-        return None
-    return context.replica_id_in_sync_group
 
 
 @keras.saving.register_keras_serializable(package="tfp_realnvp")
@@ -317,46 +296,8 @@ class RealNVP(keras.Model):
         if "int" not in dtype:
             return x
         if training:
-            replica = _replica_id()
-            if replica is None:
-                noise = keras.random.uniform(ops.shape(x), seed=self._noise, dtype="float32")
-            else:
-                # Every replica holds the same generator state: draw for all of them
-                # and keep this replica's share, so no two replicas share noise.
-                shape = (_num_replicas(),) + tuple(ops.shape(x))
-                noise = keras.random.uniform(shape, seed=self._noise, dtype="float32")
-                noise = ops.take(noise, replica, axis=0)
-        else:
-            noise = dequantization_noise(images, EVAL_NOISE_SEED)
-        return x + noise
-
-    def _split_inputs(self, inputs):
-        """``(images, labels)`` from the model input: images alone, or for a conditional
-        model ``(images, labels)`` / ``{"images": ..., "labels": ...}``."""
-        if not self.conditional:
-            if isinstance(inputs, (tuple, list, dict)):
-                raise ValueError(
-                    "this RealNVP is unconditional (num_classes=None) and takes images only; received "
-                    f"a {type(inputs).__name__} of {len(inputs)} items (labels given to an unconditional model?)."
-                )
-            return inputs, None
-        if isinstance(inputs, dict) and set(inputs) == {"images", "labels"}:
-            return inputs["images"], inputs["labels"]
-        if isinstance(inputs, (tuple, list)) and len(inputs) == 2:
-            return inputs[0], inputs[1]
-        received = (
-            f"a {type(inputs).__name__} with keys {sorted(inputs)}"
-            if isinstance(inputs, dict)
-            else (
-                f"a {type(inputs).__name__} of {len(inputs)} items"
-                if isinstance(inputs, (tuple, list))
-                else f"a tensor of shape {list(getattr(inputs, 'shape', []))}"
-            )
-        )
-        raise ValueError(
-            f"this RealNVP is class-conditional (num_classes={self.num_classes}) and needs (images, labels); "
-            f"received {received} (labels missing?)."
-        )
+            return x + training_noise(ops.shape(x), self._noise)
+        return x + dequantization_noise(images, EVAL_NOISE_SEED)
 
     def _log_prob_of(self, x, context, *, training: bool):
         """``log p(x)`` or ``log p(x | c)`` of continuous pixels ``x``, float32."""
@@ -369,7 +310,7 @@ class RealNVP(keras.Model):
         return ops.cast(log_p, "float32")
 
     def _inputs_log_prob(self, inputs, *, noise_training: bool, training: bool):
-        images, labels = self._split_inputs(inputs)
+        images, labels = labels_lib.split_model_inputs(inputs, num_classes=self.num_classes)
         x = self._pixels(images, training=noise_training)
         return self._log_prob_of(x, None if labels is None else self.context(labels), training=training)
 
@@ -400,7 +341,7 @@ class RealNVP(keras.Model):
             loss = loss + self.l2_penalty()
         if self.losses:
             loss = loss + ops.sum(ops.stack([ops.cast(term, "float32") for term in self.losses]))
-        replicas = _num_replicas()
+        replicas = num_replicas_in_sync()
         if replicas > 1:
             loss = loss / float(replicas)
         return loss
