@@ -52,7 +52,7 @@ def test_check_images_on_backend_tensor():
     [(None, None), (8, (8, 8)), ((4, 6), (4, 6)), ([4, 6], (4, 6)), (np.int64(3), (3, 3))],
 )
 def test_sizes_are_normalised(size, expected):
-    assert checks._check_size(size, name="image_size") == expected
+    assert checks.check_size(size, name="image_size") == expected
 
 
 @pytest.mark.parametrize("size", [0, -2, (3,), (3, 4, 5), (3.0, 4), "8", True, (8, 0)])
@@ -60,12 +60,12 @@ def test_bad_sizes_name_the_value(size):
     with pytest.raises(
         ValueError, match=r"image_size.*" + repr(size).replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")
     ):
-        checks._check_size(size, name="image_size")
+        checks.check_size(size, name="image_size")
 
 
 def test_shards_and_counts():
-    assert checks._check_shard(3, 2) == (3, 2)
-    assert checks._check_shard(np.int32(2), np.int64(0)) == (2, 0)
+    assert checks.check_shard(3, 2) == (3, 2)
+    assert checks.check_shard(np.int32(2), np.int64(0)) == (2, 0)
     for count, index, pattern in [
         (0, 0, "num_shards.*0"),
         (2, 2, "shard_index.*2"),
@@ -74,21 +74,21 @@ def test_shards_and_counts():
         (2, 1.0, "shard_index.*1.0"),
     ]:
         with pytest.raises(ValueError, match=pattern):
-            checks._check_shard(count, index)
-    assert checks._check_positive_int(None, name="batch_size", allow_none=True) is None
+            checks.check_shard(count, index)
+    assert checks.check_positive_int(None, name="batch_size", allow_none=True) is None
     with pytest.raises(ValueError, match="batch_size.*None"):
-        checks._check_positive_int(None, name="batch_size")
+        checks.check_positive_int(None, name="batch_size")
 
 
 def test_split_indices_are_fixed_disjoint_and_sorted():
-    train = checks._split_indices(20, "train", 0.75)
-    test = checks._split_indices(20, "test", 0.75)
+    train = checks.split_indices(20, "train", 0.75)
+    test = checks.split_indices(20, "test", 0.75)
     assert len(train) == 15 and len(test) == 5
     assert sorted({*train, *test}) == list(range(20))
     assert list(train) == sorted(train) and list(test) == sorted(test)
     assert list(train) != list(range(15))  # a permutation, not the first 15
     np.random.seed(123)  # NumPy's global state plays no part
-    np.testing.assert_array_equal(checks._split_indices(20, "train", 0.75), train)
-    np.testing.assert_array_equal(checks._split_indices(20, "all", 0.75), np.arange(20))
+    np.testing.assert_array_equal(checks.split_indices(20, "train", 0.75), train)
+    np.testing.assert_array_equal(checks.split_indices(20, "all", 0.75), np.arange(20))
     with pytest.raises(ValueError, match=r"split 'test' is empty: 3 image"):
-        checks._split_indices(3, "test", 0.9)
+        checks.split_indices(3, "test", 0.9)

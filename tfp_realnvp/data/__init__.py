@@ -44,7 +44,8 @@ image folder) is split deterministically: a fixed permutation puts
 kept in the original order; ``"all"`` returns every image. The split does not depend
 on NumPy's global random state, and a streamed folder is split the same way.
 
-Modules, one concern each (every public name is re-exported here):
+Modules, one concern each (every name in a module's ``__all__`` is re-exported here;
+the helpers the modules share, listed in each module's docstring, are not):
 
 * ``checks``: :func:`check_images` and the argument checks all loaders share;
 * ``resizing``: crops, resizes and padding, NumPy/Pillow and TensorFlow (the presets);

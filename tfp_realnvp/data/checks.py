@@ -3,12 +3,18 @@
 Everything here needs only NumPy. :func:`check_images` is public; the rest are the
 argument checks every loader applies, each raising a ``ValueError`` that names the
 received value.
+
+Shared by the other data modules, not re-exported by :mod:`tfp_realnvp.data`:
+:func:`require_tensorflow`, :func:`check_split`, :func:`check_train_fraction`,
+:func:`check_size`, :func:`check_positive_int`, :func:`check_shard`,
+:func:`check_channels` and :func:`split_indices`.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -24,8 +30,16 @@ SPLITS = ("train", "test", "all")
 _SPLIT_SEED = 20170101
 
 
-def _tensorflow():
-    """Imports TensorFlow, or says what to use instead where it is not installed."""
+def require_tensorflow() -> ModuleType:
+    """Imports TensorFlow when called, or says what to use instead where it is not installed.
+
+    Returns:
+        The ``tensorflow`` module.
+
+    Raises:
+        ImportError: when TensorFlow is not installed, pointing to the
+            ``tfp-realnvp[tensorflow]`` extra and to ``load_images()`` as the NumPy path.
+    """
     try:
         import tensorflow
     except ImportError as error:
@@ -96,13 +110,36 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
-def _check_split(split: str, allowed: Sequence[str] = SPLITS) -> str:
+def check_split(split: str, allowed: Sequence[str] = SPLITS) -> str:
+    """Checks that ``split`` is one of ``allowed``.
+
+    Args:
+        split: the requested split.
+        allowed: the splits accepted; :data:`SPLITS` by default.
+
+    Returns:
+        ``split``, unchanged.
+
+    Raises:
+        ValueError: naming the allowed splits and the received one.
+    """
     if split not in allowed:
         raise ValueError(f"split must be one of {list(allowed)}; received {split!r}.")
     return split
 
 
-def _check_fraction(train_fraction: float) -> float:
+def check_train_fraction(train_fraction: float) -> float:
+    """Checks that ``train_fraction`` is a number in the open interval ``(0, 1)``.
+
+    Args:
+        train_fraction: the share of images that goes to ``"train"``.
+
+    Returns:
+        ``train_fraction`` as a ``float``.
+
+    Raises:
+        ValueError: naming the received value when it is not a number in ``(0, 1)``.
+    """
     try:
         value = float(train_fraction)
     except (TypeError, ValueError):
@@ -112,8 +149,20 @@ def _check_fraction(train_fraction: float) -> float:
     return value
 
 
-def _check_size(size: Size | None, *, name: str) -> tuple[int, int] | None:
-    """Normalises an ``int`` or ``(height, width)`` size; ``None`` passes through."""
+def check_size(size: Size | None, *, name: str) -> tuple[int, int] | None:
+    """Normalises an ``int`` or ``(height, width)`` size; ``None`` passes through.
+
+    Args:
+        size: ``None``, a side (``int``) or a ``(height, width)`` pair of ints.
+        name: the argument's name, for the error message.
+
+    Returns:
+        ``(height, width)`` as ints, or ``None`` when ``size`` is ``None``.
+
+    Raises:
+        ValueError: naming ``name`` and the received value when it is not an int or a
+            pair of ints, or is not positive.
+    """
     if size is None:
         return None
     if _is_int(size):
@@ -127,8 +176,20 @@ def _check_size(size: Size | None, *, name: str) -> tuple[int, int] | None:
     return pair
 
 
-def _check_positive_int(value: Any, *, name: str, allow_none: bool = False) -> int | None:
-    """``value`` as an ``int`` when it is a positive integer (``None`` if allowed)."""
+def check_positive_int(value: Any, *, name: str, allow_none: bool = False) -> int | None:
+    """Checks that ``value`` is a positive integer (or ``None``, when allowed).
+
+    Args:
+        value: the value; Python and NumPy integers are accepted, ``bool`` is not.
+        name: the argument's name, for the error message.
+        allow_none: let ``None`` through.
+
+    Returns:
+        ``value`` as an ``int``, or ``None`` when it is ``None`` and ``allow_none``.
+
+    Raises:
+        ValueError: naming ``name`` and the received value otherwise.
+    """
     if value is None and allow_none:
         return None
     if not _is_int(value) or value <= 0:
@@ -136,24 +197,63 @@ def _check_positive_int(value: Any, *, name: str, allow_none: bool = False) -> i
     return int(value)
 
 
-def _check_shard(num_shards: Any, shard_index: Any) -> tuple[int, int]:
-    """``(num_shards, shard_index)`` as ints, with ``0 <= shard_index < num_shards``."""
-    count = _check_positive_int(num_shards, name="num_shards")
+def check_shard(num_shards: Any, shard_index: Any) -> tuple[int, int]:
+    """Checks a process' share: ``num_shards`` positive, ``0 <= shard_index < num_shards``.
+
+    Args:
+        num_shards: the number of processes that share the data.
+        shard_index: this process' index.
+
+    Returns:
+        ``(num_shards, shard_index)`` as ints.
+
+    Raises:
+        ValueError: naming the received value when ``num_shards`` is not a positive
+            int or ``shard_index`` is not an int in ``[0, num_shards)``.
+    """
+    count = check_positive_int(num_shards, name="num_shards")
     if not _is_int(shard_index) or not 0 <= shard_index < count:
         raise ValueError(f"shard_index must be an int in [0, num_shards={count}); received {shard_index!r}.")
     return count, int(shard_index)
 
 
-def _check_channels(channels: Any) -> int:
+def check_channels(channels: Any) -> int:
+    """Checks that ``channels`` is 1 (grayscale) or 3 (RGB).
+
+    Args:
+        channels: the requested channel count.
+
+    Returns:
+        ``channels`` as an ``int``.
+
+    Raises:
+        ValueError: naming the received value otherwise.
+    """
     if not _is_int(channels) or channels not in (1, 3):
         raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB); received {channels!r}.")
     return int(channels)
 
 
-def _split_indices(count: int, split: str, train_fraction: float) -> np.ndarray:
-    """Indices of ``split`` among ``count`` items: a fixed permutation, kept sorted."""
-    _check_split(split)
-    fraction = _check_fraction(train_fraction)
+def split_indices(count: int, split: str, train_fraction: float) -> np.ndarray:
+    """Indices of ``split`` among ``count`` items: a fixed permutation, kept sorted.
+
+    The permutation has a fixed seed, so the same call always gives the same indices
+    and ``"train"`` and ``"test"`` never share one; ``"train"`` gets
+    ``round(train_fraction * count)`` of them.
+
+    Args:
+        count: the number of items.
+        split: ``"train"``, ``"test"`` or ``"all"``.
+        train_fraction: the share of items in ``"train"``, in ``(0, 1)``.
+
+    Returns:
+        The sorted ``int`` indices of the split's items (``arange(count)`` for ``"all"``).
+
+    Raises:
+        ValueError: for a bad split or fraction, or when the split would be empty.
+    """
+    check_split(split)
+    fraction = check_train_fraction(train_fraction)
     if split == "all":
         return np.arange(count)
     order = np.random.default_rng(_SPLIT_SEED).permutation(count)

@@ -27,14 +27,20 @@ import numpy as np
 
 from tfp_realnvp.data.checks import (
     Size,
-    _check_channels,
-    _check_positive_int,
-    _check_shard,
-    _check_size,
-    _split_indices,
+    check_channels,
+    check_positive_int,
+    check_shard,
+    check_size,
+    split_indices,
 )
 from tfp_realnvp.data.local import list_image_files
-from tfp_realnvp.data.resizing import _CELEBA_CROP, _DEFAULT_FLOW_SIZE, _LSUN_SHORT_SIDE, _check_preset, _fit_pil
+from tfp_realnvp.data.resizing import (
+    CELEBA_CROP,
+    LSUN_SHORT_SIDE,
+    PRESET_IMAGE_SIZE,
+    center_crop_resize_pil,
+    check_preset,
+)
 
 __all__ = ["FolderBatches", "decode_image_file", "folder_files"]
 
@@ -63,28 +69,28 @@ def decode_image_file(
     """
     from PIL import Image, UnidentifiedImageError
 
-    preset = _check_preset(preset)
-    size = _check_size(image_size, name="image_size")
+    preset = check_preset(preset)
+    size = check_size(image_size, name="image_size")
     try:
         with Image.open(path) as opened:
             image = opened.convert("RGB" if channels == 3 else "L")
     except (UnidentifiedImageError, OSError) as error:
         raise ValueError(f"cannot decode image {str(path)!r}: {error}.") from None
     if preset is not None:
-        out_h, out_w = size or (_DEFAULT_FLOW_SIZE, _DEFAULT_FLOW_SIZE)
+        out_h, out_w = size or (PRESET_IMAGE_SIZE, PRESET_IMAGE_SIZE)
         if preset == "celeba":
-            if min(image.height, image.width) < _CELEBA_CROP:
+            if min(image.height, image.width) < CELEBA_CROP:
                 raise ValueError(
-                    f"the celeba preset crops {_CELEBA_CROP}x{_CELEBA_CROP}; {str(path)!r} is only "
+                    f"the celeba preset crops {CELEBA_CROP}x{CELEBA_CROP}; {str(path)!r} is only "
                     f"{image.height}x{image.width}."
                 )
-            image = _center_window(image, _CELEBA_CROP, _CELEBA_CROP).resize((out_w, out_h), Image.Resampling.BILINEAR)
+            image = _center_window(image, CELEBA_CROP, CELEBA_CROP).resize((out_w, out_h), Image.Resampling.BILINEAR)
         else:
-            scale = _LSUN_SHORT_SIDE / min(image.height, image.width)
+            scale = LSUN_SHORT_SIDE / min(image.height, image.width)
             resized = (max(out_w, round(image.width * scale)), max(out_h, round(image.height * scale)))
             image = _center_window(image.resize(resized, Image.Resampling.BILINEAR), out_h, out_w)
     elif size is not None:
-        image = _fit_pil(image, size)
+        image = center_crop_resize_pil(image, size)
     array = np.asarray(image, dtype=np.uint8)
     return array[..., None] if array.ndim == 2 else array
 
@@ -129,11 +135,11 @@ class FolderBatches:
         workers: int | None = None,
         prefetch: int = 2,
     ):
-        self.batch_size = _check_positive_int(batch_size, name="batch_size")
-        _check_preset(preset)
-        _check_size(image_size, name="image_size")
-        self.channels = _check_channels(channels)
-        num_shards, shard_index = _check_shard(num_shards, shard_index)
+        self.batch_size = check_positive_int(batch_size, name="batch_size")
+        check_preset(preset)
+        check_size(image_size, name="image_size")
+        self.channels = check_channels(channels)
+        num_shards, shard_index = check_shard(num_shards, shard_index)
         self.files = [str(f) for f in list(files)[shard_index::num_shards]]
         if not self.files:
             raise ValueError(
@@ -149,7 +155,7 @@ class FolderBatches:
         self.preset, self.image_size = preset, image_size
         self.shuffle, self.seed, self.repeat, self.flip = bool(shuffle), int(seed), bool(repeat), bool(flip)
         self.workers = int(workers or min(16, os.cpu_count() or 1))
-        self.prefetch = _check_positive_int(prefetch, name="prefetch")
+        self.prefetch = check_positive_int(prefetch, name="prefetch")
 
     def _order(self, data_pass: int) -> list[str]:
         if not self.shuffle:
@@ -201,4 +207,4 @@ class FolderBatches:
 def folder_files(directory, *, split: str = "all", train_fraction: float = 0.9) -> list[Path]:
     """The files of ``split`` of an image folder, split as ``load_images`` splits it."""
     files = list_image_files(directory)
-    return [files[i] for i in _split_indices(len(files), split, train_fraction)]
+    return [files[i] for i in split_indices(len(files), split, train_fraction)]

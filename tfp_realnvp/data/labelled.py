@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tfp_realnvp.data.checks import PathLike, Size, _check_fraction, _check_size, _check_split, _split_indices
-from tfp_realnvp.data.local import _is_idx_dir, list_image_files, load_idx_dir, load_image_folder, load_npz
-from tfp_realnvp.data.resizing import _finish
+from tfp_realnvp.data.checks import PathLike, Size, check_size, check_split, check_train_fraction, split_indices
+from tfp_realnvp.data.local import is_idx_dir, list_image_files, load_idx_dir, load_image_folder, load_npz
+from tfp_realnvp.data.resizing import resize_and_pad
 from tfp_realnvp.data.shipped import FASHION_MNIST_CLASSES, load_shipped
 from tfp_realnvp.data.tfds import tfds_key
 
@@ -80,7 +80,7 @@ def _npz_labels(path: Path, split: str, count: int, train_fraction: float, image
             raise ValueError(f"{str(path)!r} holds no labels (an array 'labels' or 'y'); its keys are {keys}.")
         labels = archive[label_key]
     labels = _as_labels(labels, len(labels), name=f"{path.name}[{label_key!r}]")
-    return labels[_split_indices(len(labels), split, train_fraction)]
+    return labels[split_indices(len(labels), split, train_fraction)]
 
 
 def _tfds_labelled(name: str, split: str, *, data_dir, image_size, max_images: int):
@@ -130,30 +130,30 @@ def load_labelled_images(
         FileNotFoundError: naming the path when it does not exist.
         ValueError: naming the source when it carries no labels, or a bad argument.
     """
-    _check_fraction(train_fraction)
-    _check_size(image_size, name="image_size")
-    _check_size(pad_to, name="pad_to")
+    check_train_fraction(train_fraction)
+    check_size(image_size, name="image_size")
+    check_size(pad_to, name="pad_to")
     if isinstance(source, str) and source == "shipped":
-        _check_split(split)
+        check_split(split)
         images, labels = load_shipped(split=split, train_fraction=train_fraction)
-        return _finish(images, image_size, pad_to), labels.astype(np.int32), list(FASHION_MNIST_CLASSES)
+        return resize_and_pad(images, image_size, pad_to), labels.astype(np.int32), list(FASHION_MNIST_CLASSES)
     path = Path(source)
     if path.is_dir():
-        _check_split(split)
-        if _is_idx_dir(path):
+        check_split(split)
+        if is_idx_dir(path):
             images, labels = load_idx_dir(path, split=split)
             if labels is None:
                 raise ValueError(f"the IDX directory {str(path)!r} has no labels file for split {split!r}.")
             labels = _as_labels(labels, len(images), name=f"{path} labels")
-            return _finish(images, image_size, pad_to), labels, _class_names(labels)
+            return resize_and_pad(images, image_size, pad_to), labels, _class_names(labels)
         files, labels, classes = _folder_labels(path)
         images = load_image_folder(path, image_size=image_size)
         if len(images) != len(files):
             raise ValueError(f"read {len(images)} images for {len(files)} files under {str(path)!r}.")
-        index = _split_indices(len(images), split, train_fraction)
-        return _finish(images[index], None, pad_to), labels[index], classes
+        index = split_indices(len(images), split, train_fraction)
+        return resize_and_pad(images[index], None, pad_to), labels[index], classes
     if path.is_file() and path.suffix.lower() == ".npz":
-        _check_split(split)
+        check_split(split)
         image_key = None
         if split != "all":
             with np.load(path, allow_pickle=False) as archive:
@@ -162,14 +162,14 @@ def load_labelled_images(
             images = load_npz(path, key=image_key)
         else:
             images = load_npz(path)
-            images = images[_split_indices(len(images), split, train_fraction)]
+            images = images[split_indices(len(images), split, train_fraction)]
         labels = _npz_labels(path, split, len(images), train_fraction, image_key)
         if len(labels) != len(images):
             raise ValueError(f"{str(path)!r} holds {len(labels)} labels for {len(images)} images.")
-        return _finish(images, image_size, pad_to), labels, _class_names(labels)
+        return resize_and_pad(images, image_size, pad_to), labels, _class_names(labels)
     if isinstance(source, str) and tfds_key(source) is not None and not path.exists():
         images, labels = _tfds_labelled(source, split, data_dir=data_dir, image_size=image_size, max_images=max_images)
-        return _finish(images, None, pad_to), labels, _class_names(labels)
+        return resize_and_pad(images, None, pad_to), labels, _class_names(labels)
     if path.is_file():
         raise ValueError(
             f"{str(path)!r} carries no labels that tfp_realnvp can read; labelled sources are 'shipped', an IDX "

@@ -3,6 +3,9 @@
 Each loader reads the whole source into one NumPy ``uint8`` array ``[N, H, W, C]``;
 they need only NumPy and Pillow, so they work on every Keras backend. They suit sets
 that fit in memory; :mod:`tfp_realnvp.data.streaming` reads larger ones file by file.
+
+Shared by the other data modules, not re-exported by :mod:`tfp_realnvp.data`:
+:func:`is_idx_dir` and :func:`npz_image_key`.
 """
 
 from __future__ import annotations
@@ -13,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tfp_realnvp.data.checks import PathLike, Size, _check_size, _check_split, check_images
-from tfp_realnvp.data.resizing import _fit_pil
+from tfp_realnvp.data.checks import PathLike, Size, check_images, check_size, check_split
+from tfp_realnvp.data.resizing import center_crop_resize_pil
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -100,7 +103,15 @@ def _find_idx(directory: Path, split: str, kind: str, rank: int) -> Path | None:
     return None
 
 
-def _is_idx_dir(directory: Path) -> bool:
+def is_idx_dir(directory: Path) -> bool:
+    """Whether ``directory`` holds MNIST-style IDX image files (see :func:`load_idx_dir`).
+
+    Args:
+        directory: an existing directory.
+
+    Returns:
+        ``True`` when a train or test ``*-images-idx3-ubyte[.gz]`` file is in it.
+    """
     return any(_find_idx(directory, s, "images", 3) for s in ("train", "test"))
 
 
@@ -124,7 +135,7 @@ def load_idx_dir(directory: PathLike, *, split: str = "train") -> tuple[np.ndarr
         FileNotFoundError: naming the directory and the file names tried.
         ValueError: for a bad split, or when images and labels disagree in count.
     """
-    _check_split(split)
+    check_split(split)
     directory = Path(directory)
     if not directory.is_dir():
         raise FileNotFoundError(f"IDX directory not found: {str(directory)!r}.")
@@ -170,13 +181,27 @@ def load_npz(path: PathLike, *, key: str | None = None) -> np.ndarray:
     if not path.is_file():
         raise FileNotFoundError(f".npz file not found: {str(path)!r}.")
     with np.load(path, allow_pickle=False) as archive:
-        key = _npz_key(path, list(archive.files), key)
+        key = npz_image_key(path, list(archive.files), key)
         array = archive[key]
     return check_images(array, name=f"{path.name}[{key!r}]")
 
 
-def _npz_key(path: Path, keys: list[str], key: str | None) -> str:
-    """The array of a ``.npz`` file that holds the images (see :func:`load_npz`)."""
+def npz_image_key(path: Path, keys: list[str], key: str | None) -> str:
+    """The array of a ``.npz`` file that holds the images (the rule of :func:`load_npz`).
+
+    Args:
+        path: the file, for error messages.
+        keys: the names of the arrays in the file.
+        key: the requested array, or ``None`` to pick the only array, else the first of
+            ``"images"``, ``"image"``, ``"x"``, ``"arr_0"`` in ``keys``.
+
+    Returns:
+        The name of the array to read.
+
+    Raises:
+        ValueError: naming the path and its keys when ``key`` is not among them, or
+            when ``key`` is ``None`` and no array can be chosen.
+    """
     if key is None:
         if len(keys) == 1:
             return keys[0]
@@ -235,7 +260,7 @@ def load_image_folder(directory: PathLike, *, image_size: Size | None = None) ->
     """
     from PIL import Image, UnidentifiedImageError
 
-    target = _check_size(image_size, name="image_size")
+    target = check_size(image_size, name="image_size")
     directory = Path(directory)
     files = list_image_files(directory)
     pil_images = []
@@ -258,6 +283,6 @@ def load_image_folder(directory: PathLike, *, image_size: Size | None = None) ->
                 f"{', ...' if len(sizes) > 5 else ''}); pass image_size= to resize them."
             )
         target = sizes[0]
-    arrays = [np.asarray(_fit_pil(im, target), dtype=np.uint8) for im in pil_images]
+    arrays = [np.asarray(center_crop_resize_pil(im, target), dtype=np.uint8) for im in pil_images]
     images = np.stack(arrays)
     return check_images(images, name=str(directory))

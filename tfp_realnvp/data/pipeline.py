@@ -2,12 +2,15 @@
 
 :func:`make_dataset` turns an in-memory array or a dataset of single images into what
 Keras ``fit`` reads as ``x``. The streaming readers of :mod:`tfp_realnvp.data.streaming`
-end in the same batching, flipping and prefetching. Imports TensorFlow when called.
+end in the same batching, flipping and prefetching (:func:`batch_flip_prefetch`, shared
+with them and not re-exported by :mod:`tfp_realnvp.data`). Imports TensorFlow when called.
 """
 
 from __future__ import annotations
 
-from tfp_realnvp.data.checks import _check_positive_int, _tensorflow, check_images
+from typing import Any
+
+from tfp_realnvp.data.checks import check_images, check_positive_int, require_tensorflow
 
 __all__ = ["make_dataset"]
 
@@ -52,10 +55,10 @@ def make_dataset(
             ``shuffle_buffer``, or images that :func:`~tfp_realnvp.data.check_images`
             rejects.
     """
-    tf = _tensorflow()
+    tf = require_tensorflow()
 
-    _check_positive_int(batch_size, name="batch_size")
-    _check_positive_int(shuffle_buffer, name="shuffle_buffer", allow_none=True)
+    check_positive_int(batch_size, name="batch_size")
+    check_positive_int(shuffle_buffer, name="shuffle_buffer", allow_none=True)
     if isinstance(images, tf.data.Dataset):
         spec = images.element_spec
         if not isinstance(spec, tf.TensorSpec) or spec.shape.rank != 3 or spec.dtype != tf.uint8:
@@ -73,16 +76,37 @@ def make_dataset(
         dataset = dataset.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
     if repeat:
         dataset = dataset.repeat()
-    return _batch(dataset, batch_size=batch_size, drop_remainder=drop_remainder, flip=flip, seed=seed)
+    return batch_flip_prefetch(dataset, batch_size=batch_size, drop_remainder=drop_remainder, flip=flip, seed=seed)
 
 
-def _batch(dataset, *, batch_size, drop_remainder: bool = False, flip: bool = False, seed: int | None = None):
+def batch_flip_prefetch(
+    dataset: Any,
+    *,
+    batch_size: int | None,
+    drop_remainder: bool = False,
+    flip: bool = False,
+    seed: int | None = None,
+) -> Any:
     """Batches single images, flips them at random when asked, and prefetches.
 
     ``batch_size=None`` leaves the images unbatched (flips then need a batch and are
     refused).
+
+    Args:
+        dataset: a ``tf.data.Dataset`` of single images ``[H, W, C]``.
+        batch_size: images per batch, or ``None`` for no batching.
+        drop_remainder: drop the last, smaller batch.
+        flip: flip each image left-right with probability 1/2 (one stateless draw per
+            batch, seeded from ``seed``).
+        seed: makes the flips reproducible; ``None`` draws fresh ones.
+
+    Returns:
+        The ``tf.data.Dataset`` of batches ``[B, H, W, C]`` (or single images), prefetched.
+
+    Raises:
+        ValueError: when ``flip`` is asked for with ``batch_size=None``.
     """
-    tf = _tensorflow()
+    tf = require_tensorflow()
 
     if batch_size is None:
         if flip:
@@ -97,7 +121,7 @@ def _batch(dataset, *, batch_size, drop_remainder: bool = False, flip: bool = Fa
 
 
 def _flip_batch(batch, seed):
-    tf = _tensorflow()
+    tf = require_tensorflow()
 
     draw = tf.random.stateless_uniform(tf.shape(batch)[:1], seed=tf.stack([seed, tf.constant(0, tf.int64)]))
     flipped = tf.where(draw[:, None, None, None] < 0.5, tf.reverse(batch, axis=[2]), batch)

@@ -5,16 +5,25 @@ per-image functions used inside ``tf.data`` pipelines (:func:`celeba_preprocess`
 :func:`lsun_preprocess` and the presets in :data:`PRESETS`) import TensorFlow when
 called. Both paths crop before they resize, so pixels outside the window never reach
 the result; Pillow resizes bicubic, TensorFlow antialiased bilinear.
+
+Shared by the other data modules, not re-exported by :mod:`tfp_realnvp.data`: the
+preset constants :data:`CELEBA_CROP`, :data:`LSUN_SHORT_SIDE` and
+:data:`PRESET_IMAGE_SIZE`, and :func:`pad_amounts`, :func:`center_crop_resize_pil`,
+:func:`resize_and_pad`, :func:`round_to_uint8`, :func:`check_preset` and
+:func:`image_preprocessor`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tfp_realnvp.data.checks import Size, _check_size, _tensorflow, check_images
+from tfp_realnvp.data.checks import Size, check_images, check_size, require_tensorflow
+
+if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
 
 __all__ = [
     "PRESETS",
@@ -24,9 +33,14 @@ __all__ = [
     "resize_images",
 ]
 
-_CELEBA_CROP = 148
-_LSUN_SHORT_SIDE = 96
-_DEFAULT_FLOW_SIZE = 64
+CELEBA_CROP = 148
+"""Side of the centered square window the ``"celeba"`` preset crops (the paper's 148)."""
+
+LSUN_SHORT_SIDE = 96
+"""What the ``"lsun"`` preset resizes the smaller side to, for a 64x64 output."""
+
+PRESET_IMAGE_SIZE = 64
+"""Output side of the ``"celeba"`` and ``"lsun"`` presets when no ``image_size`` is given."""
 
 PRESETS = {
     "celeba": "center crop 148x148, resize to 64x64 (the paper's CelebA setup).",
@@ -38,8 +52,22 @@ PRESETS = {
 # ------------------------------------------------------------------------ NumPy arrays
 
 
-def _pad_amounts(height: int, width: int, size: tuple[int, int]) -> tuple[int, int, int, int]:
-    """(top, bottom, left, right) zero padding that centers ``height x width`` in ``size``."""
+def pad_amounts(height: int, width: int, size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The zero padding that centers a ``height x width`` image in ``size``.
+
+    The odd pixel, if any, goes bottom/right.
+
+    Args:
+        height: the image height.
+        width: the image width.
+        size: the target ``(height, width)``.
+
+    Returns:
+        ``(top, bottom, left, right)`` padding in pixels.
+
+    Raises:
+        ValueError: when ``size`` is smaller than the image in either dimension.
+    """
     target_h, target_w = size
     if target_h < height or target_w < width:
         raise ValueError(f"pad_to must be at least the image size {height}x{width}; received {target_h}x{target_w}.")
@@ -63,15 +91,22 @@ def pad_images(images: np.ndarray, size: Size) -> np.ndarray:
         ValueError: if ``size`` is not a positive size or is smaller than the images.
     """
     images = check_images(images)
-    target = _check_size(size, name="pad_to")
-    top, bottom, left, right = _pad_amounts(images.shape[1], images.shape[2], target)
+    target = check_size(size, name="pad_to")
+    top, bottom, left, right = pad_amounts(images.shape[1], images.shape[2], target)
     return np.pad(images, ((0, 0), (top, bottom), (left, right), (0, 0)))
 
 
-def _fit_pil(image, size: tuple[int, int]):
-    """Center crop to the aspect ratio of ``size``, then resize (Pillow, bicubic).
+def center_crop_resize_pil(image: PILImage, size: tuple[int, int]) -> PILImage:
+    """Center crops a Pillow image to the aspect ratio of ``size``, then resizes it (bicubic).
 
     The crop happens first, so pixels outside the window never reach the result.
+
+    Args:
+        image: a Pillow image.
+        size: the target ``(height, width)``.
+
+    Returns:
+        A Pillow image of ``size`` (``image`` itself when it already has that size).
     """
     from PIL import Image
 
@@ -105,22 +140,36 @@ def resize_images(images: np.ndarray, size: Size) -> np.ndarray:
     from PIL import Image
 
     images = check_images(images)
-    target = _check_size(size, name="image_size")
+    target = check_size(size, name="image_size")
     if images.shape[1:3] == target:
         return images
     out = np.empty((images.shape[0], *target, images.shape[3]), np.uint8)
     for i, image in enumerate(images):
         if image.shape[-1] in (1, 3):
             pil = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
-            out[i] = np.asarray(_fit_pil(pil, target)).reshape(*target, image.shape[-1])
+            out[i] = np.asarray(center_crop_resize_pil(pil, target)).reshape(*target, image.shape[-1])
         else:  # any other channel count: one grayscale plane at a time
             for c in range(image.shape[-1]):
-                out[i, ..., c] = np.asarray(_fit_pil(Image.fromarray(image[..., c]), target))
+                out[i, ..., c] = np.asarray(center_crop_resize_pil(Image.fromarray(image[..., c]), target))
     return out
 
 
-def _finish(images: np.ndarray, image_size: Size | None, pad_to: Size | None) -> np.ndarray:
-    """Resizes (when ``image_size``) and then pads (when ``pad_to``) NumPy images."""
+def resize_and_pad(images: np.ndarray, image_size: Size | None, pad_to: Size | None) -> np.ndarray:
+    """Resizes (when ``image_size``) and then pads (when ``pad_to``) NumPy images.
+
+    The last step of the in-memory loaders: :func:`resize_images`, then :func:`pad_images`.
+
+    Args:
+        images: ``uint8`` array ``[N, H, W, C]``.
+        image_size: ``None``, or the side / ``(height, width)`` to center crop and resize to.
+        pad_to: ``None``, or the side / ``(height, width)`` to zero-pad to, after resizing.
+
+    Returns:
+        A ``uint8`` array ``[N, height, width, C]``; ``images`` itself when both are ``None``.
+
+    Raises:
+        ValueError: for a bad size, or a ``pad_to`` smaller than the (resized) images.
+    """
     if image_size is not None:
         images = resize_images(images, image_size)
     if pad_to is not None:
@@ -131,23 +180,31 @@ def _finish(images: np.ndarray, image_size: Size | None, pad_to: Size | None) ->
 # -------------------------------------------------------------------- TensorFlow images
 
 
-def _to_uint8(image):
-    tf = _tensorflow()
+def round_to_uint8(image: Any) -> Any:
+    """Rounds a floating TensorFlow image to the nearest integer, clips to ``[0, 255]``, casts to ``uint8``.
+
+    Args:
+        image: a floating tensor of pixel values (any shape).
+
+    Returns:
+        A ``uint8`` tensor of the same shape.
+    """
+    tf = require_tensorflow()
 
     return tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
 
 
 def _resize(image, size):
     """Antialiased bilinear resize of one ``[H, W, C]`` image, back to ``uint8``."""
-    tf = _tensorflow()
+    tf = require_tensorflow()
 
     resized = tf.image.resize(tf.cast(image, tf.float32), size, method="bilinear", antialias=True)
-    return _to_uint8(resized)
+    return round_to_uint8(resized)
 
 
 def _center_crop_resize(image, size: tuple[int, int]):
     """Largest centered crop with the aspect ratio of ``size``, resized to ``size``."""
-    tf = _tensorflow()
+    tf = require_tensorflow()
 
     shape = tf.shape(image)
     height, width = shape[0], shape[1]
@@ -159,7 +216,7 @@ def _center_crop_resize(image, size: tuple[int, int]):
     return tf.ensure_shape(_resize(crop, size), [target_h, target_w, None])
 
 
-def celeba_preprocess(image, *, image_size: Size = _DEFAULT_FLOW_SIZE):
+def celeba_preprocess(image, *, image_size: Size = PRESET_IMAGE_SIZE):
     """The paper's CelebA preprocessing: center crop 148x148, resize to 64x64.
 
     Args:
@@ -170,18 +227,18 @@ def celeba_preprocess(image, *, image_size: Size = _DEFAULT_FLOW_SIZE):
     Returns:
         A ``uint8`` tensor ``[64, 64, C]`` (or ``image_size``).
     """
-    tf = _tensorflow()
+    tf = require_tensorflow()
 
-    size = _check_size(image_size, name="image_size")
+    size = check_size(image_size, name="image_size")
     image = tf.convert_to_tensor(image)
-    crop = tf.image.resize_with_crop_or_pad(image, _CELEBA_CROP, _CELEBA_CROP)
+    crop = tf.image.resize_with_crop_or_pad(image, CELEBA_CROP, CELEBA_CROP)
     return tf.ensure_shape(_resize(crop, size), [*size, image.shape[-1]])
 
 
 def lsun_preprocess(
     image,
     *,
-    image_size: Size = _DEFAULT_FLOW_SIZE,
+    image_size: Size = PRESET_IMAGE_SIZE,
     random_crop: bool = False,
     seed: Any = None,
 ):
@@ -201,12 +258,12 @@ def lsun_preprocess(
     Returns:
         A ``uint8`` tensor ``[image_size, image_size, C]``.
     """
-    tf = _tensorflow()
+    tf = require_tensorflow()
 
-    height_out, width_out = _check_size(image_size, name="image_size")
+    height_out, width_out = check_size(image_size, name="image_size")
     if height_out != width_out:
         raise ValueError(f"lsun_preprocess makes square crops; received image_size={image_size!r}.")
-    short_target = (_LSUN_SHORT_SIDE * height_out) // _DEFAULT_FLOW_SIZE
+    short_target = (LSUN_SHORT_SIDE * height_out) // PRESET_IMAGE_SIZE
     image = tf.convert_to_tensor(image)
     channels = image.shape[-1]
     shape = tf.shape(image)
@@ -226,23 +283,45 @@ def lsun_preprocess(
     return tf.ensure_shape(cropped, [height_out, width_out, channels])
 
 
-def _check_preset(preset: str | None) -> str | None:
+def check_preset(preset: str | None) -> str | None:
+    """Checks that ``preset`` is ``None`` or a key of :data:`PRESETS`.
+
+    Args:
+        preset: ``None``, ``"celeba"`` or ``"lsun"``.
+
+    Returns:
+        ``preset``, unchanged.
+
+    Raises:
+        ValueError: naming the known presets and the received value.
+    """
     if preset is not None and preset not in PRESETS:
         raise ValueError(f"preset must be None or one of {sorted(PRESETS)}; received {preset!r}.")
     return preset
 
 
-def _preprocessor(preset: str | None, size: tuple[int, int] | None) -> Callable | None:
-    """The per-image function of ``preset`` at ``size``; ``None`` when nothing is to do.
+def image_preprocessor(preset: str | None, size: tuple[int, int] | None) -> Callable | None:
+    """The per-image TensorFlow function of ``preset`` at ``size``; ``None`` when nothing is to do.
 
     ``"celeba"`` and ``"lsun"`` produce ``size`` (64x64 when ``None``); without a preset,
     ``size`` means a centered crop to its aspect ratio and a resize.
+
+    Args:
+        preset: ``None``, ``"celeba"`` or ``"lsun"``.
+        size: ``None`` or the output ``(height, width)``.
+
+    Returns:
+        A function from one ``uint8`` image ``[H, W, C]`` to the preprocessed one, or
+        ``None`` without a preset and a size.
+
+    Raises:
+        ValueError: for an unknown preset.
     """
-    _check_preset(preset)
+    check_preset(preset)
     if preset == "celeba":
-        return lambda image: celeba_preprocess(image, image_size=size or _DEFAULT_FLOW_SIZE)
+        return lambda image: celeba_preprocess(image, image_size=size or PRESET_IMAGE_SIZE)
     if preset == "lsun":
-        return lambda image: lsun_preprocess(image, image_size=size or _DEFAULT_FLOW_SIZE)
+        return lambda image: lsun_preprocess(image, image_size=size or PRESET_IMAGE_SIZE)
     if size is not None:
         return lambda image: _center_crop_resize(image, size)
     return None

@@ -11,7 +11,7 @@ import importlib.resources
 
 import numpy as np
 
-from tfp_realnvp.data.checks import Size, _check_fraction, _check_size, _check_split, _split_indices
+from tfp_realnvp.data.checks import Size, check_size, check_split, check_train_fraction, split_indices
 from tfp_realnvp.data.resizing import pad_images
 
 __all__ = ["FASHION_MNIST_CLASSES", "SHIPPED_FILE", "load_shipped"]
@@ -71,11 +71,11 @@ def load_shipped(
         ValueError: naming the received split, fraction or size when one is invalid.
         FileNotFoundError: if the shipped file is missing from the installation.
     """
-    _check_split(split)
-    _check_fraction(train_fraction)
-    target = _check_size(pad_to, name="pad_to")
+    check_split(split)
+    check_train_fraction(train_fraction)
+    target = check_size(pad_to, name="pad_to")
     images, labels = _read_shipped()
-    index = _split_indices(len(images), split, train_fraction)
+    index = split_indices(len(images), split, train_fraction)
     images, labels = images[index], labels[index]
     if target is not None:
         images = pad_images(images, target)

@@ -15,15 +15,15 @@ import numpy as np
 from tfp_realnvp.data.checks import (
     PathLike,
     Size,
-    _check_fraction,
-    _check_size,
-    _check_split,
-    _split_indices,
-    _tensorflow,
     check_images,
+    check_size,
+    check_split,
+    check_train_fraction,
+    require_tensorflow,
+    split_indices,
 )
-from tfp_realnvp.data.local import _is_idx_dir, load_idx_dir, load_image_folder, load_npz, read_idx
-from tfp_realnvp.data.resizing import _finish, _pad_amounts
+from tfp_realnvp.data.local import is_idx_dir, load_idx_dir, load_image_folder, load_npz, read_idx
+from tfp_realnvp.data.resizing import pad_amounts, resize_and_pad
 from tfp_realnvp.data.shipped import load_shipped
 from tfp_realnvp.data.tfds import TFDS_DATASETS, load_tfds, tfds_key
 
@@ -82,25 +82,25 @@ def load_images(
         ValueError: naming the received value for a bad split, size or fraction, a
             tfds name (they stream: use :func:`get_dataset`), or an unknown source.
     """
-    _check_split(split)
-    _check_fraction(train_fraction)
-    _check_size(image_size, name="image_size")
-    _check_size(pad_to, name="pad_to")
+    check_split(split)
+    check_train_fraction(train_fraction)
+    check_size(image_size, name="image_size")
+    check_size(pad_to, name="pad_to")
     if isinstance(source, str) and source == "shipped":
         images = load_shipped(split=split, train_fraction=train_fraction)[0]
-        return _finish(images, image_size, pad_to)
+        return resize_and_pad(images, image_size, pad_to)
     path = Path(source)
     if path.is_dir():
-        if _is_idx_dir(path):
+        if is_idx_dir(path):
             images = load_idx_dir(path, split=split)[0]
-            return _finish(images, image_size, pad_to)
+            return resize_and_pad(images, image_size, pad_to)
         images = load_image_folder(path, image_size=image_size)
-        return _finish(images[_split_indices(len(images), split, train_fraction)], None, pad_to)
+        return resize_and_pad(images[split_indices(len(images), split, train_fraction)], None, pad_to)
     if path.is_file():
         if "idx" in path.name.lower() and path.suffix.lower() != ".npz":
             images = check_images(read_idx(path), name=str(path))
-            chosen = images[_split_indices(len(images), split, train_fraction)]
-            return _finish(chosen, image_size, pad_to)
+            chosen = images[split_indices(len(images), split, train_fraction)]
+            return resize_and_pad(chosen, image_size, pad_to)
         if path.suffix.lower() != ".npz":
             raise ValueError(
                 f"cannot read images from {str(path)!r}: expected a .npz file, an IDX "
@@ -111,10 +111,10 @@ def load_images(
             with np.load(path, allow_pickle=False) as archive:
                 split_key = next((k for k in (f"x_{split}", f"images_{split}") if k in archive.files), None)
         if split_key is not None:
-            return _finish(load_npz(path, key=split_key), image_size, pad_to)
+            return resize_and_pad(load_npz(path, key=split_key), image_size, pad_to)
         images = load_npz(path, key=key)
-        chosen = images[_split_indices(len(images), split, train_fraction)]
-        return _finish(chosen, image_size, pad_to)
+        chosen = images[split_indices(len(images), split, train_fraction)]
+        return resize_and_pad(chosen, image_size, pad_to)
     if isinstance(source, str) and tfds_key(source) is not None:
         raise ValueError(
             f"{source!r} is a tfds dataset, read as a stream: use get_dataset({source!r}, "
@@ -164,9 +164,9 @@ def get_dataset(
         FileNotFoundError: naming the path for a missing local source.
         ValueError: naming the received value for an unknown source or a bad option.
     """
-    tf = _tensorflow()
+    tf = require_tensorflow()
 
-    target_pad = _check_size(pad_to, name="pad_to")
+    target_pad = check_size(pad_to, name="pad_to")
     is_local = not isinstance(source, str) or source == "shipped" or Path(source).exists()
     if is_local or tfds_key(str(source)) is None:
         images = load_images(
@@ -181,7 +181,7 @@ def get_dataset(
     dataset = load_tfds(source, split=split, data_dir=data_dir, image_size=image_size, shuffle_files=shuffle_files)
     if target_pad is not None:
         height, width, channels = dataset.element_spec.shape
-        top, bottom, left, right = _pad_amounts(height, width, target_pad)
+        top, bottom, left, right = pad_amounts(height, width, target_pad)
         paddings = [[top, bottom], [left, right], [0, 0]]
         dataset = dataset.map(
             lambda image: tf.ensure_shape(tf.pad(image, paddings), [*target_pad, channels]),

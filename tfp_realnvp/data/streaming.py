@@ -63,17 +63,17 @@ import numpy as np
 from tfp_realnvp.data.checks import (
     PathLike,
     Size,
-    _check_channels,
-    _check_positive_int,
-    _check_shard,
-    _check_size,
-    _tensorflow,
+    check_channels,
     check_images,
+    check_positive_int,
+    check_shard,
+    check_size,
+    require_tensorflow,
 )
 from tfp_realnvp.data.file_batches import folder_files
-from tfp_realnvp.data.local import _npz_key, list_image_files
-from tfp_realnvp.data.pipeline import _batch
-from tfp_realnvp.data.resizing import _check_preset, _preprocessor
+from tfp_realnvp.data.local import list_image_files, npz_image_key
+from tfp_realnvp.data.pipeline import batch_flip_prefetch
+from tfp_realnvp.data.resizing import check_preset, image_preprocessor
 
 __all__ = [
     "DEFAULT_SHUFFLE_BUFFER",
@@ -161,11 +161,11 @@ def _check_stream_options(
     *, preset, image_size, batch_size, shuffle_buffer, num_shards, shard_index, flip
 ) -> tuple[tuple[int, int] | None, tuple[int, int]]:
     """Checks the options every reader takes; returns ``(size, (num_shards, index))``."""
-    _check_preset(preset)
-    size = _check_size(image_size, name="image_size")
-    _check_positive_int(batch_size, name="batch_size", allow_none=True)
-    _check_positive_int(shuffle_buffer, name="shuffle_buffer")
-    shard = _check_shard(num_shards, shard_index)
+    check_preset(preset)
+    size = check_size(image_size, name="image_size")
+    check_positive_int(batch_size, name="batch_size", allow_none=True)
+    check_positive_int(shuffle_buffer, name="shuffle_buffer")
+    shard = check_shard(num_shards, shard_index)
     if flip and batch_size is None:
         raise ValueError("flip=True needs batches; received batch_size=None.")
     return size, shard
@@ -187,7 +187,7 @@ def _file_list(
     ``files`` is a list of names, or a tuple of equally long lists (names and what
     goes with each).
     """
-    tf = _tensorflow()
+    tf = require_tensorflow()
 
     slices = tuple(list(f) for f in files) if isinstance(files, tuple) else list(files)
     count = len(slices[0]) if isinstance(slices, tuple) else len(slices)
@@ -210,8 +210,8 @@ def _decoder(
     ``stored_shape`` is the ``(height, width)`` every image must have when there is no
     preset and no ``size``; a file that differs is an error naming it (``name``).
     """
-    tf = _tensorflow()
-    preprocess = _preprocessor(preset, size)
+    tf = require_tensorflow()
+    preprocess = image_preprocessor(preset, size)
 
     def decode(contents, name):
         head = tf.strings.substr(contents, 0, len(_PNG_MAGIC))
@@ -299,7 +299,7 @@ def stream_image_files(
         shard_index=shard_index,
         flip=flip,
     )
-    channels = _check_channels(channels)
+    channels = check_channels(channels)
     if isinstance(files, (str, os.PathLike)):
         raise ValueError(
             f"files must be a list of image files; received the single path {str(files)!r} "
@@ -309,7 +309,7 @@ def stream_image_files(
     if not names:
         raise ValueError("files must name at least one image; received an empty list.")
     _check_share(names, num_shards, "image files")
-    tf = _tensorflow()
+    tf = require_tensorflow()
     stored_shape = None
     if preset is None and size is None:
         stored_shape = _stored_size(names[0])
@@ -318,7 +318,7 @@ def stream_image_files(
         names, num_shards, shard_index, shuffle=shuffle, seed=seed, shuffle_buffer=shuffle_buffer, repeat=repeat
     )
     dataset = dataset.map(lambda name: decode(tf.io.read_file(name), name), num_parallel_calls=tf.data.AUTOTUNE)
-    return _batch(dataset, batch_size=batch_size, drop_remainder=drop_remainder, flip=flip, seed=seed)
+    return batch_flip_prefetch(dataset, batch_size=batch_size, drop_remainder=drop_remainder, flip=flip, seed=seed)
 
 
 def _stored_size(file: str) -> tuple[int, int]:
@@ -463,7 +463,7 @@ def _write_shards(
     """
     if not isinstance(prefix, str) or not prefix or os.sep in prefix or "/" in prefix:
         raise ValueError(f"prefix must be a non-empty file name prefix; received {prefix!r}.")
-    per_shard = _check_positive_int(images_per_shard, name="images_per_shard")
+    per_shard = check_positive_int(images_per_shard, name="images_per_shard")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     existing = _existing_shards(directory, prefix, suffix)
@@ -581,7 +581,7 @@ def write_tfrecord_shards(
         raise ValueError(f"image_format must be 'png' or 'jpeg'; received {image_format!r}.")
     if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)) or not (1 <= quality <= 100):
         raise ValueError(f"quality must be an int in [1, 100]; received {quality!r}.")
-    tf = _tensorflow()
+    tf = require_tensorflow()
     root = Path(images_or_files) if isinstance(images_or_files, (str, os.PathLike)) else None
 
     def example(item):
@@ -688,11 +688,11 @@ def stream_tfrecord_shards(
         shard_index=shard_index,
         flip=flip,
     )
-    channels = _check_channels(channels)
-    cycle_length = _check_positive_int(cycle_length, name="cycle_length")
+    channels = check_channels(channels)
+    cycle_length = check_positive_int(cycle_length, name="cycle_length")
     files = _shard_files(shards, _TFRECORD_SUFFIX, prefix=prefix)
     _check_share(files, num_shards, "TFRecord shard files")
-    tf = _tensorflow()
+    tf = require_tensorflow()
     features = {
         _ENCODED: tf.io.FixedLenFeature([], tf.string),
         _FILENAME: tf.io.FixedLenFeature([], tf.string, default_value=""),
@@ -726,7 +726,7 @@ def stream_tfrecord_shards(
             shuffle_buffer, seed=None if seed is None else seed + 1, reshuffle_each_iteration=True
         )
     dataset = dataset.map(lambda record: decode(*parse(record)), num_parallel_calls=tf.data.AUTOTUNE)
-    return _batch(dataset, batch_size=batch_size, drop_remainder=drop_remainder, flip=flip, seed=seed)
+    return batch_flip_prefetch(dataset, batch_size=batch_size, drop_remainder=drop_remainder, flip=flip, seed=seed)
 
 
 def _npz_header(path: str, key: str | None) -> tuple[str, tuple[int, ...]]:
@@ -734,7 +734,7 @@ def _npz_header(path: str, key: str | None) -> tuple[str, tuple[int, ...]]:
     try:
         with zipfile.ZipFile(path) as archive:
             keys = [n[: -len(".npy")] for n in archive.namelist() if n.endswith(".npy")]
-            key = _npz_key(Path(path), keys, key)
+            key = npz_image_key(Path(path), keys, key)
             with archive.open(f"{key}.npy") as member:
                 version = np.lib.format.read_magic(member)
                 reader = (
@@ -887,7 +887,7 @@ def stream_npz_shards(
         shard_index=shard_index,
         flip=flip,
     )
-    cycle_length = _check_positive_int(cycle_length, name="cycle_length")
+    cycle_length = check_positive_int(cycle_length, name="cycle_length")
     files = _shard_files(shards, _NPZ_SUFFIX, prefix=prefix)
     _check_share(files, num_shards, ".npz shard files")
     headers = [_npz_header(f, key) for f in files]
@@ -899,7 +899,7 @@ def stream_npz_shards(
             f"the .npz shards {files[0]!r}, ... hold images of shapes {[list(s) for s in shown]}; "
             "pass image_size= or preset= to bring them to one size (channels must agree)."
         )
-    tf = _tensorflow()
+    tf = require_tensorflow()
     (channel_count,) = channels
     stored = next(iter(sizes)) if len(sizes) == 1 else (None, None)
     signature = tf.TensorSpec([*stored, channel_count], tf.uint8)
@@ -932,14 +932,14 @@ def stream_npz_shards(
         dataset = dataset.shuffle(
             shuffle_buffer, seed=None if seed is None else seed + 1, reshuffle_each_iteration=True
         )
-    preprocess = _preprocessor(preset, size)
+    preprocess = image_preprocessor(preset, size)
     if preprocess is not None:
         height, width = size or (64, 64)
         dataset = dataset.map(
             lambda image: tf.ensure_shape(preprocess(image), [height, width, channel_count]),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
-    return _batch(dataset, batch_size=batch_size, drop_remainder=drop_remainder, flip=flip, seed=seed)
+    return batch_flip_prefetch(dataset, batch_size=batch_size, drop_remainder=drop_remainder, flip=flip, seed=seed)
 
 
 # ------------------------------------------------------------------------ dispatching

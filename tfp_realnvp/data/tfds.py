@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from tfp_realnvp.data.checks import PathLike, Size, _check_size, _tensorflow
-from tfp_realnvp.data.resizing import _preprocessor, _to_uint8
+from tfp_realnvp.data.checks import PathLike, Size, check_size, require_tensorflow
+from tfp_realnvp.data.resizing import image_preprocessor, round_to_uint8
 
 __all__ = ["TFDS_DATASETS", "is_tfds_name", "load_tfds", "tfds_key"]
 
@@ -108,8 +108,8 @@ def load_tfds(
         )
     if not isinstance(split, str) or not split:
         raise ValueError(f"split must be a tfds split string such as 'train'; received {split!r}.")
-    size = _check_size(image_size, name="image_size")
-    tf = _tensorflow()
+    size = check_size(image_size, name="image_size")
+    tf = require_tensorflow()
     import tensorflow_datasets
 
     dataset = tensorflow_datasets.load(
@@ -118,12 +118,12 @@ def load_tfds(
         data_dir=None if data_dir is None else os.fspath(data_dir),
         shuffle_files=shuffle_files,
     )
-    preprocess = _preprocessor(_TFDS_PRESETS.get(known), size)
+    preprocess = image_preprocessor(_TFDS_PRESETS.get(known), size)
 
     def select(example):
         image = tf.convert_to_tensor(example["image"])
         if image.dtype != tf.uint8:
-            image = _to_uint8(tf.cast(image, tf.float32))
+            image = round_to_uint8(tf.cast(image, tf.float32))
         return image if preprocess is None else preprocess(image)
 
     dataset = dataset.map(select, num_parallel_calls=tf.data.AUTOTUNE)
