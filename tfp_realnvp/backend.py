@@ -58,11 +58,22 @@ def is_concrete(x) -> bool:
     return not isinstance(x, jax.core.Tracer)
 
 
+# Keras 3 has no public way to ask whether a StatelessScope is active or to switch off
+# the autocasting of variable reads; the two functions below are the package's only uses
+# of Keras' internal modules (tests/test_layout.py keeps it so), pinned by constraints.txt.
 def in_stateless_scope() -> bool:
     """True inside a ``keras.StatelessScope`` (where variable updates are collected)."""
     from keras.src.backend.common.stateless_scope import in_stateless_scope as _in_scope
 
     return bool(_in_scope())
+
+
+def no_autocast():
+    """A context in which reading a float variable gives its stored dtype, not the
+    compute dtype of the surrounding layer's mixed-precision policy."""
+    from keras.src.backend.common.variables import AutocastScope
+
+    return AutocastScope(None)
 
 
 def in_multi_replica_step() -> bool:

@@ -27,14 +27,20 @@ class CompiledFunction:
         self._fn = fn
         self._static = tuple(static_argnums)
         self._backend = backend_name()
+        self._traces = 0
         if self._backend == "tensorflow":
             import tensorflow as tf
 
-            self._compiled = tf.function(fn, reduce_retracing=True, jit_compile=jit_compile, autograph=False)
+            def traced(*args):
+                self._traces += 1  # Python code runs only while tracing
+                return fn(*args)
+
+            self._compiled = tf.function(traced, reduce_retracing=True, jit_compile=jit_compile, autograph=False)
         else:
             import jax
 
             def pure(values, *args):
+                self._traces += 1  # Python code runs only while tracing
                 mapping = list(zip(self._model.variables, values))
                 with keras.StatelessScope(state_mapping=mapping):
                     return fn(*args)
@@ -44,9 +50,7 @@ class CompiledFunction:
     @property
     def traces(self) -> int:
         """How many times the function has been traced (compiled) so far."""
-        if self._backend == "tensorflow":
-            return self._compiled.experimental_get_tracing_count()
-        return self._compiled._cache_size()
+        return self._traces
 
     def __call__(self, *args):
         if self._backend == "tensorflow":

@@ -14,9 +14,8 @@ from collections.abc import Callable, Sequence
 
 import keras
 from keras import ops
-from keras.src.backend.common.variables import AutocastScope
 
-from tfp_realnvp.backend import backend_name
+from tfp_realnvp.backend import backend_name, no_autocast
 
 
 def read_values(variables: Sequence) -> list:
@@ -27,7 +26,7 @@ def read_values(variables: Sequence) -> list:
     return gradients for) the stored float32 values, so autocasting is off here.
     Inside a ``keras.StatelessScope`` the values are the scope's.
     """
-    with AutocastScope(None):
+    with no_autocast():
         return [ops.convert_to_tensor(v.value) for v in variables]
 
 

@@ -105,8 +105,8 @@ def same_kwargs(a, b) -> bool:
 
 # ``tfb.Chain(...)`` and ``tfb.Invert(...)`` may return instances of private base classes
 # (``_Chain``, ``_Invert``) when no parameter is a tensor; accept both.
-_CHAIN_TYPES = tuple(c for c in tfb.Chain.__mro__ if c.__name__ in ("Chain", "_Chain"))
-_INVERT_TYPES = tuple(c for c in tfb.Invert.__mro__ if c.__name__ in ("Invert", "_Invert"))
+CHAIN_TYPES = tuple(c for c in tfb.Chain.__mro__ if c.__name__ in ("Chain", "_Chain"))
+INVERT_TYPES = tuple(c for c in tfb.Invert.__mro__ if c.__name__ in ("Invert", "_Invert"))
 
 
 CONDITIONAL_INPUT = "conditional_input"
@@ -146,7 +146,7 @@ def transform(bijector, x, *, inverse: bool, training: bool, conditional_input=N
     if isinstance(bijector, OnePassBijector):
         bijector._check_input(x, inverse=inverse)
         return bijector._transform(x, inverse=inverse, training=training, **step_context(bijector, conditional_input))
-    if isinstance(bijector, _CHAIN_TYPES):
+    if isinstance(bijector, CHAIN_TYPES):
         # A Chain applies its last bijector first in ``forward``, its first in ``inverse``.
         steps = bijector.bijectors if inverse else list(reversed(bijector.bijectors))
         total = None
@@ -154,7 +154,7 @@ def transform(bijector, x, *, inverse: bool, training: bool, conditional_input=N
             x, log_det = transform(step, x, inverse=inverse, training=training, conditional_input=conditional_input)
             total = log_det if total is None else total + log_det
         return x, total
-    if isinstance(bijector, _INVERT_TYPES):
+    if isinstance(bijector, INVERT_TYPES):
         return transform(
             bijector.bijector, x, inverse=not inverse, training=training, conditional_input=conditional_input
         )
@@ -163,14 +163,51 @@ def transform(bijector, x, *, inverse: bool, training: bool, conditional_input=N
     return bijector.forward(x), bijector.forward_log_det_jacobian(x, event_ndims=3)
 
 
+def record_step(step: OnePassBijector, x, *, inverse: bool, training: bool, conditional_input=None):
+    """``(value, log_det, record)`` of one step: its ``transform`` plus what
+    ``reverse_step`` needs to rebuild ``x`` from the value (the level-2 recompute of
+    ``tfp_realnvp.bijectors.reversible``)."""
+    step._check_input(x, inverse=inverse)
+    return step._transform_recorded(x, inverse=inverse, training=training, **step_context(step, conditional_input))
+
+
+def reverse_step(
+    step: OnePassBijector,
+    y,
+    g_y,
+    g_log_det,
+    record,
+    *,
+    inverse: bool,
+    training: bool,
+    grads: dict,
+    conditional_input=None,
+):
+    """``(x, g_x)``: the input of one step rebuilt from its output ``y``, and its cotangent.
+
+    Args:
+        step: the step ``record_step`` applied.
+        y: its output.
+        g_y: the cotangent of ``y``.
+        g_log_det: the cotangent of the step's log-det.
+        record: what ``record_step`` returned with ``y``.
+        inverse: the direction it was applied in.
+        training: the batch-norm mode it was applied in.
+        grads: ``id(variable) -> gradient``; the step adds its weights' gradients.
+        conditional_input: the context of a conditional step, or ``None``.
+    """
+    context = step_context(step, conditional_input)
+    return step._reverse(y, g_y, g_log_det, record, inverse=inverse, training=training, grads=grads, **context)
+
+
 def one_pass_steps(bijector) -> Iterator[OnePassBijector]:
     """The ``OnePassBijector`` steps of ``bijector``, looking through ``tfb.Chain``/``tfb.Invert``."""
     if isinstance(bijector, OnePassBijector):
         yield bijector
-    elif isinstance(bijector, _CHAIN_TYPES):
+    elif isinstance(bijector, CHAIN_TYPES):
         for step in bijector.bijectors:
             yield from one_pass_steps(step)
-    elif isinstance(bijector, _INVERT_TYPES):
+    elif isinstance(bijector, INVERT_TYPES):
         yield from one_pass_steps(bijector.bijector)
 
 
@@ -184,12 +221,12 @@ def check_nested_event_shape(bijector, event, *, inverse: bool):
     if isinstance(bijector, OnePassBijector):
         bijector._validate_event_shape(event, inverse=inverse)
         return tuple(event)
-    if isinstance(bijector, _CHAIN_TYPES):
+    if isinstance(bijector, CHAIN_TYPES):
         steps = bijector.bijectors if inverse else list(reversed(bijector.bijectors))
         for step in steps:
             event = check_nested_event_shape(step, event, inverse=inverse)
         return event
-    if isinstance(bijector, _INVERT_TYPES):
+    if isinstance(bijector, INVERT_TYPES):
         return check_nested_event_shape(bijector.bijector, event, inverse=not inverse)
     method = bijector.inverse_event_shape if inverse else bijector.forward_event_shape
     out = static_dims(method(list(event)))

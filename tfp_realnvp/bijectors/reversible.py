@@ -26,7 +26,14 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from tfp_realnvp.bijectors.one_pass import _CHAIN_TYPES, _INVERT_TYPES, OnePassBijector, step_context, transform
+from tfp_realnvp.bijectors.one_pass import (
+    CHAIN_TYPES,
+    INVERT_TYPES,
+    OnePassBijector,
+    record_step,
+    reverse_step,
+    transform,
+)
 from tfp_realnvp.bijectors.recompute import assign_updates
 from tfp_realnvp.gradients import after, custom_vjp, read_values, vjp
 from tfp_realnvp.stateless import stateless_call
@@ -35,11 +42,8 @@ from tfp_realnvp.stateless import stateless_call
 def record_transform(bijector, x, *, inverse: bool, training: bool, conditional_input=None):
     """``(value, log_det, record)``: ``transform`` plus what ``reverse_transform`` needs."""
     if isinstance(bijector, OnePassBijector):
-        bijector._check_input(x, inverse=inverse)
-        return bijector._transform_recorded(
-            x, inverse=inverse, training=training, **step_context(bijector, conditional_input)
-        )
-    if isinstance(bijector, _CHAIN_TYPES):
+        return record_step(bijector, x, inverse=inverse, training=training, conditional_input=conditional_input)
+    if isinstance(bijector, CHAIN_TYPES):
         steps = bijector.bijectors if inverse else list(reversed(bijector.bijectors))
         total, records = None, []
         for step in steps:
@@ -49,7 +53,7 @@ def record_transform(bijector, x, *, inverse: bool, training: bool, conditional_
             total = log_det if total is None else total + log_det
             records.append(record)
         return x, total, records
-    if isinstance(bijector, _INVERT_TYPES):
+    if isinstance(bijector, INVERT_TYPES):
         return record_transform(
             bijector.bijector, x, inverse=not inverse, training=training, conditional_input=conditional_input
         )
@@ -81,9 +85,18 @@ def reverse_transform(
         # Each step is rebuilt only once the cotangent of its output exists, so the
         # compiler cannot rebuild every input up front and keep them all.
         (y,) = after((y,), g_y)
-        context = step_context(bijector, conditional_input)
-        return bijector._reverse(y, g_y, g_log_det, record, inverse=inverse, training=training, grads=grads, **context)
-    if isinstance(bijector, _CHAIN_TYPES):
+        return reverse_step(
+            bijector,
+            y,
+            g_y,
+            g_log_det,
+            record,
+            inverse=inverse,
+            training=training,
+            grads=grads,
+            conditional_input=conditional_input,
+        )
+    if isinstance(bijector, CHAIN_TYPES):
         steps = bijector.bijectors if inverse else list(reversed(bijector.bijectors))
         for step, step_record in reversed(list(zip(steps, record))):
             y, g_y = reverse_transform(
@@ -98,7 +111,7 @@ def reverse_transform(
                 conditional_input=conditional_input,
             )
         return y, g_y
-    if isinstance(bijector, _INVERT_TYPES):
+    if isinstance(bijector, INVERT_TYPES):
         return reverse_transform(
             bijector.bijector,
             y,
