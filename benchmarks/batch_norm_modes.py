@@ -55,15 +55,14 @@ from __future__ import annotations
 import argparse
 import io
 import math
-import os
-import platform
 import sys
 import time
 
 import keras
 import numpy as np
 
-from tfp_realnvp import __version__, atomic
+from benchmarks.common import machine_description, runtime_versions
+from tfp_realnvp import atomic
 from tfp_realnvp.data import load_images
 from tfp_realnvp.dequantization import EVAL_NOISE_SEED, dequantization_noise
 from tfp_realnvp.model import RealNVP
@@ -100,49 +99,17 @@ SHADOW_CANDIDATES = (
 TEST_BATCH = 250
 
 
-# Machine -----------------------------------------------------------------------------
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _machine() -> dict:
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count()
-    memory = None
-    try:
-        memory = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
-    except (ValueError, OSError, AttributeError):
-        pass
-    return {
-        "cpu": _cpu_name(),
-        "cores": os.cpu_count(),
-        "usable_cores": usable,
-        "memory_gib": memory,
-        "platform": platform.platform(),
-    }
-
-
+# Environment ---------------------------------------------------------------------------
 def _versions() -> dict:
+    """The run's library versions, with TensorFlow, TensorFlow Probability and NumPy."""
     import tensorflow as tf
     import tensorflow_probability as tfp
 
     return {
-        "tfp_realnvp": __version__,
-        "keras": keras.__version__,
-        "backend": keras.backend.backend(),
+        **runtime_versions(),
         "tensorflow": tf.__version__,
         "tensorflow_probability": tfp.__version__,
         "numpy": np.__version__,
-        "python": sys.version.split()[0],
     }
 
 
@@ -587,7 +554,7 @@ def run(args) -> dict:
         "conditioner_batch_norm_comparison": comparison,
         "matching_at_end": [c["name"] for c in candidates if c["within_threshold_at_end"]],
         "matching_over_last_half": [c["name"] for c in candidates if c["within_threshold_over_last_half"]],
-        "machine": _machine(),
+        "machine": machine_description(),
         "versions": _versions(),
         "command": " ".join(["benchmarks/batch_norm_modes.py"] + list(args.argv)),
         "wall_seconds": round(time.perf_counter() - started, 1),

@@ -20,14 +20,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 
 import keras
 import numpy as np
 
-from tfp_realnvp import __version__
+from benchmarks.common import machine_description, positive_int, runtime_versions
 from tfp_realnvp.baselines import independent_pixel_bits_per_dim
 from tfp_realnvp.data import load_images
 from tfp_realnvp.model import RealNVP
@@ -39,17 +38,6 @@ CONFIGS = {
     "small": {"num_scales": 2, "num_filters": 32, "num_blocks": 2},
     "paper": {"num_scales": 2, "num_filters": 64, "num_blocks": 8},
 }
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def run(args) -> dict:
@@ -90,13 +78,8 @@ def run(args) -> dict:
         "stopped_by_time_budget": budget.stopped_early,
         "test_bits_per_dim": test_bpd,
         "independent_pixel_test_bits_per_dim": independent_pixel_bits_per_dim(train, test),
-        "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "platform": platform.platform()},
-        "versions": {
-            "tfp_realnvp": __version__,
-            "keras": keras.__version__,
-            "backend": keras.backend.backend(),
-            "python": sys.version.split()[0],
-        },
+        "machine": machine_description(),
+        "versions": runtime_versions(),
         "command": " ".join(sys.argv),
     }
     print(json.dumps(result, indent=2))
@@ -115,9 +98,12 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--minutes", type=float, default=8.0, help="training time budget in minutes (default: 8).")
     parser.add_argument(
-        "--max-epochs", type=int, default=1000, help="upper bound on epochs (the time budget usually stops first)."
+        "--max-epochs",
+        type=positive_int,
+        default=1000,
+        help="upper bound on epochs (the time budget usually stops first).",
     )
-    parser.add_argument("--batch-size", type=int, default=64, help="images per batch (default: 64).")
+    parser.add_argument("--batch-size", type=positive_int, default=64, help="images per batch (default: 64).")
     parser.add_argument("--learning-rate", type=float, default=1e-3, help="Adam learning rate (default: 1e-3).")
     parser.add_argument(
         "--batch-norm-momentum",

@@ -29,7 +29,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import shlex
 import sys
 import time
@@ -37,8 +36,8 @@ import time
 import keras
 import numpy as np
 
-from benchmarks.bits_per_dim import CONFIGS, _cpu_name
-from tfp_realnvp import __version__
+from benchmarks.bits_per_dim import CONFIGS
+from benchmarks.common import machine_description, positive_int, runtime_versions
 from tfp_realnvp.baselines import independent_pixel_bits_per_dim
 from tfp_realnvp.data import load_labelled_images
 from tfp_realnvp.model import RealNVP
@@ -141,18 +140,8 @@ def run(args) -> dict:
     sources = args.data or [default_dir if os.path.isdir(default_dir) else "shipped"]
     result = {
         "runs": [],
-        "machine": {
-            "cpu": _cpu_name(),
-            "cores": os.cpu_count(),
-            "platform": platform.platform(),
-            "note": args.machine_note,
-        },
-        "versions": {
-            "tfp_realnvp": __version__,
-            "keras": keras.__version__,
-            "backend": keras.backend.backend(),
-            "python": sys.version.split()[0],
-        },
+        "machine": {**machine_description(), "note": args.machine_note},
+        "versions": runtime_versions(),
         "command": shlex.join(
             ["python", "-m", "benchmarks.conditional", *(sys.argv[1:] if args.argv is None else args.argv)]
         ),
@@ -177,9 +166,12 @@ def main(argv=None) -> int:
         "--minutes", type=float, default=5.0, help="training time budget per model in minutes (default: 5)."
     )
     parser.add_argument(
-        "--max-epochs", type=int, default=1000, help="upper bound on epochs (the time budget usually stops first)."
+        "--max-epochs",
+        type=positive_int,
+        default=1000,
+        help="upper bound on epochs (the time budget usually stops first).",
     )
-    parser.add_argument("--batch-size", type=int, default=64, help="images per batch (default: 64).")
+    parser.add_argument("--batch-size", type=positive_int, default=64, help="images per batch (default: 64).")
     parser.add_argument(
         "--learning-rate", type=float, default=3e-3, help="Adam learning rate (default: 3e-3, as the demo)."
     )

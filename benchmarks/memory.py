@@ -38,12 +38,18 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.throughput import CONFIGS, _now, cpu_description, device_description, versions
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from benchmarks.common import (
+    REPO_ROOT,
+    cpu_description,
+    device_description,
+    installed_versions,
+    non_negative_int,
+    training_state,
+    utc_now,
+)
+from benchmarks.throughput import CONFIGS
 
 MODES = ("none", "conditioner", "invertible")
-_STATE_KEYS = ("trainable_variables", "non_trainable_variables", "optimizer_variables", "metrics_variables")
 
 
 def _build(config: dict, *, recompute: str, precision: str, conditioner_batch_norm: bool, seed: int):
@@ -85,7 +91,7 @@ class CompiledStep:
         )
         shape = (batch_size,) + tuple(config["image_shape"])
         images = np.random.default_rng(seed).integers(0, 256, size=shape, dtype=np.uint8)
-        self.state = model._get_jax_state(**{k: True for k in _STATE_KEYS})
+        self.state = training_state(model)
         self.data = (jax.device_put(images), None, None)
         start = time.perf_counter()
         self.compiled = jax.jit(model.train_step, donate_argnums=0).lower(self.state, self.data).compile()
@@ -300,7 +306,9 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="Batch norm inside the conditioners (off: the paper's and the baselines' architecture).",
     )
-    parser.add_argument("--steps", type=int, default=2, help="Timed steps per mode and batch size (0: memory only).")
+    parser.add_argument(
+        "--steps", type=non_negative_int, default=2, help="Timed steps per mode and batch size (0: memory only)."
+    )
     parser.add_argument(
         "--schedule",
         choices=("interleaved", "sequential"),
@@ -346,14 +354,14 @@ def main(argv=None) -> dict:
         "schema_version": 1,
         "command": f"KERAS_BACKEND={backend} python -m benchmarks.memory "
         + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])),
-        "started": _now(),
+        "started": utc_now(),
         "backend": backend,
         "measure": "compiled step memory_analysis()"
         if backend == "jax"
         else "process peak resident memory (ru_maxrss)",
         "device": device_description(backend),
         "cpu": cpu_description(),
-        "versions": versions(),
+        "versions": installed_versions(),
         "config": args.config,
         "model": {k: list(v) if isinstance(v, tuple) else v for k, v in CONFIGS[args.config].items()},
         "conditioner_batch_norm": bool(args.conditioner_batch_norm),
@@ -396,7 +404,7 @@ def main(argv=None) -> dict:
             print(f"batch {batch_size:4d} {row['recompute']:12s} {memory}{timing}", flush=True)
         if args.output is not None:
             atomic.write_json(args.output, dict(report, finished=None))
-    report["finished"] = _now()
+    report["finished"] = utc_now()
     if args.output is not None:
         atomic.write_json(args.output, report)
     return report

@@ -16,6 +16,13 @@ The computation, in the data-to-latent direction, for images ``x`` in ``[0, 256)
 
 The loss is the mean negative log-likelihood in bits/dim plus ``l2_scale`` times the
 sum of squared weight-norm scales, as in the package.
+
+The options are the package's: ``FLOW_KEYS`` are the flow options of ``RealNVP``
+(``tfp_realnvp.model.MODEL_FLOW_KEYS``) less the ones the baseline does not implement
+(``UNSUPPORTED_FLOW_KEYS``), so ``PlainRealNVP.from_config`` builds the baseline of a
+``RealNVP`` from that model's ``get_config()`` restricted to ``CONFIG_KEYS``. The
+batch-norm weights are the package's own layer (``FlowBatchNormState``); only the
+arithmetic of the flow is written out here.
 """
 
 from __future__ import annotations
@@ -27,16 +34,35 @@ import numpy as np
 from keras import ops
 
 from tfp_realnvp.backend import stateless_normal
+from tfp_realnvp.bijectors.batch_norm import FlowBatchNormState
 from tfp_realnvp.bijectors.masks import checkerboard
 from tfp_realnvp.compiled import CompiledFunction
 
 # The package's evaluation noise (plain keras.ops code), so both see the same pixels.
 from tfp_realnvp.dequantization import EVAL_NOISE_SEED, dequantization_noise
-from tfp_realnvp.moving_stats import update_moving_moments
+from tfp_realnvp.model import MODEL_FLOW_KEYS
+from tfp_realnvp.moving_stats import channel_moments, update_moving_moments
 from tfp_realnvp.networks.resnet import ResNetConditioner
 from tfp_realnvp.networks.tanh_scale import TanhScale
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+#: The flow options of ``tfp_realnvp.RealNVP`` that the baseline does not implement: its
+#: batch norm has no lag (``batch_norm_lag=0``), its conditioners have no batch norm
+#: (``conditioner_batch_norm=False``), its train step keeps every activation
+#: (``recompute="none"``) and it takes no labels (so no ``context_channels``).
+UNSUPPORTED_FLOW_KEYS = ("batch_norm_lag", "conditioner_batch_norm", "recompute", "context_channels")
+#: The flow options it takes, with the names, meanings and defaults of ``RealNVP``'s:
+#: ``tfp_realnvp.model.MODEL_FLOW_KEYS`` less ``UNSUPPORTED_FLOW_KEYS``.
+FLOW_KEYS = tuple(key for key in MODEL_FLOW_KEYS if key not in UNSUPPORTED_FLOW_KEYS)
+#: Its other options shared with ``RealNVP`` (``RealNVP.get_config`` saves them too).
+MODEL_KEYS = ("l2_scale", "seed")
+#: Options of the baseline alone.
+OWN_KEYS = ("inference_jit_compile",)
+#: Every constructor option; ``get_config`` saves these (with ``KERAS_KEYS``).
+CONFIG_KEYS = FLOW_KEYS + MODEL_KEYS + OWN_KEYS
+#: What ``keras.Model.get_config`` saves for a subclassed model.
+KERAS_KEYS = ("name", "trainable", "dtype")
 
 
 def squeeze(x):
@@ -124,8 +150,12 @@ class Coupling(keras.layers.Layer):
         return self._merge(fixed, (updated - t) * ops.exp(-s))
 
 
-class BatchNorm(keras.layers.Layer):
+class BatchNorm(FlowBatchNormState):
     """Invertible per-channel batch normalization with moving averages.
+
+    The weights are those of the package's ``BatchNormalization`` bijector (this layer is
+    its weights layer, ``FlowBatchNormState``: ``log_gamma``, ``beta``, ``moving_mean``,
+    ``moving_variance``, ``num_updates``); the transformation is written out here.
 
     ``inverse``: ``z = (y - m) / sqrt(v + eps) * exp(log_gamma) + beta`` with batch
     statistics while training (and a moving-average update by the package's
@@ -144,13 +174,7 @@ class BatchNorm(keras.layers.Layer):
         self.epsilon = float(epsilon)
 
     def build(self, input_shape):
-        c = (int(input_shape[-1]),)
-        self.log_gamma = self.add_weight(name="log_gamma", shape=c, initializer="zeros")
-        self.beta = self.add_weight(name="beta", shape=c, initializer="zeros")
-        stats = {"trainable": False, "autocast": False, "aggregation": "mean"}
-        self.moving_mean = self.add_weight(name="moving_mean", shape=c, initializer="zeros", **stats)
-        self.moving_variance = self.add_weight(name="moving_variance", shape=c, initializer="ones", **stats)
-        self.num_updates = self.add_weight(name="num_updates", shape=(), initializer="zeros", dtype="float32", **stats)
+        super().build(input_shape)
         self._hw = float(int(input_shape[-3]) * int(input_shape[-2]))
         self.built = True
 
@@ -161,8 +185,7 @@ class BatchNorm(keras.layers.Layer):
         """Data to latent: returns ``(z, log|det dz/dy|)`` per example."""
         dtype = y.dtype
         if training:
-            mean = ops.mean(y, axis=(0, 1, 2))
-            var = ops.mean(ops.square(y - mean), axis=(0, 1, 2))
+            mean, var = channel_moments(y)
             update_moving_moments(
                 moving_mean=self.moving_mean,
                 moving_variance=self.moving_variance,
@@ -191,10 +214,12 @@ class BatchNorm(keras.layers.Layer):
 class PlainRealNVP(keras.Model):
     """Real NVP density of ``[H, W, C]`` images on ``[0, 256)^D``, in plain Keras.
 
-    ``call(images, training)`` returns ``log p(images)`` in nats. Constructor arguments
-    and defaults mirror ``tfp_realnvp.RealNVP``, and so do the loss (``compile()``
-    needs none), the ``bits_per_dim`` metric, the default optimizer (Adam with global
-    gradient-norm clipping) and the inference methods ``log_prob`` and ``sample``.
+    ``call(images, training)`` returns ``log p(images)`` in nats. The constructor takes
+    the options of ``tfp_realnvp.RealNVP`` named in ``FLOW_KEYS`` and ``MODEL_KEYS``, with
+    its defaults, and the loss (``compile()`` needs none), the ``bits_per_dim`` metric,
+    the default optimizer (Adam with global gradient-norm clipping) and the inference
+    methods ``log_prob`` and ``sample`` mirror it too. ``from_config`` takes a
+    ``RealNVP``'s ``get_config()`` restricted to ``CONFIG_KEYS`` and ``KERAS_KEYS``.
 
     Args:
         image_shape: ``(H, W, C)``; ``H`` and ``W`` divide by ``2**(num_scales - 1)``.
@@ -233,12 +258,18 @@ class PlainRealNVP(keras.Model):
             raise ValueError(
                 f"num_scales={num_scales} needs image sides divisible by {factor}; received image shape {[h, w, c]}."
             )
+        # The options, under their names in CONFIG_KEYS (get_config reads them back).
         self.image_shape = (h, w, c)
-        self.num_dims = h * w * c
         self.num_scales = int(num_scales)
+        self.num_filters = int(num_filters)
+        self.num_blocks = int(num_blocks)
+        self.batch_norm = bool(batch_norm)
         self.alpha = float(alpha)
+        self.batch_norm_momentum = float(batch_norm_momentum)
         self.l2_scale = float(l2_scale)
+        self.seed = seed
         self.inference_jit_compile = bool(inference_jit_compile)
+        self.num_dims = h * w * c
         self.couplings = []
         self.batch_norms = []
         # Per scale: (indices of the checkerboard units, indices of the channel units).
@@ -296,6 +327,31 @@ class PlainRealNVP(keras.Model):
 
     def build(self, input_shape=None):
         self.built = True
+
+    def get_config(self) -> dict:
+        """``KERAS_KEYS`` and ``CONFIG_KEYS``: what ``from_config`` rebuilds the model from."""
+        config = super().get_config()
+        config.update({key: getattr(self, key) for key in CONFIG_KEYS})
+        config["image_shape"] = list(self.image_shape)
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict):
+        """The baseline of a configuration: this model's ``get_config()``, or a
+        ``tfp_realnvp.RealNVP``'s restricted to ``CONFIG_KEYS`` and ``KERAS_KEYS``.
+
+        Raises:
+            ValueError: naming every key the baseline does not take (the options it
+                does not implement, e.g. ``UNSUPPORTED_FLOW_KEYS`` or ``num_classes``).
+        """
+        accepted = CONFIG_KEYS + KERAS_KEYS
+        unsupported = [key for key in config if key not in accepted]
+        if unsupported:
+            raise ValueError(
+                f"PlainRealNVP does not implement {unsupported}; it takes {list(accepted)} "
+                "(restrict a RealNVP configuration to these keys)."
+            )
+        return cls(**config)
 
     def compile(self, optimizer=None, *, learning_rate: float = 1e-3, clipnorm: float | None = 1.0, **kwargs):
         """``keras.Model.compile`` with the default optimizer of ``tfp_realnvp.RealNVP``."""

@@ -47,20 +47,19 @@ import time
 from pathlib import Path
 
 from benchmarks import hlo_profile
-from benchmarks.throughput import (
-    CONFIGS,
-    IMPLEMENTATIONS,
-    PRECISIONS,
-    _now,
-    _positive,
-    build_model,
+from benchmarks.common import (
+    block_until_ready,
     cpu_description,
     device_description,
-    versions,
+    installed_versions,
+    non_negative_int,
+    positive_int,
+    training_state,
+    utc_now,
 )
+from benchmarks.throughput import CONFIGS, IMPLEMENTATIONS, PRECISIONS, build_model
 
 SCHEMA_VERSION = 1
-_STATE_KEYS = ("trainable_variables", "non_trainable_variables", "optimizer_variables", "metrics_variables")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,12 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--config", choices=sorted(CONFIGS), default="cifar10", help="Model size (see throughput.py).")
-    parser.add_argument("--batch-size", type=_positive, default=64, help="Images per train step.")
+    parser.add_argument("--batch-size", type=positive_int, default=64, help="Images per train step.")
     parser.add_argument("--precision", choices=PRECISIONS, default="float32", help="Keras dtype policy.")
-    parser.add_argument("--warmup", type=int, default=2, help="Untimed steps after compiling.")
-    parser.add_argument("--repeats", type=_positive, default=3, help="Timed repeats (median reported).")
-    parser.add_argument("--steps", type=_positive, default=5, help="Steps per timed repeat.")
-    parser.add_argument("--profile-steps", type=_positive, default=3, help="Steps recorded by the profiler.")
+    parser.add_argument("--warmup", type=non_negative_int, default=2, help="Untimed steps after compiling.")
+    parser.add_argument("--repeats", type=positive_int, default=3, help="Timed repeats (median reported).")
+    parser.add_argument("--steps", type=positive_int, default=5, help="Steps per timed repeat.")
+    parser.add_argument("--profile-steps", type=positive_int, default=3, help="Steps recorded by the profiler.")
     parser.add_argument("--skip-baseline", action="store_true", help="Profile the package only.")
     parser.add_argument(
         "--no-command-buffers",
@@ -93,12 +92,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _block(tree) -> None:
-    import jax
-
-    jax.block_until_ready(tree)
-
-
 class StepRunner:
     """One implementation's compiled train step, with the training state threaded through it."""
 
@@ -111,7 +104,7 @@ class StepRunner:
         model.compile(jit_compile=True)
         model.train_on_batch(images)  # builds the optimizer and metric variables
         self.build_s = time.perf_counter() - start
-        self.state = model._get_jax_state(**{k: True for k in _STATE_KEYS})
+        self.state = training_state(model)
         self.data = (jax.device_put(images), None, None)
         start = time.perf_counter()
         self.compiled = jax.jit(model.train_step, donate_argnums=0).lower(self.state, self.data).compile()
@@ -131,7 +124,7 @@ class StepRunner:
         """``n`` steps back to back; returns once their results are computed."""
         for _ in range(n):
             self.logs, self.state = self.compiled(self.state, self.data)
-        _block((self.logs, self.state))
+        block_until_ready((self.logs, self.state))
 
     def timed(self, n: int) -> float:
         """Milliseconds per step over ``n`` steps."""
@@ -279,11 +272,11 @@ def main(argv=None) -> int:
     report = {
         "schema_version": SCHEMA_VERSION,
         "command": shlex.join([sys.executable] + sys.argv) if argv is None else shlex.join(["step_profile.py", *argv]),
-        "started": _now(),
+        "started": utc_now(),
         "backend": backend,
         "device": device_description(backend),
         "cpu": cpu_description(),
-        "versions": versions(),
+        "versions": installed_versions(),
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "config": args.config,
         "model": {k: list(v) if isinstance(v, tuple) else v for k, v in CONFIGS[args.config].items()},
@@ -317,7 +310,7 @@ def main(argv=None) -> int:
         report["comparison"]["program_difference"] = hlo_profile.program_difference(
             runners["package"].text, runners["baseline"].text
         )
-    report["finished"] = _now()
+    report["finished"] = utc_now()
     write()
     print(format_report(report), flush=True)
     if args.output is not None:

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import subprocess
 import sys
@@ -30,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.bits_per_dim import _cpu_name
+from benchmarks.common import REPO_ROOT, machine_description, positive_int, positive_int_list, runtime_versions
 
 
 def write_folder(folder: Path, count: int, *, start: int = 0, seed: int = 0) -> float:
@@ -78,17 +76,24 @@ def measure(folder: str, batch_size: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default="2000,20000", help="comma-separated folder sizes (default: 2000,20000).")
-    parser.add_argument("--batch-size", type=int, default=64, help="images per batch (default: 64).")
+    parser.add_argument(
+        "--sizes",
+        type=positive_int_list,
+        default=[2000, 20000],
+        help="comma-separated folder sizes (default: 2000,20000).",
+    )
+    parser.add_argument("--batch-size", type=positive_int, default=64, help="images per batch (default: 64).")
     parser.add_argument("--output", default=None, help="JSON output path.")
     parser.add_argument("--measure", default=None, help=argparse.SUPPRESS)  # internal: one measurement
     args = parser.parse_args(argv)
     if args.measure:
         print("RESULT " + json.dumps(measure(args.measure, args.batch_size)), flush=True)
         return 0
-    sizes = [int(s) for s in args.sizes.split(",")]
+    sizes = args.sizes
     if any(size < args.batch_size for size in sizes):
-        raise ValueError(f"every size needs at least one batch of {args.batch_size}; received --sizes {args.sizes}.")
+        raise ValueError(
+            f"every size needs at least one batch of {args.batch_size}; received --sizes {','.join(map(str, sizes))}."
+        )
     results = []
     with tempfile.TemporaryDirectory() as root:
         written = 0
@@ -99,7 +104,6 @@ def main(argv: list[str] | None = None) -> int:
             mean_bytes = write_folder(folder, size - written, start=written, seed=size) if size > written else 0.0
             write_seconds = time.perf_counter() - started
             written = size
-            repo = Path(__file__).resolve().parents[1]
             process = subprocess.run(
                 [
                     sys.executable,
@@ -112,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
                 ],
                 capture_output=True,
                 text=True,
-                cwd=repo,
+                cwd=REPO_ROOT,
                 check=False,
             )
             lines = [line for line in process.stdout.splitlines() if line.startswith("RESULT ")]
@@ -125,8 +129,6 @@ def main(argv: list[str] | None = None) -> int:
                 f"{size:>7} files: {result['images_per_second']:.0f} images/s, peak {result['peak_rss_mb']:.0f} MB",
                 file=sys.stderr,
             )
-    import keras
-
     report = {
         "benchmark": "streamed CelebA-style JPEG folder, preset celeba (148x148 center crop -> 64x64)",
         "results": results,
@@ -135,8 +137,8 @@ def main(argv: list[str] | None = None) -> int:
             "image_size_on_disk": [218, 178, 3],
             "pipeline": "tfp_realnvp.data.stream_image_folder",
         },
-        "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "platform": platform.platform()},
-        "versions": {"keras": keras.__version__, "backend": keras.backend.backend(), "python": sys.version.split()[0]},
+        "machine": machine_description(),
+        "versions": runtime_versions(),
         "command": " ".join(["python", "benchmarks/streaming.py", *(argv if argv is not None else sys.argv[1:])]),
     }
     if args.output:

@@ -25,7 +25,6 @@ Example::
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import json
 import os
 import platform
@@ -36,10 +35,21 @@ import subprocess
 import sys
 import tempfile
 import time
-from importlib import metadata
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from benchmarks.common import (
+    REPO_ROOT,
+    assign_training_state,
+    block_until_ready,
+    cpu_description,
+    device_description,
+    installed_versions,
+    non_negative_int,
+    positive_int,
+    positive_int_list,
+    training_state,
+    utc_now,
+)
 
 #: Model settings per ``--config``. ``celeba`` follows the Real NVP paper (section 4.1):
 #: 64x64 images, the multi-scale recursion repeated until the last scale works on
@@ -65,36 +75,12 @@ RECORDED_ENV = (
 
 
 # Command line --------------------------------------------------------------------------
-def _int_list(text: str) -> list[int]:
-    try:
-        values = list(dict.fromkeys(int(v) for v in text.split(",") if v.strip()))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers; received {text!r}") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive integers; received {text!r}")
-    return values
-
-
 def _measurement_list(text: str) -> list[str]:
     values = [v.strip() for v in text.split(",") if v.strip()]
     bad = [v for v in values if v not in MEASUREMENTS]
     if bad or not values:
         raise argparse.ArgumentTypeError(f"choose from {','.join(MEASUREMENTS)}; received {text!r}")
     return [m for m in MEASUREMENTS if m in values]
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1; received {text!r}")
-    return value
-
-
-def _non_negative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0; received {text!r}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -117,14 +103,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--batch-sizes",
-        type=_int_list,
+        type=positive_int_list,
         default=[64, 256],
         metavar="N[,N...]",
         help="Comma-separated batch sizes of the train step, measured in the order given.",
     )
     parser.add_argument(
         "--inference-batch-size",
-        type=_positive,
+        type=positive_int,
         default=None,
         metavar="N",
         help="Batch size of log_prob and sample (default: the largest of --batch-sizes).",
@@ -135,11 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
         default="float32",
         help="Keras dtype policy of both models (log-dets and losses stay float32).",
     )
-    parser.add_argument("--repeats", type=_positive, default=5, help="Timed repeats; the median is reported.")
+    parser.add_argument("--repeats", type=positive_int, default=5, help="Timed repeats; the median is reported.")
     parser.add_argument(
-        "--warmup", type=_non_negative, default=2, help="Untimed calls after the first (compiling) call."
+        "--warmup", type=non_negative_int, default=2, help="Untimed calls after the first (compiling) call."
     )
-    parser.add_argument("--steps", type=_positive, default=5, help="Calls per timed repeat.")
+    parser.add_argument("--steps", type=positive_int, default=5, help="Calls per timed repeat.")
     parser.add_argument(
         "--jit",
         action=argparse.BooleanOptionalAction,
@@ -177,65 +163,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--worker-output", type=Path, default=None, help=argparse.SUPPRESS)
     return parser
-
-
-# Environment ---------------------------------------------------------------------------
-def _version(dist: str) -> str | None:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def versions() -> dict:
-    """Versions of the libraries involved (``None`` where not installed)."""
-    names = ("keras", "tensorflow", "tensorflow-probability", "tfp-nightly", "jax", "jaxlib", "numpy", "tfp-realnvp")
-    out = {name: _version(name) for name in names}
-    out["python"] = platform.python_version()
-    return out
-
-
-def cpu_description() -> dict:
-    """CPU model and core count from ``/proc/cpuinfo`` and ``os``."""
-    model = None
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"model": model or platform.processor() or None, "logical_cores": os.cpu_count()}
-
-
-def device_description(backend: str) -> dict:
-    """The accelerator(s) the backend runs on."""
-    if backend == "jax":
-        import jax
-
-        devices = jax.devices()
-        return {
-            "platform": devices[0].platform,
-            "devices": [f"{d.platform}:{d.id} {getattr(d, 'device_kind', '')}".strip() for d in devices],
-        }
-    import tensorflow as tf
-
-    gpus = tf.config.list_physical_devices("GPU")
-    details = []
-    for gpu in gpus:
-        try:
-            name = tf.config.experimental.get_device_details(gpu).get("device_name", "")
-        except Exception:  # the device details are informative only: any failure leaves them out
-            name = ""
-        details.append(f"{gpu.name} {name}".strip())
-    return {
-        "platform": "gpu" if gpus else "cpu",
-        "devices": details or [d.name for d in tf.config.list_physical_devices("CPU")],
-    }
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
 # Memory --------------------------------------------------------------------------------
@@ -326,34 +253,24 @@ def _first_call(fn) -> float:
     return time.perf_counter() - start
 
 
-def _block(tree) -> None:
-    """Waits until every array in ``tree`` is computed."""
-    import keras
-
-    if keras.backend.backend() == "jax":
-        import jax
-
-        jax.block_until_ready(tree)
-    else:
-        import numpy as np
-
-        for leaf in keras.tree.flatten(tree):
-            np.asarray(leaf)
-
-
 def train_step_runner(model, images, mode: str):
     """``run(n)``: ``n`` optimizer steps on ``images``, returning once they are done.
 
-    Call it after one ``model.train_on_batch(images)``, which builds the optimizer and
-    compiles the train function that the ``loop`` mode reuses.
+    ``mode="loop"`` calls the model's compiled Keras train function
+    (``model.train_function``, made by ``model.make_train_function()``) ``n`` times on a
+    device-resident batch and waits for the results once. On JAX the training state
+    (``common.training_state``) goes through the ``n`` steps and the last one is written
+    back into the model's variables (``common.assign_training_state``), so after
+    ``run(n)`` the model holds what the steps computed. ``mode="train_on_batch"`` calls
+    ``model.train_on_batch`` per step.
+
+    Call it after one ``model.train_on_batch(images)``, which builds the optimizer and the
+    metrics and compiles the train function that the ``loop`` mode reuses.
     """
     import keras
 
     backend = keras.backend.backend()
-    # The JAX loop threads the training state through the train function as ``fit``
-    # does, with Keras' own state helpers; without them, fall back to train_on_batch.
-    jax_loop = backend == "jax" and hasattr(model, "_get_jax_state") and hasattr(model, "jax_state_sync")
-    if mode == "train_on_batch" or not (backend == "tensorflow" or jax_loop):
+    if mode == "train_on_batch" or backend not in ("tensorflow", "jax"):
 
         def run(n):
             for _ in range(n):
@@ -362,6 +279,7 @@ def train_step_runner(model, images, mode: str):
 
         return run
 
+    model.make_train_function()
     if backend == "tensorflow":
         import tensorflow as tf
 
@@ -370,7 +288,7 @@ def train_step_runner(model, images, mode: str):
         def run(n):
             for _ in range(n):
                 logs = model.train_function(iter([data]))
-            _block(logs)
+            block_until_ready(logs)
             return logs
 
         return run
@@ -378,16 +296,17 @@ def train_step_runner(model, images, mode: str):
     import jax
 
     data = (jax.device_put(images), None, None)
-    keys = ("trainable_variables", "non_trainable_variables", "optimizer_variables", "metrics_variables")
 
     def run(n):
-        state = model._get_jax_state(**{k: True for k in keys})
+        # As fit does within an epoch: the stateless train function takes the values of
+        # every variable and returns their new values, and the model's variables get the
+        # last state once the steps are done (the compiled train function donates its
+        # input state: until then the variables may hold deleted arrays).
+        state = training_state(model)
         for _ in range(n):
             logs, state = model.train_function(state, iter([data]))
         jax.block_until_ready((logs, state))
-        model._jax_state = dict(zip(keys, state))
-        model._jax_state_synced = False
-        model.jax_state_sync()
+        assign_training_state(model, state)
         return logs
 
     return run
@@ -429,7 +348,7 @@ def run_worker(args, impls) -> dict:
             "implementation": impl,
             "backend": backend,
             "device": device_description(backend),
-            "started": _now(),
+            "started": utc_now(),
             "load_average_start": _load_average(),
             "memory_kind": memory.kind,
             "train": {},
@@ -519,7 +438,7 @@ def run_worker(args, impls) -> dict:
     for impl in impls:
         results[impl]["peak_memory_bytes"] = memory.read()
         results[impl]["load_average_end"] = _load_average()
-        results[impl]["finished"] = _now()
+        results[impl]["finished"] = utc_now()
     save()
     return results
 
@@ -679,14 +598,14 @@ def main(argv=None) -> int:
     report = {
         "schema_version": SCHEMA_VERSION,
         "command": shlex.join([sys.executable] + sys.argv) if argv is None else shlex.join(["throughput.py", *argv]),
-        "started": _now(),
+        "started": utc_now(),
         "finished": None,
         "backend": None,
         "device": None,
         "cpu": cpu_description(),
         "host": platform.node(),
         "environment": {k: v for k, v in os.environ.items() if k in RECORDED_ENV or k.startswith("XLA_")},
-        "versions": versions(),
+        "versions": installed_versions(),
         "config": args.config,
         "model": {k: list(v) if isinstance(v, tuple) else v for k, v in CONFIGS[args.config].items()},
         "precision": args.precision,
@@ -735,7 +654,7 @@ def main(argv=None) -> int:
         report["ratios"] = compute_ratios(report["results"])
         write()
 
-    report["finished"] = _now()
+    report["finished"] = utc_now()
     write()
     print(format_summary(report), flush=True)
     if args.output is not None:

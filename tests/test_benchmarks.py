@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import inspect
 import json
 import os
 import subprocess
@@ -18,9 +19,10 @@ import pytest
 import tfp_realnvp
 
 # benchmarks/ is not a package of the distribution: the tests import it from the repository root.
-from benchmarks import summarize, throughput
+from benchmarks import common, plain_keras, summarize, throughput
 from benchmarks.plain_keras import PlainRealNVP, parameter_count
 from helpers import randomize, to_numpy
+from tfp_realnvp.model import MODEL_FLOW_KEYS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -32,11 +34,17 @@ CONFIGS = [
 IDS = ["tiny", "three_scales_rgb"]
 
 
+def _baseline_config(package) -> dict:
+    """The package model's ``get_config()`` restricted to the keys the baseline takes."""
+    accepted = plain_keras.CONFIG_KEYS + plain_keras.KERAS_KEYS
+    return {key: value for key, value in package.get_config().items() if key in accepted}
+
+
 def _pair(config, seed=3):
-    """A package model with weights away from the identity initialisation, and a baseline
-    holding the same weights."""
+    """A package model with weights away from the identity initialisation, and the
+    baseline built from its configuration, holding the same weights."""
     package = tfp_realnvp.RealNVP(conditioner_batch_norm=False, **config, seed=seed)
-    baseline = PlainRealNVP(**config, seed=seed)
+    baseline = PlainRealNVP.from_config(_baseline_config(package))
     randomize(package.weights, seed=1)
     baseline.load_weights_from(package)
     return package, baseline
@@ -46,11 +54,50 @@ def _images(config, n=6, seed=0):
     return np.random.default_rng(seed).integers(0, 256, size=(n, *config["image_shape"])).astype(np.uint8)
 
 
+# Baseline configuration ----------------------------------------------------------------
+# The smallest flow: one scale of four checkerboard couplings.
+SMALLEST = dict(image_shape=(4, 4, 1), num_scales=1, num_filters=4, num_blocks=1)
+
+
+def test_baseline_options_are_the_package_options():
+    """Every flow option of ``RealNVP`` is either taken by the baseline, under the same name
+    and default, or listed as not implemented (a new package option fails here first)."""
+    assert set(plain_keras.UNSUPPORTED_FLOW_KEYS) <= set(MODEL_FLOW_KEYS)
+    assert set(plain_keras.FLOW_KEYS) | set(plain_keras.UNSUPPORTED_FLOW_KEYS) == set(MODEL_FLOW_KEYS)
+    ours = inspect.signature(PlainRealNVP.__init__).parameters
+    theirs = inspect.signature(tfp_realnvp.RealNVP.__init__).parameters
+    assert [name for name in ours if name not in ("self", "kwargs")] == list(plain_keras.CONFIG_KEYS)
+    for key in plain_keras.FLOW_KEYS + plain_keras.MODEL_KEYS:
+        assert ours[key].default == theirs[key].default, key
+
+
+def test_baseline_config_round_trip():
+    baseline = PlainRealNVP(**SMALLEST, batch_norm_momentum=0.8, l2_scale=0.0, seed=4, name="plain")
+    config = baseline.get_config()
+    assert set(config) == set(plain_keras.CONFIG_KEYS + plain_keras.KERAS_KEYS)
+    assert config["image_shape"] == [4, 4, 1] and config["batch_norm_momentum"] == 0.8 and config["seed"] == 4
+    clone = PlainRealNVP.from_config(config)
+    assert clone.get_config() == config
+    assert parameter_count(clone) == parameter_count(baseline)
+
+
+def test_baseline_rejects_options_it_does_not_implement():
+    config = tfp_realnvp.RealNVP(**SMALLEST, conditioner_batch_norm=False).get_config()
+    assert set(plain_keras.MODEL_KEYS) <= set(config)
+    with pytest.raises(ValueError, match="PlainRealNVP does not implement") as raised:
+        PlainRealNVP.from_config(config)
+    named = str(raised.value).split(";")[0]
+    for key in plain_keras.UNSUPPORTED_FLOW_KEYS + ("refresh_batches", "num_classes", "class_conditional_base"):
+        assert repr(key) in named, key
+    for key in plain_keras.CONFIG_KEYS + plain_keras.KERAS_KEYS:
+        assert repr(key) not in named, key
+
+
 # Baseline equivalence ----------------------------------------------------------------
 @pytest.mark.parametrize("config", CONFIGS, ids=IDS)
 def test_parameter_counts_match_package(config):
     package = tfp_realnvp.RealNVP(conditioner_batch_norm=False, **config)
-    baseline = PlainRealNVP(**config)
+    baseline = PlainRealNVP.from_config(_baseline_config(package))
     assert parameter_count(baseline) == parameter_count(package)
     assert parameter_count(baseline, trainable_only=True) == parameter_count(package, trainable_only=True)
     assert len(baseline.weights) == len(package.weights)
@@ -115,9 +162,55 @@ def test_load_weights_from_rejects_another_structure():
 
 
 # throughput.py -------------------------------------------------------------------------
-def test_every_flag_has_help():
+def _state_copy(model) -> list[list[np.ndarray]]:
+    return [[to_numpy(v) for v in part] for part in common.state_variables(model)]
+
+
+def test_train_step_loop_leaves_the_state_it_computed():
+    """After ``run(n)`` of the ``loop`` mode the model holds what its steps computed: the
+    weights, batch-norm averages, noise state and optimizer state that ``n``
+    ``train_on_batch`` steps from the same state leave."""
+    images = _images(SMALLEST, n=4)
+    model = PlainRealNVP(**SMALLEST, seed=5)
+    # The write-back matters on JAX, where the compiled step is stateless; on TensorFlow
+    # the step updates the variables itself, and tracing it would dominate the test.
+    model.compile(run_eagerly=keras.backend.backend() == "tensorflow")
+    model.train_on_batch(images)  # the runner's precondition: optimizer and metrics built
+    start = _state_copy(model)
+    logs = throughput.train_step_runner(model, images, "loop")(2)
+    assert np.isfinite(float(to_numpy(logs["loss"])))
+    looped = _state_copy(model)
+    common.assign_training_state(model, start)
+    throughput.train_step_runner(model, images, "train_on_batch")(2)
+    stepped = _state_copy(model)
+
+    assert int(to_numpy(model.optimizer.iterations)) == 3
+    assert any(not np.array_equal(a, b) for a, b in zip(looped[0], start[0]))
+    # Weights, non-trainable state and optimizer state (train_on_batch resets the metrics).
+    names = [[v.path for v in part] for part in common.state_variables(model)]
+    for part in range(3):
+        for name, a, b in zip(names[part], looped[part], stepped[part]):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, err_msg=name)
+    with pytest.raises(ValueError, match="trainable_variables"):
+        common.assign_training_state(model, [start[0][:-1]] + start[1:])
+    with pytest.raises(ValueError, match="4 parts"):
+        common.assign_training_state(model, start[:2])
+
+
+def test_every_flag_has_help(monkeypatch):
+    # The parser's actions, as add_argument returns them.
+    actions = []
+    add_argument = argparse.ArgumentParser.add_argument
+
+    def recording(self, *args, **kwargs):
+        action = add_argument(self, *args, **kwargs)
+        actions.append(action)
+        return action
+
+    monkeypatch.setattr(argparse.ArgumentParser, "add_argument", recording)
     parser = throughput.build_parser()
-    for action in parser._actions:
+    assert len(actions) > 10
+    for action in actions:
         if action.help is not argparse.SUPPRESS:
             assert action.help, f"{action.option_strings} has no help"
     help_text = parser.format_help()
