@@ -12,6 +12,13 @@ and the classification accuracy; ``sample --label K`` draws from one class.
 resumes from the newest checkpoint. Every file it keeps is written aside and renamed
 into place, and a model already in ``--output-dir`` is replaced only when resuming or
 with ``--fresh``.
+
+One module per command, each with its ``add_*_arguments`` and the function that runs
+it: ``train``, ``demo``, ``evaluate``, ``sample``, ``export``. Beside them: ``flags``
+(the flags several commands share), ``inputs`` (what ``--data`` gives: arrays, streams,
+tfds, labels), ``run_state`` (the output directory, the settings a checkpoint must
+match, resuming) and ``parser`` (the parser that remembers its flags, so errors from the
+library name ``--image-size`` rather than ``image_size``).
 """
 
 from __future__ import annotations
