@@ -143,26 +143,25 @@ def runtime_versions() -> dict:
 
 
 # Command line --------------------------------------------------------------------------
-def positive_int(text: str) -> int:
-    """``argparse`` type: an integer ``>= 1``."""
+def _int_at_least(text: str, minimum: int) -> int:
+    """``text`` as an integer ``>= minimum``, else an ``argparse`` error naming it."""
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1; received {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1; received {text!r}")
+        raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}; received {text!r}") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}; received {text!r}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """``argparse`` type: an integer ``>= 1``."""
+    return _int_at_least(text, 1)
 
 
 def non_negative_int(text: str) -> int:
     """``argparse`` type: an integer ``>= 0``."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0; received {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0; received {text!r}")
-    return value
+    return _int_at_least(text, 0)
 
 
 def positive_int_list(text: str) -> list[int]:
