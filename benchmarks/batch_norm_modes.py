@@ -62,11 +62,11 @@ import keras
 import numpy as np
 
 from benchmarks.common import machine_description, runtime_versions
-from tfp_realnvp import atomic
 from tfp_realnvp.data import load_images
-from tfp_realnvp.dequantization import EVAL_NOISE_SEED, dequantization_noise
-from tfp_realnvp.model import RealNVP
-from tfp_realnvp.training import StopAfterSteps, write_json
+from tfp_realnvp.internal import atomic
+from tfp_realnvp.model.dequantization import EVAL_NOISE_SEED, dequantization_noise
+from tfp_realnvp.model.realnvp import RealNVP
+from tfp_realnvp.training.steps import StopAfterSteps, write_json
 
 #: Gap (bits/dim) between inference mode and the re-estimation that counts as "matching".
 THRESHOLD = 0.02

@@ -27,10 +27,10 @@ import keras
 import numpy as np
 
 from benchmarks.common import machine_description, positive_int, runtime_versions
-from tfp_realnvp.baselines import independent_pixel_bits_per_dim
 from tfp_realnvp.data import load_images
-from tfp_realnvp.model import RealNVP
-from tfp_realnvp.training import TimeBudget, as_fit_input, write_json
+from tfp_realnvp.model.baselines import independent_pixel_bits_per_dim
+from tfp_realnvp.model.realnvp import RealNVP
+from tfp_realnvp.training.steps import TimeBudget, as_fit_input, write_json
 
 CONFIGS = {
     "tiny": {"num_scales": 2, "num_filters": 8, "num_blocks": 1},

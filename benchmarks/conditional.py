@@ -38,10 +38,10 @@ import numpy as np
 
 from benchmarks.bits_per_dim import CONFIGS
 from benchmarks.common import machine_description, positive_int, runtime_versions
-from tfp_realnvp.baselines import independent_pixel_bits_per_dim
 from tfp_realnvp.data import load_labelled_images
-from tfp_realnvp.model import RealNVP
-from tfp_realnvp.training import TimeBudget, write_json
+from tfp_realnvp.model.baselines import independent_pixel_bits_per_dim
+from tfp_realnvp.model.realnvp import RealNVP
+from tfp_realnvp.training.steps import TimeBudget, write_json
 
 
 def _train(model: RealNVP, images, labels, args) -> dict:

@@ -326,7 +326,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv=None) -> dict:
     import keras
 
-    from tfp_realnvp import atomic
+    from tfp_realnvp.internal import atomic
 
     args = _parser().parse_args(argv)
     backend = keras.backend.backend()

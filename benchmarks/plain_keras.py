@@ -18,7 +18,7 @@ The loss is the mean negative log-likelihood in bits/dim plus ``l2_scale`` times
 sum of squared weight-norm scales, as in the package.
 
 The options are the package's: ``FLOW_KEYS`` are the flow options of ``RealNVP``
-(``tfp_realnvp.model.MODEL_FLOW_KEYS``) less the ones the baseline does not implement
+(``tfp_realnvp.model.realnvp.MODEL_FLOW_KEYS``) less the ones the baseline does not implement
 (``UNSUPPORTED_FLOW_KEYS``), so ``PlainRealNVP.from_config`` builds the baseline of a
 ``RealNVP`` from that model's ``get_config()`` restricted to ``CONFIG_KEYS``. The
 batch-norm weights are the package's own layer (``FlowBatchNormState``); only the
@@ -33,15 +33,15 @@ import keras
 import numpy as np
 from keras import ops
 
-from tfp_realnvp.backend import stateless_normal
 from tfp_realnvp.bijectors.batch_norm import FlowBatchNormState
 from tfp_realnvp.bijectors.masks import checkerboard
-from tfp_realnvp.compiled import CompiledFunction
+from tfp_realnvp.internal.backend import stateless_normal
+from tfp_realnvp.internal.compiled import CompiledFunction
+from tfp_realnvp.internal.moving_stats import channel_moments, update_moving_moments
 
 # The package's evaluation noise (plain keras.ops code), so both see the same pixels.
-from tfp_realnvp.dequantization import EVAL_NOISE_SEED, dequantization_noise
-from tfp_realnvp.model import MODEL_FLOW_KEYS
-from tfp_realnvp.moving_stats import channel_moments, update_moving_moments
+from tfp_realnvp.model.dequantization import EVAL_NOISE_SEED, dequantization_noise
+from tfp_realnvp.model.realnvp import MODEL_FLOW_KEYS
 from tfp_realnvp.networks.resnet import ResNetConditioner
 from tfp_realnvp.networks.tanh_scale import TanhScale
 
@@ -53,7 +53,7 @@ _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 #: (``recompute="none"``) and it takes no labels (so no ``context_channels``).
 UNSUPPORTED_FLOW_KEYS = ("batch_norm_lag", "conditioner_batch_norm", "recompute", "context_channels")
 #: The flow options it takes, with the names, meanings and defaults of ``RealNVP``'s:
-#: ``tfp_realnvp.model.MODEL_FLOW_KEYS`` less ``UNSUPPORTED_FLOW_KEYS``.
+#: ``tfp_realnvp.model.realnvp.MODEL_FLOW_KEYS`` less ``UNSUPPORTED_FLOW_KEYS``.
 FLOW_KEYS = tuple(key for key in MODEL_FLOW_KEYS if key not in UNSUPPORTED_FLOW_KEYS)
 #: Its other options shared with ``RealNVP`` (``RealNVP.get_config`` saves them too).
 MODEL_KEYS = ("l2_scale", "seed")
@@ -159,7 +159,7 @@ class BatchNorm(FlowBatchNormState):
 
     ``inverse``: ``z = (y - m) / sqrt(v + eps) * exp(log_gamma) + beta`` with batch
     statistics while training (and a moving-average update by the package's
-    warm-started rule, ``tfp_realnvp.moving_stats``), moving averages otherwise;
+    warm-started rule, ``tfp_realnvp.internal.moving_stats``), moving averages otherwise;
     ``log|det| = H W sum_c(log_gamma_c - 0.5 log(v_c + eps))``.
 
     Args:

@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": " ".join(["python", "benchmarks/streaming.py", *(argv if argv is not None else sys.argv[1:])]),
     }
     if args.output:
-        from tfp_realnvp.training import write_json
+        from tfp_realnvp.training.steps import write_json
 
         write_json(args.output, report)
     print(json.dumps(report, indent=2))

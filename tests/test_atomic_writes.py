@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 import tiny_runs
-from tfp_realnvp import atomic
 from tfp_realnvp.cli import main
+from tfp_realnvp.internal import atomic
 
 
 def _hidden(folder):
@@ -50,7 +50,7 @@ def test_a_failing_writer_leaves_the_old_file(tmp_path):
 _KILLED_WHILE_WRITING = textwrap.dedent(
     """
     import os, signal, sys
-    from tfp_realnvp import atomic
+    from tfp_realnvp.internal import atomic
 
     with atomic.atomic_path(sys.argv[1]) as temporary:
         with open(temporary, "wb") as handle:
@@ -77,8 +77,8 @@ _KILLED_WHILE_SAVING_A_MODEL = textwrap.dedent(
     """
     import os, signal, sys
     import keras
-    from tfp_realnvp.model import RealNVP
-    from tfp_realnvp.model_files import save_realnvp
+    from tfp_realnvp.model.realnvp import RealNVP
+    from tfp_realnvp.model.files import save_realnvp
 
     model = RealNVP((8, 8, 1), num_scales=1, num_filters=4, num_blocks=1)
     original_save = keras.Model.save
@@ -96,8 +96,8 @@ _KILLED_WHILE_SAVING_A_MODEL = textwrap.dedent(
 
 
 def test_sigkill_during_the_final_save_keeps_the_earlier_model(tmp_path):
-    from tfp_realnvp.model import RealNVP
-    from tfp_realnvp.model_files import load_realnvp, save_realnvp
+    from tfp_realnvp.model.files import load_realnvp, save_realnvp
+    from tfp_realnvp.model.realnvp import RealNVP
 
     target = tmp_path / "model.keras"
     save_realnvp(RealNVP((8, 8, 1), num_scales=1, num_filters=4, num_blocks=1), target)
@@ -226,8 +226,8 @@ def test_train_does_not_overwrite_a_model_it_did_not_make(tmp_path, capsys):
 
 
 def test_sample_replaces_its_png_atomically(tmp_path, capsys):
-    from tfp_realnvp.model import RealNVP
-    from tfp_realnvp.model_files import save_realnvp
+    from tfp_realnvp.model.files import save_realnvp
+    from tfp_realnvp.model.realnvp import RealNVP
 
     model_file = save_realnvp(RealNVP((8, 8, 1), num_scales=1, num_filters=4, num_blocks=1), tmp_path / "m.keras")
     grid = tmp_path / "grid.png"

@@ -8,7 +8,7 @@ import pytest
 
 import tfp_realnvp
 from helpers import BACKEND, compiled, tensor
-from tfp_realnvp import backend
+from tfp_realnvp.internal import backend
 
 
 def test_backend_name_is_the_keras_backend():

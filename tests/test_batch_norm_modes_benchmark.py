@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tfp_realnvp.bijectors.batch_norm import BatchNormalization
-from tfp_realnvp.moving_stats import update_moving_moments
+from tfp_realnvp.internal.moving_stats import update_moving_moments
 
 
 def _load():

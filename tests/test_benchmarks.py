@@ -22,7 +22,7 @@ import tfp_realnvp
 from benchmarks import common, plain_keras, summarize, throughput
 from benchmarks.plain_keras import PlainRealNVP, parameter_count
 from helpers import randomize, to_numpy
-from tfp_realnvp.model import MODEL_FLOW_KEYS
+from tfp_realnvp.model.realnvp import MODEL_FLOW_KEYS
 
 REPO = Path(__file__).resolve().parents[1]
 

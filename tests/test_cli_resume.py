@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 import tiny_runs
-from tfp_realnvp import atomic, batch_stream
 from tfp_realnvp.cli import main
-from tfp_realnvp.training import StepPlan, plan_steps
+from tfp_realnvp.internal import atomic
+from tfp_realnvp.training import batch_stream
+from tfp_realnvp.training.steps import StepPlan, plan_steps
 
 TOTAL = ["--steps", "40", "--steps-per-epoch", "4"]
 

@@ -21,7 +21,7 @@ from helpers import (
     variable_values,
 )
 from tfp_realnvp import ConditionalNormal, MultiScaleFlow, tfd
-from tfp_realnvp.stateless import stateless_call
+from tfp_realnvp.internal.stateless import stateless_call
 
 IMAGE = (4, 4, 2)
 K = 3

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.tf_only
 tf = pytest.importorskip("tensorflow")
 
 import tfp_realnvp  # noqa: E402 (after importorskip: without TensorFlow the module is skipped, not an import error)
-from tfp_realnvp import export as export_lib  # noqa: E402 (after importorskip: without TensorFlow the module is skipped, not an import error)
+from tfp_realnvp.export import saved_model as export_lib  # noqa: E402 (after importorskip: without TensorFlow the module is skipped, not an import error)
 
 IMAGE = (8, 8, 1)
 K = 3

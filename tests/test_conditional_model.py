@@ -9,7 +9,7 @@ import pytest
 
 from helpers import randomize
 from tfp_realnvp import RealNVP
-from tfp_realnvp.labels import check_prior, posterior
+from tfp_realnvp.model.labels import check_prior, posterior
 
 IMAGE = (8, 8, 1)
 K = 3

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 import tiny_runs
-from tfp_realnvp.checkpointing import CheckpointCallback, CheckpointManager, TrainingDiverged
 from tfp_realnvp.cli import EXIT_DIVERGED, main
-from tfp_realnvp.model import RealNVP
-from tfp_realnvp.model_files import NonFiniteWeightsError, load_realnvp, save_realnvp
-from tfp_realnvp.training import StopOnNonFiniteLoss
+from tfp_realnvp.model.files import NonFiniteWeightsError, load_realnvp, save_realnvp
+from tfp_realnvp.model.realnvp import RealNVP
+from tfp_realnvp.training.checkpoints import CheckpointCallback, CheckpointManager, TrainingDiverged
+from tfp_realnvp.training.steps import StopOnNonFiniteLoss
 
 
 def _strict_json(path):

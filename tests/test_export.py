@@ -21,8 +21,9 @@ pytestmark = pytest.mark.tf_only
 tf = pytest.importorskip("tensorflow")
 
 import tfp_realnvp  # noqa: E402 (after importorskip: without TensorFlow the module is skipped, not an import error)
-from tfp_realnvp import cli, export_description  # noqa: E402 (after importorskip, as above)
-from tfp_realnvp import export as export_lib  # noqa: E402 (after importorskip, as above)
+from tfp_realnvp import cli  # noqa: E402 (after importorskip, as above)
+from tfp_realnvp.export import describe as export_description  # noqa: E402 (after importorskip, as above)
+from tfp_realnvp.export import saved_model as export_lib  # noqa: E402 (after importorskip, as above)
 
 IMAGE_SHAPE = (8, 8, 1)
 EXPECTED_SHAPE_TEXT = r"\[\?,8,8,1\]"

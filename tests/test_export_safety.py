@@ -14,11 +14,11 @@ pytestmark = pytest.mark.tf_only
 
 tf = pytest.importorskip("tensorflow")
 
-from tfp_realnvp import atomic  # noqa: E402 (after importorskip: without TensorFlow the module is skipped, not an import error)
-from tfp_realnvp import export as export_lib  # noqa: E402 (after importorskip: without TensorFlow the module is skipped, not an import error)
 from tfp_realnvp.cli import main  # noqa: E402 (after importorskip: without TensorFlow the module is skipped, not an import error)
-from tfp_realnvp.model import RealNVP  # noqa: E402 (after importorskip: without TensorFlow the module is skipped, not an import error)
-from tfp_realnvp.model_files import save_realnvp  # noqa: E402 (after importorskip: without TensorFlow the module is skipped, not an import error)
+from tfp_realnvp.export import saved_model as export_lib  # noqa: E402 (after importorskip: without TensorFlow the module is skipped, not an import error)
+from tfp_realnvp.internal import atomic  # noqa: E402 (after importorskip: without TensorFlow the module is skipped, not an import error)
+from tfp_realnvp.model.files import save_realnvp  # noqa: E402 (after importorskip: without TensorFlow the module is skipped, not an import error)
+from tfp_realnvp.model.realnvp import RealNVP  # noqa: E402 (after importorskip: without TensorFlow the module is skipped, not an import error)
 
 SHAPE = (8, 8, 1)
 

@@ -15,7 +15,7 @@ import pytest
 import tfp_realnvp
 from helpers import to_numpy
 from tfp_realnvp.data import load_images
-from tfp_realnvp.training import recalibrate_batch_norm
+from tfp_realnvp.training.steps import recalibrate_batch_norm
 
 STEPS = 120
 BATCH = 32
@@ -57,7 +57,7 @@ def batch_statistics_bits_per_dim(model, images: np.ndarray) -> float:
     """
     saved = [to_numpy(v) for v in model.flow.non_trainable_variables]
     x = keras.ops.convert_to_tensor(
-        images.astype(np.float32) + to_numpy(tfp_realnvp.model.dequantization_noise(images))
+        images.astype(np.float32) + to_numpy(tfp_realnvp.model.realnvp.dequantization_noise(images))
     )
     try:
         log_p = to_numpy(model.distribution.log_prob(x, bijector_kwargs={"training": True}))

@@ -14,7 +14,7 @@ import pytest
 
 import tfp_realnvp
 from helpers import dtype_name, perturb, to_numpy
-from tfp_realnvp.compiled import CompiledFunction
+from tfp_realnvp.internal.compiled import CompiledFunction
 
 BACKEND = keras.backend.backend()
 TINY = {"num_filters": 8, "num_blocks": 1}

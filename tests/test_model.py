@@ -16,8 +16,8 @@ import pytest
 
 import tfp_realnvp
 from helpers import perturb, to_numpy
-from tfp_realnvp.compiled import CompiledFunction
-from tfp_realnvp.dequantization import dequantization_noise
+from tfp_realnvp.internal.compiled import CompiledFunction
+from tfp_realnvp.model.dequantization import dequantization_noise
 
 BACKEND = keras.backend.backend()
 TINY = {"num_filters": 8, "num_blocks": 1}

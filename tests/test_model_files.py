@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from tfp_realnvp.cli import build_parser, cli_wording, main
-from tfp_realnvp.model import RealNVP
-from tfp_realnvp.model_files import ModelFileError, load_realnvp, save_realnvp
+from tfp_realnvp.model.files import ModelFileError, load_realnvp, save_realnvp
+from tfp_realnvp.model.realnvp import RealNVP
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,8 @@ import pytest
 
 import tiny_runs
 from tfp_realnvp.cli import main
-from tfp_realnvp.distributed import refuse_multi_worker_tensorflow, setup_data_parallel
+from tfp_realnvp.internal.replicas import refuse_multi_worker_tensorflow
+from tfp_realnvp.training.distributed import setup_data_parallel
 
 pytestmark = pytest.mark.tf_only
 

@@ -16,9 +16,9 @@ import shutil
 import keras
 import numpy as np
 import pytest
-import tiny_runs
 
 import tfp_realnvp
+import tiny_runs
 
 FIXTURES = pathlib.Path(__file__).resolve().parent / "fixtures" / "release_0_1_0"
 

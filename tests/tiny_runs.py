@@ -92,7 +92,7 @@ def wait_for_checkpoint(process: subprocess.Popen, out: pathlib.Path, *, timeout
 
 def trainable_weights(path: pathlib.Path) -> dict[str, np.ndarray]:
     """The trainable weights of a saved model, by variable path."""
-    from tfp_realnvp.model_files import load_realnvp
+    from tfp_realnvp.model.files import load_realnvp
 
     model = load_realnvp(path)
     return {v.path: np.asarray(keras.ops.convert_to_numpy(v)) for v in model.trainable_weights}

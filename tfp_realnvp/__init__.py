@@ -5,9 +5,6 @@ to ``z`` (density). See ``MultiScaleFlow`` for the architecture and ``RealNVP`` 
 training with Keras.
 """
 
-__version__ = "0.1.0"
-
-from tfp_realnvp.backend import tfb, tfd, tfp
 from tfp_realnvp.bijectors import (
     AffineCoupling,
     BatchNormalization,
@@ -17,10 +14,12 @@ from tfp_realnvp.bijectors import (
     Squeeze,
 )
 from tfp_realnvp.bijectors.recompute import RECOMPUTE_MODES
-from tfp_realnvp.conditional_base import ConditionalNormal
-from tfp_realnvp.export import ExportExistsError, export_saved_model, load_metadata
-from tfp_realnvp.export_description import describe_export
-from tfp_realnvp.model import RealNVP
+from tfp_realnvp.export.describe import describe_export
+from tfp_realnvp.export.saved_model import ExportExistsError, export_saved_model, load_metadata
+from tfp_realnvp.internal.backend import tfb, tfd, tfp
+from tfp_realnvp.internal.version import VERSION as __version__  # noqa: F401 (the package version, defined once)
+from tfp_realnvp.model.conditional_base import ConditionalNormal
+from tfp_realnvp.model.realnvp import RealNVP
 from tfp_realnvp.networks import ContextEmbedding, ResNetConditioner, WeightNormConv2D
 
 __all__ = [

@@ -5,11 +5,11 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from tfp_realnvp.backend import eager_scope
 from tfp_realnvp.bijectors.one_pass import OnePassBijector, check_built_event
 from tfp_realnvp.bijectors.reversible import pull_back_step
-from tfp_realnvp.moving_stats import channel_moments, update_moving_moments
-from tfp_realnvp.validation import check_event_shape
+from tfp_realnvp.internal.backend import eager_scope
+from tfp_realnvp.internal.moving_stats import channel_moments, update_moving_moments
+from tfp_realnvp.internal.validation import check_event_shape
 
 
 @keras.saving.register_keras_serializable(package="tfp_realnvp")

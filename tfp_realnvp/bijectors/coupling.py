@@ -6,17 +6,17 @@ import keras
 import numpy as np
 from keras import ops
 
-from tfp_realnvp.backend import eager_scope
 from tfp_realnvp.bijectors.masks import check_mask_type, checkerboard
 from tfp_realnvp.bijectors.one_pass import OnePassBijector, check_built_event, format_event
 from tfp_realnvp.bijectors.recompute import rematerialized_call
 from tfp_realnvp.bijectors.reversible import CONTEXT_KEY, add_gradients
-from tfp_realnvp.gradients import read_values, vjp
+from tfp_realnvp.internal.backend import eager_scope
+from tfp_realnvp.internal.gradients import read_values, vjp
+from tfp_realnvp.internal.stateless import stateless_call
+from tfp_realnvp.internal.validation import check_event_shape
 from tfp_realnvp.networks.context import ContextEmbedding
 from tfp_realnvp.networks.resnet import ResNetConditioner
 from tfp_realnvp.networks.tanh_scale import TanhScale
-from tfp_realnvp.stateless import stateless_call
-from tfp_realnvp.validation import check_event_shape
 
 
 class AffineCoupling(OnePassBijector):

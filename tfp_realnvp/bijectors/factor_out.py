@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from keras import ops
 
-from tfp_realnvp.backend import tfb
 from tfp_realnvp.bijectors.one_pass import (
     OnePassBijector,
     check_nested_event_shape,
@@ -13,6 +12,7 @@ from tfp_realnvp.bijectors.one_pass import (
     transform,
 )
 from tfp_realnvp.bijectors.reversible import record_transform, reverse_transform
+from tfp_realnvp.internal.backend import tfb
 
 
 class FactorOut(OnePassBijector):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from tfp_realnvp.backend import tfb
 from tfp_realnvp.bijectors.batch_norm import BatchNormalization
 from tfp_realnvp.bijectors.coupling import AffineCoupling, check_context_dim
 from tfp_realnvp.bijectors.factor_out import FactorOut
@@ -11,7 +10,8 @@ from tfp_realnvp.bijectors.preprocess import LogitPreprocess
 from tfp_realnvp.bijectors.recompute import check_recompute
 from tfp_realnvp.bijectors.reversible import record_transform, reverse_transform, reversible_transform
 from tfp_realnvp.bijectors.squeeze import Squeeze
-from tfp_realnvp.validation import check_event_shape
+from tfp_realnvp.internal.backend import tfb
+from tfp_realnvp.internal.validation import check_event_shape
 
 #: The constructor arguments that define a ``MultiScaleFlow`` (``MultiScaleFlow.config``
 #: holds exactly these); ``RealNVP``'s configuration and the command line derive theirs
@@ -350,7 +350,7 @@ class MultiScaleFlow(OnePassBijector):
         Raises:
             ValueError: if the flow is not built or the value lists have the wrong length.
         """
-        from tfp_realnvp.stateless import stateless_call
+        from tfp_realnvp.internal.stateless import stateless_call
 
         if not self.built:
             raise ValueError(

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from tfp_realnvp.backend import backend_name, in_multi_replica_step, is_concrete, tfb
+from tfp_realnvp.internal.backend import backend_name, in_multi_replica_step, is_concrete, tfb
 
 
 def check_training(training) -> bool:

@@ -8,7 +8,7 @@ import keras
 from keras import ops
 
 from tfp_realnvp.bijectors.one_pass import OnePassBijector
-from tfp_realnvp.validation import assert_in_range
+from tfp_realnvp.internal.validation import assert_in_range
 
 
 class LogitPreprocess(OnePassBijector):

@@ -29,8 +29,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from tfp_realnvp.backend import check_state_update
-from tfp_realnvp.gradients import after, custom_vjp, read_values, vjp
+from tfp_realnvp.internal.backend import check_state_update
+from tfp_realnvp.internal.gradients import after, custom_vjp, read_values, vjp
 
 #: The accepted values of ``recompute``, from least to most recomputation.
 RECOMPUTE_MODES = ("none", "conditioner", "invertible")

@@ -35,8 +35,8 @@ from tfp_realnvp.bijectors.one_pass import (
     transform,
 )
 from tfp_realnvp.bijectors.recompute import assign_updates
-from tfp_realnvp.gradients import after, custom_vjp, read_values, vjp
-from tfp_realnvp.stateless import stateless_call
+from tfp_realnvp.internal.gradients import after, custom_vjp, read_values, vjp
+from tfp_realnvp.internal.stateless import stateless_call
 
 
 def record_transform(bijector, x, *, inverse: bool, training: bool, conditional_input=None):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from keras import ops
 
-from tfp_realnvp.backend import ps, tfb
 from tfp_realnvp.bijectors.one_pass import event_dims, format_event
-from tfp_realnvp.validation import check_event_shape
+from tfp_realnvp.internal.backend import ps, tfb
+from tfp_realnvp.internal.validation import check_event_shape
 
 
 class Squeeze(tfb.Bijector):

@@ -27,14 +27,14 @@ import sys
 
 import keras
 
-from tfp_realnvp.checkpointing import TrainingDiverged
 from tfp_realnvp.cli.demo import add_demo_arguments, demo
 from tfp_realnvp.cli.evaluate import add_evaluate_arguments, evaluate
 from tfp_realnvp.cli.export import add_export_arguments, run_export
 from tfp_realnvp.cli.parser import FlagParser, cli_wording
 from tfp_realnvp.cli.sample import add_sample_arguments, sample
 from tfp_realnvp.cli.train import add_train_arguments, train
-from tfp_realnvp.interrupts import Interrupted
+from tfp_realnvp.training.checkpoints import TrainingDiverged
+from tfp_realnvp.training.interrupts import Interrupted
 
 __all__ = ["EXIT_DIVERGED", "EXIT_USAGE", "add_export_arguments", "build_parser", "cli_wording", "main", "run_export"]
 

@@ -8,11 +8,11 @@ import os
 
 import numpy as np
 
-from tfp_realnvp import atomic
 from tfp_realnvp.cli.flags import add_training_arguments
 from tfp_realnvp.cli.parser import positive_int
 from tfp_realnvp.cli.train import train
-from tfp_realnvp.visualize import save_grid
+from tfp_realnvp.internal import atomic
+from tfp_realnvp.internal.visualize import save_grid
 
 
 def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,7 +45,7 @@ def demo(args) -> dict:
     strip = os.path.join(args.output_dir, "interpolation.png")
     with atomic.atomic_path(strip) as temporary:
         save_grid(np.concatenate(rows), temporary, columns=10)
-    from tfp_realnvp.export import export_saved_model
+    from tfp_realnvp.export.saved_model import export_saved_model
 
     exported = export_saved_model(
         model,

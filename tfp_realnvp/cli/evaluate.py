@@ -9,8 +9,8 @@ import numpy as np
 from tfp_realnvp.cli.flags import add_data_arguments
 from tfp_realnvp.cli.inputs import load_labelled_split, load_split
 from tfp_realnvp.cli.parser import positive_int
-from tfp_realnvp.model import RealNVP
-from tfp_realnvp.model_files import load_realnvp
+from tfp_realnvp.model.files import load_realnvp
+from tfp_realnvp.model.realnvp import RealNVP
 
 
 def mean_bits_per_dim(model: RealNVP, test: np.ndarray, batch_size: int, labels: np.ndarray | None = None) -> float:

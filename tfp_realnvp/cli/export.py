@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import pathlib
 
-from tfp_realnvp.model_files import load_realnvp
+from tfp_realnvp.model.files import load_realnvp
 
 
 def _export_version(text: str) -> int | str:
@@ -18,7 +18,7 @@ def _export_version(text: str) -> int | str:
 
 def add_export_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Adds the ``export`` command's flags to ``parser`` and returns it."""
-    from tfp_realnvp.export import DEFAULT_MAX_SAMPLES
+    from tfp_realnvp.export.saved_model import DEFAULT_MAX_SAMPLES
 
     parser.add_argument(
         "--model", required=True, metavar="PATH", help="path of the trained model (.keras file written by model.save)."
@@ -92,8 +92,8 @@ def run_export(args: argparse.Namespace) -> pathlib.Path:
     Returns:
         The directory written.
     """
-    from tfp_realnvp.export import export_saved_model, load_metadata
-    from tfp_realnvp.export_description import describe_export
+    from tfp_realnvp.export.describe import describe_export
+    from tfp_realnvp.export.saved_model import export_saved_model, load_metadata
 
     model_path = pathlib.Path(args.model)
     model = load_realnvp(model_path)

@@ -11,10 +11,10 @@ import warnings
 import keras
 import numpy as np
 
-from tfp_realnvp import batch_stream
 from tfp_realnvp import data as data_lib
-from tfp_realnvp.distributed import Topology
-from tfp_realnvp.model import RealNVP
+from tfp_realnvp.model.realnvp import RealNVP
+from tfp_realnvp.training import batch_stream
+from tfp_realnvp.training.distributed import Topology
 
 
 def is_tfds(args) -> bool:
@@ -149,7 +149,7 @@ def statistics_refresh(model: RealNVP, x, train_images, args):
     if keras.backend.backend() == "tensorflow" or not isinstance(x, types.GeneratorType):
         return None
     try:
-        from tfp_realnvp.batch_norm_refresh import make_refresh_callback
+        from tfp_realnvp.model.batch_norm_refresh import make_refresh_callback
     except ImportError:
         return None
     num_batches = int(getattr(model, "refresh_batches", 0) or 0)

@@ -12,15 +12,15 @@ import sys
 import keras
 import numpy as np
 
-from tfp_realnvp.checkpointing import (
+from tfp_realnvp.model.realnvp import RESUME_SETTING_KEYS, RealNVP
+from tfp_realnvp.training.checkpoints import (
     CheckpointManager,
     CheckpointMismatchError,
     TrainingDiverged,
     compare_settings,
     model_step,
 )
-from tfp_realnvp.distributed import Topology, broadcast_from_chief
-from tfp_realnvp.model import RESUME_SETTING_KEYS, RealNVP
+from tfp_realnvp.training.distributed import Topology, broadcast_from_chief
 
 MODEL_FILENAME = "model.keras"
 REPORT_FILENAME = "report.json"

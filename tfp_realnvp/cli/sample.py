@@ -6,10 +6,10 @@ import argparse
 
 import numpy as np
 
-from tfp_realnvp import atomic
 from tfp_realnvp.cli.parser import positive_int
-from tfp_realnvp.model_files import load_realnvp
-from tfp_realnvp.visualize import save_grid
+from tfp_realnvp.internal import atomic
+from tfp_realnvp.internal.visualize import save_grid
+from tfp_realnvp.model.files import load_realnvp
 
 
 def class_grid_labels(num_classes: int, columns: int) -> np.ndarray:

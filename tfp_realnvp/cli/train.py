@@ -10,10 +10,6 @@ import warnings
 
 import keras
 
-from tfp_realnvp import atomic, batch_stream
-from tfp_realnvp.baselines import independent_pixel_bits_per_dim
-from tfp_realnvp.callbacks import SampleGrid
-from tfp_realnvp.checkpointing import CheckpointCallback, CheckpointManager, TrainingDiverged, model_step
 from tfp_realnvp.cli.evaluate import classify_accuracy, mean_bits_per_dim
 from tfp_realnvp.cli.flags import add_data_arguments, add_model_arguments, add_training_arguments
 from tfp_realnvp.cli.inputs import (
@@ -36,11 +32,16 @@ from tfp_realnvp.cli.run_state import (
     verbosity,
 )
 from tfp_realnvp.cli.sample import class_grid_labels
-from tfp_realnvp.distributed import AgreeToStop, Topology, setup_data_parallel, without_distribution
-from tfp_realnvp.interrupts import Interrupted, SignalCatcher
-from tfp_realnvp.model import RealNVP
-from tfp_realnvp.model_files import save_realnvp
-from tfp_realnvp.training import StopAtStep, StopOnNonFiniteLoss, TimeBudget, plan_steps, write_json
+from tfp_realnvp.internal import atomic
+from tfp_realnvp.model.baselines import independent_pixel_bits_per_dim
+from tfp_realnvp.model.files import save_realnvp
+from tfp_realnvp.model.realnvp import RealNVP
+from tfp_realnvp.training import batch_stream
+from tfp_realnvp.training.callbacks import SampleGrid
+from tfp_realnvp.training.checkpoints import CheckpointCallback, CheckpointManager, TrainingDiverged, model_step
+from tfp_realnvp.training.distributed import AgreeToStop, Topology, setup_data_parallel, without_distribution
+from tfp_realnvp.training.interrupts import Interrupted, SignalCatcher
+from tfp_realnvp.training.steps import StopAtStep, StopOnNonFiniteLoss, TimeBudget, plan_steps, write_json
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:

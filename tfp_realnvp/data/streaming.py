@@ -74,6 +74,7 @@ from tfp_realnvp.data.file_batches import folder_files
 from tfp_realnvp.data.local import list_image_files, npz_image_key
 from tfp_realnvp.data.pipeline import batch_flip_prefetch
 from tfp_realnvp.data.resizing import check_preset, image_preprocessor
+from tfp_realnvp.internal.job_environment import NUM_PROCESSES_VARIABLE, PROCESS_ID_VARIABLE, read_job_environment
 
 __all__ = [
     "DEFAULT_SHUFFLE_BUFFER",
@@ -91,12 +92,6 @@ __all__ = [
 
 DEFAULT_SHUFFLE_BUFFER = 10_000
 """Elements (file names, records or images) a streaming shuffle holds by default."""
-
-NUM_PROCESSES_VARIABLE = "KERAS_DISTRIBUTION_NUM_PROCESSES"
-"""Keras' environment variable for the number of processes of a distributed job."""
-
-PROCESS_ID_VARIABLE = "KERAS_DISTRIBUTION_PROCESS_ID"
-"""Keras' environment variable for this process' index in a distributed job."""
 
 _TFRECORD_SUFFIX = ".tfrecord"
 _NPZ_SUFFIX = ".npz"
@@ -126,32 +121,12 @@ def process_shard_from_env(environ: Mapping[str, str] | None = None) -> dict[str
         variable is set.
 
     Raises:
-        ValueError: naming the variable and its value when only one of the two is
-            set, a value is not an integer, or the index is not in ``[0, n)``.
+        ValueError: naming the variables and their values when only one of the two
+            is set, a value is not an integer, or the index is not in ``[0, n)``
+            (``tfp_realnvp.internal.job_environment``, shared with the training run).
     """
-    environ = os.environ if environ is None else environ
-    raw_count = environ.get(NUM_PROCESSES_VARIABLE)
-    raw_index = environ.get(PROCESS_ID_VARIABLE)
-    if raw_count is None and raw_index is None:
-        return {"num_shards": 1, "shard_index": 0}
-    if raw_count is None or raw_index is None:
-        raise ValueError(
-            f"{NUM_PROCESSES_VARIABLE} and {PROCESS_ID_VARIABLE} must be set together; "
-            f"received {NUM_PROCESSES_VARIABLE}={raw_count!r}, {PROCESS_ID_VARIABLE}={raw_index!r}."
-        )
-    values = {}
-    for variable, raw in ((NUM_PROCESSES_VARIABLE, raw_count), (PROCESS_ID_VARIABLE, raw_index)):
-        try:
-            values[variable] = int(raw.strip())
-        except ValueError:
-            raise ValueError(f"{variable} must be an integer; received {raw!r}.") from None
-    count, index = values[NUM_PROCESSES_VARIABLE], values[PROCESS_ID_VARIABLE]
-    if count <= 0 or not 0 <= index < count:
-        raise ValueError(
-            f"{PROCESS_ID_VARIABLE} must lie in [0, {NUM_PROCESSES_VARIABLE}); received "
-            f"{NUM_PROCESSES_VARIABLE}={raw_count!r}, {PROCESS_ID_VARIABLE}={raw_index!r}."
-        )
-    return {"num_shards": count, "shard_index": index}
+    job = read_job_environment(environ, require_addresses=False)
+    return {"num_shards": job.process_count, "shard_index": job.process_index}
 
 
 # ----------------------------------------------------------------------- shared parts

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from tfp_realnvp.moving_stats import channel_moments, update_moving_moments
+from tfp_realnvp.internal.moving_stats import channel_moments, update_moving_moments
 
 
 @keras.saving.register_keras_serializable(package="tfp_realnvp")

@@ -9,8 +9,8 @@ import time
 import keras
 import numpy as np
 
-from tfp_realnvp import atomic
-from tfp_realnvp.backend import backend_name
+from tfp_realnvp.internal import atomic
+from tfp_realnvp.internal.backend import backend_name
 
 
 class TimeBudget(keras.callbacks.Callback):
@@ -85,7 +85,7 @@ class StopOnNonFiniteLoss(keras.callbacks.TerminateOnNaN):
             return
         value = float(np.asarray(keras.ops.convert_to_numpy(loss)))
         if not math.isfinite(value):
-            from tfp_realnvp.checkpointing import TrainingDiverged, model_step
+            from tfp_realnvp.training.checkpoints import TrainingDiverged, model_step
 
             self.model.stop_training = True
             step = model_step(self.model)
@@ -196,7 +196,7 @@ def recalibrate_batch_norm(
     """Sets every batch-norm average of ``model`` to the mean of batch statistics over ``images``.
 
     What ``RealNVP.fit`` does by itself at the end of every epoch
-    (``tfp_realnvp.batch_norm_refresh``), for weights that were changed otherwise (a
+    (``tfp_realnvp.model.batch_norm_refresh``), for weights that were changed otherwise (a
     custom loop, loaded weights): ``num_batches`` random batches of ``batch_size``
     images run through the flow in training mode with the update counters reset, so
     each average ends as the plain mean of the statistics of the current weights.
@@ -205,7 +205,7 @@ def recalibrate_batch_norm(
     Returns:
         The number of batches used.
     """
-    from tfp_realnvp.batch_norm_refresh import TrainingBatches, refresh_statistics
+    from tfp_realnvp.model.batch_norm_refresh import TrainingBatches, refresh_statistics
 
     batches = TrainingBatches(np.asarray(images), batch_size=batch_size, seed=seed)
     return refresh_statistics(model, batches.take(num_batches))

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from tfp_realnvp.backend import backend_name
+from tfp_realnvp.internal.backend import backend_name
 
 
 def check_labels(labels: Any, *, num_classes: int, count: int | None = None, name: str = "labels") -> np.ndarray:

@@ -31,9 +31,9 @@ from typing import Any, NamedTuple
 
 import keras
 
-from tfp_realnvp import atomic
-from tfp_realnvp.distributed import without_distribution
-from tfp_realnvp.model_files import ModelFileError, NonFiniteWeightsError, check_finite_weights
+from tfp_realnvp.internal import atomic
+from tfp_realnvp.model.files import ModelFileError, NonFiniteWeightsError, check_finite_weights
+from tfp_realnvp.training.distributed import without_distribution
 
 PathLike = str | os.PathLike
 
@@ -240,7 +240,7 @@ class CheckpointCallback(keras.callbacks.Callback):
         state_fn: returns the ``state.json`` facts for the current step.
         every_seconds: save after the batch during which this much time has passed
             since the last save (``None``: only per epoch).
-        signals: a :class:`~tfp_realnvp.interrupts.SignalCatcher`; when it has
+        signals: a :class:`~tfp_realnvp.training.interrupts.SignalCatcher`; when it has
             received a signal, the callback saves after the current batch and stops
             training.
         write: whether this process writes checkpoints (``False`` in the processes

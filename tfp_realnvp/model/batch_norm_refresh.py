@@ -25,7 +25,7 @@ from collections.abc import Iterator
 import keras
 import numpy as np
 
-from tfp_realnvp.backend import backend_name
+from tfp_realnvp.internal.backend import backend_name
 
 
 def statistic_counters(model) -> list:

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 
 import keras
 
-from tfp_realnvp.backend import backend_name
+from tfp_realnvp.internal.backend import backend_name
 
 
 class CompiledFunction:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 import keras
 from keras import ops
 
-from tfp_realnvp.backend import backend_name, no_autocast
+from tfp_realnvp.internal.backend import backend_name, no_autocast
 
 
 def read_values(variables: Sequence) -> list:

@@ -7,8 +7,8 @@ import os
 import keras
 import numpy as np
 
-from tfp_realnvp.backend import backend_name
-from tfp_realnvp.visualize import image_grid, save_png
+from tfp_realnvp.internal.backend import backend_name
+from tfp_realnvp.internal.visualize import image_grid, save_png
 
 
 class SampleGrid(keras.callbacks.Callback):

@@ -1,7 +1,7 @@
 """SIGINT and SIGTERM as a request to stop training cleanly.
 
 Inside :meth:`SignalCatcher.graceful` (around ``fit``) a signal only records itself;
-a callback (see :mod:`tfp_realnvp.checkpointing`) then saves a checkpoint after the
+a callback (see :mod:`tfp_realnvp.training.checkpoints`) then saves a checkpoint after the
 current batch and stops training. Outside it, and for a second signal, the signal
 interrupts at once by raising :class:`Interrupted`; the writes of this package are
 atomic, so nothing is left half written either way.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from keras import ops
 
-from tfp_realnvp.backend import check_state_update
+from tfp_realnvp.internal.backend import check_state_update
 
 
 def channel_moments(x):

@@ -2,7 +2,7 @@
 
 Keras 3 picks its backend once, from ``KERAS_BACKEND`` or ``keras.json``. TFP ships
 one substrate per array library; this module imports the one that matches, so every
-other module writes ``from tfp_realnvp.backend import tfb, tfd`` and works on both.
+other module writes ``from tfp_realnvp.internal.backend import tfb, tfd`` and works on both.
 
 * ``tensorflow`` -> ``tensorflow_probability``
 * ``jax`` -> ``tensorflow_probability.substrates.jax`` (needs ``tfp-nightly`` with

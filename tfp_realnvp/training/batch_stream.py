@@ -22,7 +22,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from tfp_realnvp.backend import backend_name
+from tfp_realnvp.internal.backend import backend_name
 
 
 def batches_per_pass(num_images: int, batch_size: int, *, drop_remainder: bool = False) -> int:
@@ -147,7 +147,7 @@ def resumable_fit_input(
         seed: fixes the order of every pass and the flips.
         flip: random horizontal flips.
         start_step: the global training step of the first batch.
-        topology: a data-parallel :class:`~tfp_realnvp.distributed.Topology` (JAX): every
+        topology: a data-parallel :class:`~tfp_realnvp.training.distributed.Topology` (JAX): every
             batch is full (``drop_remainder``), so the devices share it equally, and this
             process gets only its rows of each global batch.
         labels: for a class-conditional model, the labels ``[N]`` of ``images``: every

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import keras
 import numpy as np
 
-from tfp_realnvp.backend import backend_name, is_concrete
+from tfp_realnvp.internal.backend import backend_name, is_concrete
 
 
 def check_event_shape(shape: Sequence[int | None], *, expected_rank: int = 3, name: str = "input") -> tuple:

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import keras
 from keras import ops
 
-from tfp_realnvp.backend import tfd
-from tfp_realnvp.validation import check_event_shape
+from tfp_realnvp.internal.backend import tfd
+from tfp_realnvp.internal.validation import check_event_shape
 
 
 @keras.saving.register_keras_serializable(package="tfp_realnvp")

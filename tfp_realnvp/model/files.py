@@ -16,7 +16,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from tfp_realnvp import atomic
+from tfp_realnvp.internal import atomic
 
 PathLike = str | os.PathLike
 
@@ -103,7 +103,7 @@ def load_realnvp(path: PathLike, *, compile: bool = False, require_finite: bool 
             not a ``.keras`` archive, is truncated or corrupt, holds another kind of
             model, or (``NonFiniteWeightsError``) has non-finite weights.
     """
-    from tfp_realnvp.model import RealNVP  # registers the class for deserialization
+    from tfp_realnvp.model.realnvp import RealNVP  # registers the class for deserialization
 
     file = pathlib.Path(os.fspath(path))
     if not file.exists():

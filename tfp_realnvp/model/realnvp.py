@@ -8,15 +8,15 @@ import keras
 import numpy as np
 from keras import ops
 
-from tfp_realnvp import labels as labels_lib
-from tfp_realnvp.backend import backend_name, stateless_normal, tfd
-from tfp_realnvp.batch_norm_refresh import make_refresh_callback
 from tfp_realnvp.bijectors.multiscale import FLOW_CONFIG_KEYS, MultiScaleFlow
-from tfp_realnvp.compiled import CompiledFunction
-from tfp_realnvp.conditional_base import ConditionalNormal
-from tfp_realnvp.dequantization import EVAL_NOISE_SEED, dequantization_noise, training_noise
-from tfp_realnvp.distributed import num_replicas_in_sync, refuse_multi_worker_tensorflow
-from tfp_realnvp.validation import as_image_batch
+from tfp_realnvp.internal.backend import backend_name, stateless_normal, tfd
+from tfp_realnvp.internal.compiled import CompiledFunction
+from tfp_realnvp.internal.replicas import num_replicas_in_sync, refuse_multi_worker_tensorflow
+from tfp_realnvp.internal.validation import as_image_batch
+from tfp_realnvp.model import labels as labels_lib
+from tfp_realnvp.model.batch_norm_refresh import make_refresh_callback
+from tfp_realnvp.model.conditional_base import ConditionalNormal
+from tfp_realnvp.model.dequantization import EVAL_NOISE_SEED, dequantization_noise, training_noise
 
 #: The flow arguments ``RealNVP`` takes and saves in its config: all but ``preprocess``
 #: (always on) and ``context_dim`` (``num_classes`` sets it).
@@ -356,7 +356,7 @@ class RealNVP(keras.Model):
 
         At the end of every epoch (before validation and before any callback) the
         batch-norm moving averages are re-estimated from ``refresh_batches`` batches
-        of the training data (``tfp_realnvp.batch_norm_refresh``), so inference-mode
+        of the training data (``tfp_realnvp.model.batch_norm_refresh``), so inference-mode
         numbers right after ``fit`` (``val_bits_per_dim``, ``evaluate``,
         ``bits_per_dim``, samples, saved models, exports) describe the weights as
         trained. ``x`` must be a NumPy array or a ``tf.data.Dataset`` for that; other
@@ -386,7 +386,7 @@ class RealNVP(keras.Model):
         """A compiled ``step(inputs)`` that runs the flow in training mode on a batch and
         stores the updated batch-norm statistics; weights are not changed.
 
-        ``fit``'s epoch-end re-estimation (``tfp_realnvp.batch_norm_refresh``) calls it
+        ``fit``'s epoch-end re-estimation (``tfp_realnvp.model.batch_norm_refresh``) calls it
         once per batch after resetting the update counts, so every average becomes the
         mean of the batches' statistics. ``inputs`` are images, or ``(images, labels)``
         for a conditional model.
@@ -567,7 +567,7 @@ class RealNVP(keras.Model):
 
         Args:
             images: ``[N, H, W, C]`` tensor; integer images are dequantized with the
-                seeded per-image noise (``tfp_realnvp.dequantization``), float images
+                seeded per-image noise (``tfp_realnvp.model.dequantization``), float images
                 are taken as they are. Not checked: ``encode`` checks NumPy input.
             labels: int32 ``[N]`` for a conditional model, else ``None``.
 

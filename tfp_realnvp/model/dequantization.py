@@ -13,7 +13,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from tfp_realnvp.distributed import num_replicas_in_sync, replica_index
+from tfp_realnvp.internal.replicas import num_replicas_in_sync, replica_index
 
 #: Seed of the dequantization noise used when integer images are evaluated, so that
 #: ``log_prob``/``bits_per_dim`` of the same images are reproducible.

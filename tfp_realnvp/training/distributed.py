@@ -34,8 +34,6 @@ an error that points to the JAX path.
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 import signal
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -43,21 +41,9 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-from tfp_realnvp.backend import backend_name
-
-#: Keras' own environment variables for a multi-process job.
-JOB_VARIABLES = (
-    "KERAS_DISTRIBUTION_JOB_ADDRESSES",
-    "KERAS_DISTRIBUTION_NUM_PROCESSES",
-    "KERAS_DISTRIBUTION_PROCESS_ID",
-)
-
-_MULTI_WORKER_REFUSAL = (
-    "Keras 3's fit cannot train under TensorFlow's MultiWorkerMirroredStrategy "
-    "(keras-team/keras#20585); {what}. Train on several hosts with the JAX backend instead: "
-    "KERAS_BACKEND=jax, with KERAS_DISTRIBUTION_JOB_ADDRESSES, KERAS_DISTRIBUTION_NUM_PROCESSES and "
-    "KERAS_DISTRIBUTION_PROCESS_ID set for each process (see the README, 'Training at scale')."
-)
+from tfp_realnvp.internal.backend import backend_name
+from tfp_realnvp.internal.job_environment import read_job_environment
+from tfp_realnvp.internal.replicas import refuse_multi_worker_tensorflow
 
 
 @dataclass(frozen=True)
@@ -122,87 +108,6 @@ class Topology:
         )
 
 
-def num_replicas_in_sync() -> int:
-    """Replicas that each compute a share of the batch: those of the TensorFlow
-    distribution strategy in scope, else 1 (JAX's data parallelism computes on the
-    global batch in one program)."""
-    if backend_name() != "tensorflow":
-        return 1
-    import tensorflow as tf
-
-    return int(tf.distribute.get_strategy().num_replicas_in_sync)
-
-
-def replica_index():
-    """Index of the replica running this code (a scalar tensor), or ``None`` outside a
-    step of a TensorFlow strategy with 2 or more replicas."""
-    if backend_name() != "tensorflow":
-        return None
-    import tensorflow as tf
-
-    context = tf.distribute.get_replica_context()
-    if context is None or context.num_replicas_in_sync < 2:
-        return None
-    return context.replica_id_in_sync_group
-
-
-def job_variables(environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Keras' job variables that are set (and not empty) in ``environ``."""
-    environ = os.environ if environ is None else environ
-    return {name: environ[name] for name in JOB_VARIABLES if environ.get(name)}
-
-
-def _check_job_variables(found: Mapping[str, str]) -> int:
-    """The process count named by the job variables; refuses an incomplete set."""
-    missing = [name for name in JOB_VARIABLES if name not in found]
-    if missing:
-        raise ValueError(
-            f"a multi-process job needs all of {', '.join(JOB_VARIABLES)}; received {dict(found)!r}, "
-            f"missing {', '.join(missing)}."
-        )
-    try:
-        count = int(found["KERAS_DISTRIBUTION_NUM_PROCESSES"])
-        index = int(found["KERAS_DISTRIBUTION_PROCESS_ID"])
-    except ValueError:
-        raise ValueError(
-            "KERAS_DISTRIBUTION_NUM_PROCESSES and KERAS_DISTRIBUTION_PROCESS_ID must be integers; received "
-            f"{found['KERAS_DISTRIBUTION_NUM_PROCESSES']!r} and {found['KERAS_DISTRIBUTION_PROCESS_ID']!r}."
-        ) from None
-    if count < 1 or not 0 <= index < count:
-        raise ValueError(
-            f"KERAS_DISTRIBUTION_PROCESS_ID must lie in [0, KERAS_DISTRIBUTION_NUM_PROCESSES); "
-            f"received {index} of {count}."
-        )
-    return count
-
-
-def refuse_multi_worker_tensorflow(environ: Mapping[str, str] | None = None, *, check_environment: bool = True) -> None:
-    """Raises ``ValueError`` when a ``MultiWorkerMirroredStrategy`` scope is active or
-    (with ``check_environment``) ``TF_CONFIG`` names several TensorFlow workers.
-
-    Tried with two local workers (TensorFlow 2.21, Keras 3.15): ``fit`` of even a
-    one-layer model fails inside Keras with ``ValueError: Attempt to convert a value
-    (PerReplica:...)``.
-    """
-    environ = os.environ if environ is None else environ
-    text = environ.get("TF_CONFIG") if check_environment else None
-    if text:
-        try:
-            config = json.loads(text)
-        except ValueError:
-            raise ValueError(f"TF_CONFIG is not JSON; received {text[:200]!r}.") from None
-        cluster = config.get("cluster", {}) if isinstance(config, dict) else {}
-        workers = sum(len(cluster.get(role, [])) for role in ("chief", "worker"))
-        if workers > 1:
-            raise ValueError(_MULTI_WORKER_REFUSAL.format(what=f"TF_CONFIG names {workers} workers"))
-    if backend_name() == "tensorflow":
-        import tensorflow as tf
-
-        strategy = tf.distribute.get_strategy()
-        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-            raise ValueError(_MULTI_WORKER_REFUSAL.format(what="a MultiWorkerMirroredStrategy scope is active"))
-
-
 def setup_data_parallel(environ: Mapping[str, str] | None = None) -> Topology:
     """Joins the job and turns data parallelism on, as the environment asks.
 
@@ -221,22 +126,21 @@ def setup_data_parallel(environ: Mapping[str, str] | None = None) -> Topology:
         ValueError: for an incomplete or contradictory set of job variables, or a
             multi-worker TensorFlow configuration.
     """
-    found = job_variables(environ)
+    job = read_job_environment(environ)
     if backend_name() != "jax":
-        if found and int(found.get("KERAS_DISTRIBUTION_NUM_PROCESSES", "1") or 1) > 1:
+        if job.process_count > 1:
             raise ValueError(
-                f"multi-process training runs on the JAX backend; received {', '.join(sorted(found))} with "
+                f"multi-process training runs on the JAX backend; received {', '.join(sorted(job.variables))} with "
                 f"KERAS_BACKEND={backend_name()!r}. Set KERAS_BACKEND=jax."
             )
         refuse_multi_worker_tensorflow(environ)
         return Topology()
     import jax
 
-    if found:
-        count = _check_job_variables(found)
+    if job.is_set:
         # Asking JAX for its process count would start its backend, which must come
         # after joining: ask the distributed client instead.
-        if count > 1 and not jax.distributed.is_initialized():
+        if job.process_count > 1 and not jax.distributed.is_initialized():
             keras.distribution.initialize()
     devices = jax.devices()
     topology = Topology(
@@ -300,7 +204,7 @@ class AgreeToStop(keras.callbacks.Callback):
 
     Args:
         topology: the job.
-        signals: this process's :class:`~tfp_realnvp.interrupts.SignalCatcher`.
+        signals: this process's :class:`~tfp_realnvp.training.interrupts.SignalCatcher`.
     """
 
     def __init__(self, topology: Topology, signals):

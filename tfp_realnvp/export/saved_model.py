@@ -62,7 +62,8 @@ from typing import Any
 import keras
 import numpy as np
 
-from tfp_realnvp import atomic
+from tfp_realnvp.internal import atomic
+from tfp_realnvp.internal.version import VERSION
 
 #: Names of the exported signatures, in the order they are listed.
 SIGNATURE_NAMES = ("serving_default", "sample", "encode", "decode")
@@ -168,7 +169,7 @@ def _require_tensorflow_backend() -> None:
 
 
 def _check_model(model: Any) -> None:
-    from tfp_realnvp.model import RealNVP
+    from tfp_realnvp.model.realnvp import RealNVP
 
     if not isinstance(model, RealNVP):
         raise TypeError(f"export_saved_model needs a tfp_realnvp.RealNVP model; received {type(model).__name__}.")
@@ -176,7 +177,7 @@ def _check_model(model: Any) -> None:
 
 def _bpd_images(images: Any, image_shape: Sequence[int]) -> np.ndarray:
     """``images_for_bpd`` as a uint8 batch, or ``ValueError`` naming what was received."""
-    from tfp_realnvp.validation import as_image_batch
+    from tfp_realnvp.internal.validation import as_image_batch
 
     arr = as_image_batch(images, image_shape=image_shape, name="images_for_bpd")
     if not np.issubdtype(arr.dtype, np.integer):
@@ -196,7 +197,7 @@ def _check_max_samples(value: Any) -> int:
 
 
 def _check_finite(model) -> None:
-    from tfp_realnvp.model_files import check_finite_weights
+    from tfp_realnvp.model.files import check_finite_weights
 
     check_finite_weights(model, name="the model to export")
 
@@ -431,8 +432,7 @@ def _metadata(
 ) -> dict:
     import tensorflow as tf
 
-    import tfp_realnvp
-    from tfp_realnvp.dequantization import EVAL_NOISE_SEED
+    from tfp_realnvp.model.dequantization import EVAL_NOISE_SEED
 
     height, width, channels = (int(d) for d in model.image_shape)
     return {
@@ -441,7 +441,7 @@ def _metadata(
         "image_shape": [height, width, channels],
         "flow_config": model.flow.config,
         "dtype_policy": model.dtype_policy.name,
-        "tfp_realnvp_version": tfp_realnvp.__version__,
+        "tfp_realnvp_version": VERSION,
         "tensorflow_version": tf.__version__,
         "keras_version": keras.__version__,
         "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
