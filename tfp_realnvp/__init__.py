@@ -21,6 +21,7 @@ from tfp_realnvp.internal.version import VERSION as __version__  # noqa: F401 (t
 from tfp_realnvp.model.conditional_base import ConditionalNormal
 from tfp_realnvp.model.realnvp import RealNVP
 from tfp_realnvp.networks import ContextEmbedding, ResNetConditioner, WeightNormConv2D
+from tfp_realnvp.training import train
 
 __all__ = [
     "AffineCoupling",
@@ -42,4 +43,5 @@ __all__ = [
     "tfb",
     "tfd",
     "tfp",
+    "train",
 ]

@@ -49,13 +49,13 @@ def test_check_images_on_backend_tensor():
 
 @pytest.mark.parametrize(
     "size, expected",
-    [(None, None), (8, (8, 8)), ((4, 6), (4, 6)), ([4, 6], (4, 6)), (np.int64(3), (3, 3))],
+    [(None, None), (8, (8, 8)), ((4, 6), (4, 6)), ([4, 6], (4, 6)), (np.int64(3), (3, 3)), ((8.0, 6), (8, 6))],
 )
 def test_sizes_are_normalised(size, expected):
     assert checks.check_size(size, name="image_size") == expected
 
 
-@pytest.mark.parametrize("size", [0, -2, (3,), (3, 4, 5), (3.0, 4), "8", True, (8, 0)])
+@pytest.mark.parametrize("size", [0, -2, (3,), (3, 4, 5), (3.5, 4), "8", True, (8, 0)])
 def test_bad_sizes_name_the_value(size):
     with pytest.raises(
         ValueError, match=r"image_size.*" + repr(size).replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")
@@ -66,18 +66,27 @@ def test_bad_sizes_name_the_value(size):
 def test_shards_and_counts():
     assert checks.check_shard(3, 2) == (3, 2)
     assert checks.check_shard(np.int32(2), np.int64(0)) == (2, 0)
+    assert checks.check_shard(2.0, 1.0) == (2, 1)  # integral floats, as a JSON config gives them
     for count, index, pattern in [
-        (0, 0, "num_shards.*0"),
-        (2, 2, "shard_index.*2"),
-        (2, -1, "shard_index.*-1"),
-        (True, 0, "num_shards.*True"),
-        (2, 1.0, "shard_index.*1.0"),
+        (0, 0, r"^num_shards must be an integer >= 1; received 0\.$"),
+        (2, 2, r"^shard_index must be an integer >= 0 and <= 1; received 2\.$"),
+        (2, -1, r"^shard_index .*received -1\.$"),
+        (True, 0, r"^num_shards .*received True\.$"),
+        (2, 0.5, r"^shard_index .*received 0\.5\.$"),
     ]:
         with pytest.raises(ValueError, match=pattern):
             checks.check_shard(count, index)
-    assert checks.check_positive_int(None, name="batch_size", allow_none=True) is None
-    with pytest.raises(ValueError, match="batch_size.*None"):
-        checks.check_positive_int(None, name="batch_size")
+
+
+@pytest.mark.parametrize("channels, expected", [(1, 1), (3, 3), (np.int64(3), 3), (3.0, 3)])
+def test_channels(channels, expected):
+    assert checks.check_channels(channels) == expected
+
+
+@pytest.mark.parametrize("channels", [2, 4, True, 1.5, "3", None])
+def test_bad_channels_name_the_value(channels):
+    with pytest.raises(ValueError, match=r"channels must be 1 \(grayscale\) or 3 \(RGB\); received " + repr(channels)):
+        checks.check_channels(channels)
 
 
 def test_split_indices_are_fixed_disjoint_and_sorted():

@@ -1,4 +1,4 @@
-"""Tests for tfp_realnvp.data.streaming: folders and shards through tf.data, sharded by process."""
+"""Tests for the streaming readers of tfp_realnvp.data: folders and shards through tf.data, sharded by process."""
 
 from __future__ import annotations
 
@@ -48,11 +48,15 @@ def test_process_shard_from_env():
     assert data.process_shard_from_env(environ) == {"num_shards": 4, "shard_index": 3}
     assert data.NUM_PROCESSES_VARIABLE == "KERAS_DISTRIBUTION_NUM_PROCESSES"
     assert data.PROCESS_ID_VARIABLE == "KERAS_DISTRIBUTION_PROCESS_ID"
+    count, index = data.NUM_PROCESSES_VARIABLE, data.PROCESS_ID_VARIABLE
     for bad, pattern in [
-        ({data.NUM_PROCESSES_VARIABLE: "2"}, r"set together.*PROCESS_ID=None"),
-        ({data.NUM_PROCESSES_VARIABLE: "two", data.PROCESS_ID_VARIABLE: "0"}, r"'two'"),
-        ({data.NUM_PROCESSES_VARIABLE: "2", data.PROCESS_ID_VARIABLE: "2"}, r"\[0, .*'2'.*'2'"),
-        ({data.NUM_PROCESSES_VARIABLE: "0", data.PROCESS_ID_VARIABLE: "0"}, r"'0'"),
+        ({count: "2"}, rf"needs all of {count}, {index}; received .*'2'.*missing {index}\.$"),
+        ({index: "1"}, rf"needs all of {count}, {index}; received .*'1'.*missing {count}\.$"),
+        ({count: "two", index: "0"}, rf"^{count} must be an integer; received 'two'\.$"),
+        ({count: "2", index: "x"}, rf"^{index} must be an integer; received 'x'\.$"),
+        ({count: "2", index: "2"}, rf"^{index} must lie in \[0, {count}\); received {count}='2', {index}='2'\.$"),
+        ({count: "2", index: "-1"}, rf"received {count}='2', {index}='-1'\.$"),
+        ({count: "0", index: "0"}, rf"received {count}='0', {index}='0'\.$"),
     ]:
         with pytest.raises(ValueError, match=pattern):
             data.process_shard_from_env(bad)

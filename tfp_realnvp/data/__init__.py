@@ -53,7 +53,13 @@ the helpers the modules share, listed in each module's docstring, are not):
 * ``shipped``: the Fashion-MNIST set inside the package;
 * ``tfds``: tfds names and their preprocessing;
 * ``sources``: :func:`load_images` and :func:`get_dataset`, by source;
-* ``streaming``: image folders and TFRecord / ``.npz`` shards through ``tf.data``;
+* ``streaming``: :func:`stream_dataset`, which picks the reader for a path, and the
+  readers of the modules below, re-exported;
+* ``stream_common``: what the streaming readers share (options, process shares, file
+  lists, decoding);
+* ``image_streams``: image files and folders through ``tf.data``;
+* ``tfrecord_shards`` and ``npz_shards``: writing shards of each kind, and streaming them;
+* ``shard_files``: finding shard files and writing a complete set of them;
 * ``file_batches``: image folders as NumPy batches without TensorFlow (JAX);
 * ``pipeline``: :func:`make_dataset`;
 * ``labelled``: :func:`load_labelled_images`, images with class labels for

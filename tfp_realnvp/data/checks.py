@@ -6,8 +6,9 @@ received value.
 
 Shared by the other data modules, not re-exported by :mod:`tfp_realnvp.data`:
 :func:`require_tensorflow`, :func:`check_split`, :func:`check_train_fraction`,
-:func:`check_size`, :func:`check_positive_int`, :func:`check_shard`,
-:func:`check_channels` and :func:`split_indices`.
+:func:`check_size`, :func:`check_shard`, :func:`check_channels` and
+:func:`split_indices`. Counts go through :func:`tfp_realnvp.internal.arguments.check_int`,
+which gives every package's argument checks one message form.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
+
+from tfp_realnvp.internal.arguments import check_int, is_integer
 
 __all__ = ["SPLITS", "check_images"]
 
@@ -106,10 +109,6 @@ def check_images(images: Any, *, name: str = "images") -> np.ndarray:
     return array.astype(np.uint8)
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
 def check_split(split: str, allowed: Sequence[str] = SPLITS) -> str:
     """Checks that ``split`` is one of ``allowed``.
 
@@ -150,51 +149,27 @@ def check_train_fraction(train_fraction: float) -> float:
 
 
 def check_size(size: Size | None, *, name: str) -> tuple[int, int] | None:
-    """Normalises an ``int`` or ``(height, width)`` size; ``None`` passes through.
+    """Normalises an integer or ``(height, width)`` size; ``None`` passes through.
 
     Args:
-        size: ``None``, a side (``int``) or a ``(height, width)`` pair of ints.
+        size: ``None``, a side or a ``(height, width)`` pair, each an integer >= 1
+            (as :func:`~tfp_realnvp.internal.arguments.is_integer` reads integers).
         name: the argument's name, for the error message.
 
     Returns:
         ``(height, width)`` as ints, or ``None`` when ``size`` is ``None``.
 
     Raises:
-        ValueError: naming ``name`` and the received value when it is not an int or a
-            pair of ints, or is not positive.
+        ValueError: naming ``name`` and the received value when it is not a positive
+            integer or a pair of them.
     """
     if size is None:
         return None
-    if _is_int(size):
-        pair = (int(size), int(size))
-    elif isinstance(size, Sequence) and not isinstance(size, str) and len(size) == 2 and all(_is_int(s) for s in size):
-        pair = (int(size[0]), int(size[1]))
-    else:
-        raise ValueError(f"{name} must be an int or a (height, width) pair; received {size!r}.")
-    if min(pair) <= 0:
-        raise ValueError(f"{name} must be positive; received {size!r}.")
-    return pair
-
-
-def check_positive_int(value: Any, *, name: str, allow_none: bool = False) -> int | None:
-    """Checks that ``value`` is a positive integer (or ``None``, when allowed).
-
-    Args:
-        value: the value; Python and NumPy integers are accepted, ``bool`` is not.
-        name: the argument's name, for the error message.
-        allow_none: let ``None`` through.
-
-    Returns:
-        ``value`` as an ``int``, or ``None`` when it is ``None`` and ``allow_none``.
-
-    Raises:
-        ValueError: naming ``name`` and the received value otherwise.
-    """
-    if value is None and allow_none:
-        return None
-    if not _is_int(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive int; received {value!r}.")
-    return int(value)
+    sides = (size, size) if is_integer(size) else size
+    is_pair = isinstance(sides, Sequence) and not isinstance(sides, str) and len(sides) == 2
+    if not is_pair or not all(is_integer(side) and side >= 1 for side in sides):
+        raise ValueError(f"{name} must be an integer >= 1 or a (height, width) pair of them; received {size!r}.")
+    return int(sides[0]), int(sides[1])
 
 
 def check_shard(num_shards: Any, shard_index: Any) -> tuple[int, int]:
@@ -208,13 +183,11 @@ def check_shard(num_shards: Any, shard_index: Any) -> tuple[int, int]:
         ``(num_shards, shard_index)`` as ints.
 
     Raises:
-        ValueError: naming the received value when ``num_shards`` is not a positive
-            int or ``shard_index`` is not an int in ``[0, num_shards)``.
+        ValueError: naming the received value when ``num_shards`` is not an integer
+            >= 1 or ``shard_index`` is not an integer in ``[0, num_shards)``.
     """
-    count = check_positive_int(num_shards, name="num_shards")
-    if not _is_int(shard_index) or not 0 <= shard_index < count:
-        raise ValueError(f"shard_index must be an int in [0, num_shards={count}); received {shard_index!r}.")
-    return count, int(shard_index)
+    count = check_int(num_shards, name="num_shards")
+    return count, check_int(shard_index, name="shard_index", low=0, high=count - 1)
 
 
 def check_channels(channels: Any) -> int:
@@ -229,7 +202,7 @@ def check_channels(channels: Any) -> int:
     Raises:
         ValueError: naming the received value otherwise.
     """
-    if not _is_int(channels) or channels not in (1, 3):
+    if not is_integer(channels) or channels not in (1, 3):
         raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB); received {channels!r}.")
     return int(channels)
 

@@ -28,7 +28,6 @@ import numpy as np
 from tfp_realnvp.data.checks import (
     Size,
     check_channels,
-    check_positive_int,
     check_shard,
     check_size,
     split_indices,
@@ -41,6 +40,7 @@ from tfp_realnvp.data.resizing import (
     center_crop_resize_pil,
     check_preset,
 )
+from tfp_realnvp.internal.arguments import check_int
 
 __all__ = ["FolderBatches", "decode_image_file", "folder_files"]
 
@@ -135,7 +135,7 @@ class FolderBatches:
         workers: int | None = None,
         prefetch: int = 2,
     ):
-        self.batch_size = check_positive_int(batch_size, name="batch_size")
+        self.batch_size = check_int(batch_size, name="batch_size")
         check_preset(preset)
         check_size(image_size, name="image_size")
         self.channels = check_channels(channels)
@@ -155,7 +155,7 @@ class FolderBatches:
         self.preset, self.image_size = preset, image_size
         self.shuffle, self.seed, self.repeat, self.flip = bool(shuffle), int(seed), bool(repeat), bool(flip)
         self.workers = int(workers or min(16, os.cpu_count() or 1))
-        self.prefetch = check_positive_int(prefetch, name="prefetch")
+        self.prefetch = check_int(prefetch, name="prefetch")
 
     def _order(self, data_pass: int) -> list[str]:
         if not self.shuffle:

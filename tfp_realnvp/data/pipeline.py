@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from tfp_realnvp.data.checks import check_images, check_positive_int, require_tensorflow
+from tfp_realnvp.data.checks import check_images, require_tensorflow
+from tfp_realnvp.internal.arguments import check_int
 
-__all__ = ["make_dataset"]
+__all__ = ["DEFAULT_SHUFFLE_BUFFER", "make_dataset"]
 
-_DATASET_SHUFFLE_BUFFER = 10_000
+DEFAULT_SHUFFLE_BUFFER = 10_000
+"""Elements a shuffle holds by default where the set is not in memory: a dataset passed to
+:func:`make_dataset`, and the file names, records or images of a streaming reader."""
 
 
 def make_dataset(
@@ -44,8 +47,8 @@ def make_dataset(
         flip: flip each image left-right with probability 1/2.
         repeat: repeat forever (pass ``steps_per_epoch`` to ``fit``).
         drop_remainder: drop the last, smaller batch of an epoch.
-        shuffle_buffer: the shuffle buffer; ``None`` uses the whole array, or 10,000
-            images for a dataset.
+        shuffle_buffer: the shuffle buffer; ``None`` uses the whole array, or
+            :data:`DEFAULT_SHUFFLE_BUFFER` images for a dataset.
 
     Returns:
         A ``tf.data.Dataset`` of ``uint8`` tensors ``[B, H, W, C]``.
@@ -57,8 +60,8 @@ def make_dataset(
     """
     tf = require_tensorflow()
 
-    check_positive_int(batch_size, name="batch_size")
-    check_positive_int(shuffle_buffer, name="shuffle_buffer", allow_none=True)
+    batch_size = check_int(batch_size, name="batch_size")
+    shuffle_buffer = check_int(shuffle_buffer, name="shuffle_buffer", allow_none=True)
     if isinstance(images, tf.data.Dataset):
         spec = images.element_spec
         if not isinstance(spec, tf.TensorSpec) or spec.shape.rank != 3 or spec.dtype != tf.uint8:
@@ -67,7 +70,7 @@ def make_dataset(
                 f"received element_spec {spec}."
             )
         dataset = images
-        buffer = shuffle_buffer or _DATASET_SHUFFLE_BUFFER
+        buffer = shuffle_buffer or DEFAULT_SHUFFLE_BUFFER
     else:
         array = check_images(images)
         dataset = tf.data.Dataset.from_tensor_slices(array)

@@ -91,30 +91,11 @@ def load_images(
         return resize_and_pad(images, image_size, pad_to)
     path = Path(source)
     if path.is_dir():
-        if is_idx_dir(path):
-            images = load_idx_dir(path, split=split)[0]
-            return resize_and_pad(images, image_size, pad_to)
-        images = load_image_folder(path, image_size=image_size)
-        return resize_and_pad(images[split_indices(len(images), split, train_fraction)], None, pad_to)
+        return _load_folder(path, split=split, image_size=image_size, pad_to=pad_to, train_fraction=train_fraction)
     if path.is_file():
-        if "idx" in path.name.lower() and path.suffix.lower() != ".npz":
-            images = check_images(read_idx(path), name=str(path))
-            chosen = images[split_indices(len(images), split, train_fraction)]
-            return resize_and_pad(chosen, image_size, pad_to)
-        if path.suffix.lower() != ".npz":
-            raise ValueError(
-                f"cannot read images from {str(path)!r}: expected a .npz file, an IDX "
-                "file or directory, or an image folder."
-            )
-        split_key = None
-        if key is None and split != "all":
-            with np.load(path, allow_pickle=False) as archive:
-                split_key = next((k for k in (f"x_{split}", f"images_{split}") if k in archive.files), None)
-        if split_key is not None:
-            return resize_and_pad(load_npz(path, key=split_key), image_size, pad_to)
-        images = load_npz(path, key=key)
-        chosen = images[split_indices(len(images), split, train_fraction)]
-        return resize_and_pad(chosen, image_size, pad_to)
+        return _load_file(
+            path, split=split, image_size=image_size, pad_to=pad_to, train_fraction=train_fraction, key=key
+        )
     if isinstance(source, str) and tfds_key(source) is not None:
         raise ValueError(
             f"{source!r} is a tfds dataset, read as a stream: use get_dataset({source!r}, "
@@ -123,6 +104,45 @@ def load_images(
     if isinstance(source, os.PathLike) or _looks_like_path(str(source)):
         raise FileNotFoundError(f"no such file or directory: {str(source)!r}.")
     raise ValueError(f"unknown image source {source!r}; expected {_known_sources()}.")
+
+
+def _load_folder(
+    path: Path, *, split: str, image_size: Size | None, pad_to: Size | None, train_fraction: float
+) -> np.ndarray:
+    """An IDX directory (its own splits) or an image folder (split by ``train_fraction``)."""
+    if is_idx_dir(path):
+        images = load_idx_dir(path, split=split)[0]
+        return resize_and_pad(images, image_size, pad_to)
+    images = load_image_folder(path, image_size=image_size)
+    return resize_and_pad(images[split_indices(len(images), split, train_fraction)], None, pad_to)
+
+
+def _load_file(
+    path: Path, *, split: str, image_size: Size | None, pad_to: Size | None, train_fraction: float, key: str | None
+) -> np.ndarray:
+    """A single IDX file or a ``.npz`` file, split by ``train_fraction`` unless it has split keys."""
+    if "idx" in path.name.lower() and path.suffix.lower() != ".npz":
+        images = check_images(read_idx(path), name=str(path))
+    elif path.suffix.lower() != ".npz":
+        raise ValueError(
+            f"cannot read images from {str(path)!r}: expected a .npz file, an IDX "
+            "file or directory, or an image folder."
+        )
+    else:
+        split_key = _npz_split_key(path, split) if key is None else None
+        if split_key is not None:
+            return resize_and_pad(load_npz(path, key=split_key), image_size, pad_to)
+        images = load_npz(path, key=key)
+    chosen = images[split_indices(len(images), split, train_fraction)]
+    return resize_and_pad(chosen, image_size, pad_to)
+
+
+def _npz_split_key(path: Path, split: str) -> str | None:
+    """The array of ``split`` in a ``.npz`` file (``x_<split>`` or ``images_<split>``), if any."""
+    if split == "all":
+        return None
+    with np.load(path, allow_pickle=False) as archive:
+        return next((k for k in (f"x_{split}", f"images_{split}") if k in archive.files), None)
 
 
 def get_dataset(
