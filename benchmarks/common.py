@@ -2,9 +2,10 @@
 versions, timestamps, command-line value types, and the training state that a JAX train
 step threads through.
 
-Importing this module imports the standard library only (``throughput.py``'s parent
-process describes the machine without starting Keras, JAX or TensorFlow, which would
-claim the accelerator); the functions that need a library import it themselves.
+Importing this module imports the standard library only (``summarize.py`` runs without
+Keras, and ``throughput.py``'s parent process describes the machine without starting JAX
+or TensorFlow on the accelerator); the functions that need a library or the package
+import it themselves (the command-line integer types use the package's argument checks).
 """
 
 from __future__ import annotations
@@ -143,15 +144,24 @@ def runtime_versions() -> dict:
 
 
 # Command line --------------------------------------------------------------------------
-def _int_at_least(text: str, minimum: int) -> int:
-    """``text`` as an integer ``>= minimum``, else an ``argparse`` error naming it."""
+def _int_at_least(text: str, low: int) -> int:
+    """``text`` as an integer ``>= low``, checked by ``tfp_realnvp.internal.arguments.check_int``
+    (imported here, when a command line is parsed, so that importing this module stays cheap).
+
+    Raises:
+        argparse.ArgumentTypeError: with the package's message, e.g. ``value must be an
+            integer >= 1; received 0.``
+    """
+    from tfp_realnvp.internal.arguments import check_int
+
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}; received {text!r}") from None
-    if value < minimum:
-        raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}; received {text!r}")
-    return value
+        value = text
+    try:
+        return check_int(value, name="value", low=low)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def positive_int(text: str) -> int:
@@ -166,13 +176,10 @@ def non_negative_int(text: str) -> int:
 
 def positive_int_list(text: str) -> list[int]:
     """``argparse`` type: comma-separated integers ``>= 1``, repeats dropped, order kept."""
-    try:
-        values = list(dict.fromkeys(int(v) for v in text.split(",") if v.strip()))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers; received {text!r}") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive integers; received {text!r}")
-    return values
+    values = [positive_int(v.strip()) for v in text.split(",") if v.strip()]
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers >= 1; received {text!r}")
+    return list(dict.fromkeys(values))
 
 
 # Training state ------------------------------------------------------------------------

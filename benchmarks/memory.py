@@ -47,7 +47,7 @@ from benchmarks.common import (
     training_state,
     utc_now,
 )
-from benchmarks.throughput import CONFIGS
+from benchmarks.configs import CONFIGS, config_record
 
 MODES = ("none", "conditioner", "invertible")
 
@@ -294,7 +294,7 @@ def _previous_rows(path, report: dict) -> list[dict]:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--config", choices=sorted(CONFIGS), default="cifar10", help="Architecture (see benchmarks/throughput.py)."
+        "--config", choices=sorted(CONFIGS), default="cifar10", help="Architecture (see benchmarks/configs.py)."
     )
     parser.add_argument("--batch-sizes", default="64,256", help="Comma-separated batch sizes.")
     parser.add_argument("--modes", default=",".join(MODES), help="Comma-separated recompute modes.")
@@ -323,34 +323,27 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv=None) -> dict:
-    import keras
-
+def _worker(args) -> dict:
+    """One TensorFlow measurement (``--worker BATCH:MODE``), written to ``--worker-output``."""
     from tfp_realnvp.internal import atomic
 
-    args = _parser().parse_args(argv)
-    backend = keras.backend.backend()
-    if args.worker:
-        batch_size, mode = args.worker.split(":")
-        row = tensorflow_step_memory(
-            CONFIGS[args.config],
-            batch_size=int(batch_size),
-            recompute=mode,
-            precision=args.precision,
-            conditioner_batch_norm=args.conditioner_batch_norm,
-            steps=args.steps,
-            seed=args.seed,
-        )
-        atomic.write_json(args.worker_output, row)
-        return row
-    if backend not in ("jax", "tensorflow"):
-        raise SystemExit(f"memory.py runs on the JAX or TensorFlow backend; received {backend!r}.")
-    batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b]
-    modes = [m for m in args.modes.split(",") if m]
-    for mode in modes:
-        if mode not in MODES:
-            raise SystemExit(f"--modes: {mode!r} is not one of {list(MODES)}.")
-    report = {
+    batch_size, mode = args.worker.split(":")
+    row = tensorflow_step_memory(
+        CONFIGS[args.config],
+        batch_size=int(batch_size),
+        recompute=mode,
+        precision=args.precision,
+        conditioner_batch_norm=args.conditioner_batch_norm,
+        steps=args.steps,
+        seed=args.seed,
+    )
+    atomic.write_json(args.worker_output, row)
+    return row
+
+
+def _new_report(args, argv, backend: str) -> dict:
+    """The report before any measurement: the command, the machine, the versions and the settings."""
+    return {
         "schema_version": 1,
         "command": f"KERAS_BACKEND={backend} python -m benchmarks.memory "
         + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])),
@@ -363,11 +356,64 @@ def main(argv=None) -> dict:
         "cpu": cpu_description(),
         "versions": installed_versions(),
         "config": args.config,
-        "model": {k: list(v) if isinstance(v, tuple) else v for k, v in CONFIGS[args.config].items()},
+        "model": config_record(args.config),
         "conditioner_batch_norm": bool(args.conditioner_batch_norm),
         "precision": args.precision,
         "results": [],
     }
+
+
+def _measure_batch(args, backend: str, batch_size: int, modes: list[str]) -> list[dict]:
+    """Every mode's row at ``batch_size``: compiled steps in this process (JAX) or one
+    process per mode (TensorFlow)."""
+    if backend == "jax":
+        schedule = interleaved_steps if args.schedule == "interleaved" else sequential_steps
+        rows = schedule(
+            CONFIGS[args.config],
+            batch_size=batch_size,
+            modes=modes,
+            steps=args.steps,
+            precision=args.precision,
+            conditioner_batch_norm=args.conditioner_batch_norm,
+            seed=args.seed,
+        )
+    else:
+        rows = [_tensorflow_row(args, batch_size, mode) for mode in modes]
+    for row in rows:
+        row["timed_steps"] = args.steps
+        if backend == "jax":
+            row["schedule"] = args.schedule
+    return rows
+
+
+def _print_rows(backend: str, batch_size: int, rows: list[dict]) -> None:
+    for row in rows:
+        if backend == "jax":
+            memory = f"temp {row['temp_bytes'] / 2**30:6.2f} GiB"
+        else:
+            memory = f"peak RSS {row['peak_rss_bytes'] / 2**30:6.2f} GiB (+{row['peak_minus_before_bytes'] / 2**30:.2f} over the built model)"
+        timing = f", {row['ms_per_step']:.0f} ms/step" if "ms_per_step" in row else ""
+        print(f"batch {batch_size:4d} {row['recompute']:12s} {memory}{timing}", flush=True)
+
+
+def main(argv=None) -> dict:
+    """Runs the benchmark; returns the report (a worker: its one row)."""
+    import keras
+
+    from tfp_realnvp.internal import atomic
+
+    args = _parser().parse_args(argv)
+    backend = keras.backend.backend()
+    if args.worker:
+        return _worker(args)
+    if backend not in ("jax", "tensorflow"):
+        raise SystemExit(f"memory.py runs on the JAX or TensorFlow backend; received {backend!r}.")
+    batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b]
+    modes = [m for m in args.modes.split(",") if m]
+    for mode in modes:
+        if mode not in MODES:
+            raise SystemExit(f"--modes: {mode!r} is not one of {list(MODES)}.")
+    report = _new_report(args, argv, backend)
     previous = _previous_rows(args.output, report)
     for batch_size in batch_sizes:
         kept = [r for r in previous if r["batch_size"] == batch_size and r["recompute"] in modes]
@@ -376,32 +422,10 @@ def main(argv=None) -> dict:
             report["results"].extend(kept)
             print(f"batch {batch_size:4d}: kept from {args.output}", flush=True)
             continue
-        if backend == "jax":
-            schedule = interleaved_steps if args.schedule == "interleaved" else sequential_steps
-            rows = schedule(
-                CONFIGS[args.config],
-                batch_size=batch_size,
-                modes=modes,
-                steps=args.steps,
-                precision=args.precision,
-                conditioner_batch_norm=args.conditioner_batch_norm,
-                seed=args.seed,
-            )
-        else:
-            rows = [_tensorflow_row(args, batch_size, mode) for mode in modes]
-        for row in rows:
-            row["timed_steps"] = args.steps
-            if backend == "jax":
-                row["schedule"] = args.schedule
+        rows = _measure_batch(args, backend, batch_size, modes)
         report["results"].extend(rows)
         _relative(report["results"])
-        for row in rows:
-            if backend == "jax":
-                memory = f"temp {row['temp_bytes'] / 2**30:6.2f} GiB"
-            else:
-                memory = f"peak RSS {row['peak_rss_bytes'] / 2**30:6.2f} GiB (+{row['peak_minus_before_bytes'] / 2**30:.2f} over the built model)"
-            timing = f", {row['ms_per_step']:.0f} ms/step" if "ms_per_step" in row else ""
-            print(f"batch {batch_size:4d} {row['recompute']:12s} {memory}{timing}", flush=True)
+        _print_rows(backend, batch_size, rows)
         if args.output is not None:
             atomic.write_json(args.output, dict(report, finished=None))
     report["finished"] = utc_now()

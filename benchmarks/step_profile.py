@@ -46,7 +46,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks import hlo_profile
+from benchmarks import hlo_profile, hlo_text
 from benchmarks.common import (
     block_until_ready,
     cpu_description,
@@ -57,7 +57,7 @@ from benchmarks.common import (
     training_state,
     utc_now,
 )
-from benchmarks.throughput import CONFIGS, IMPLEMENTATIONS, PRECISIONS, build_model
+from benchmarks.configs import CONFIGS, IMPLEMENTATIONS, PRECISIONS, build_model, config_record
 
 SCHEMA_VERSION = 1
 
@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
         "compiled train step of tfp_realnvp.RealNVP and of the plain-Keras baseline (JAX backend).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--config", choices=sorted(CONFIGS), default="cifar10", help="Model size (see throughput.py).")
+    parser.add_argument("--config", choices=sorted(CONFIGS), default="cifar10", help="Model size (see configs.py).")
     parser.add_argument("--batch-size", type=positive_int, default=64, help="Images per train step.")
     parser.add_argument("--precision", choices=PRECISIONS, default="float32", help="Keras dtype policy.")
     parser.add_argument("--warmup", type=non_negative_int, default=2, help="Untimed steps after compiling.")
@@ -110,7 +110,7 @@ class StepRunner:
         self.compiled = jax.jit(model.train_step, donate_argnums=0).lower(self.state, self.data).compile()
         self.compile_s = time.perf_counter() - start
         self.text = self.compiled.as_text()
-        self.module = hlo_profile.parse_hlo(self.text)
+        self.module = hlo_text.parse_hlo(self.text)
         self.logs = None
         if args.hlo_dir is not None:
             args.hlo_dir.mkdir(parents=True, exist_ok=True)
@@ -279,7 +279,7 @@ def main(argv=None) -> int:
         "versions": installed_versions(),
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "config": args.config,
-        "model": {k: list(v) if isinstance(v, tuple) else v for k, v in CONFIGS[args.config].items()},
+        "model": config_record(args.config),
         "precision": args.precision,
         "batch_size": args.batch_size,
         "warmup": args.warmup,
@@ -307,7 +307,7 @@ def main(argv=None) -> int:
     report["results"] = results
     report["comparison"] = compare({**results, "paired_wall_ratio": paired})
     if len(runners) == 2:
-        report["comparison"]["program_difference"] = hlo_profile.program_difference(
+        report["comparison"]["program_difference"] = hlo_text.program_difference(
             runners["package"].text, runners["baseline"].text
         )
     report["finished"] = utc_now()

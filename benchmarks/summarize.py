@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from benchmarks.throughput import compute_ratios, format_summary
+from benchmarks.throughput_report import compute_ratios, format_summary
 
 PARTIAL = ".partial.json"
 

@@ -1,7 +1,6 @@
 """benchmarks/batch_norm_modes.py: its shadow averages follow the package's rule, and a
 tiny run writes a complete report in which the re-estimation beats the old default."""
 
-import importlib
 import io
 import json
 import math
@@ -10,23 +9,20 @@ import keras
 import numpy as np
 import pytest
 
+from benchmarks import batch_norm_modes
+from benchmarks.batch_norm_experiment import SHADOW_CANDIDATES, THRESHOLD
+from benchmarks.batch_norm_training import NO_WARM_START, ShadowAverages
 from tfp_realnvp.bijectors.batch_norm import BatchNormalization
 from tfp_realnvp.internal.moving_stats import update_moving_moments
 
 
-def _load():
-    module = importlib.import_module("benchmarks.batch_norm_modes")
-    return module
-
-
 @pytest.mark.parametrize("momentum,warm_start", [(0.99, False), (0.99, True), (0.9, True)])
 def test_shadow_averages_follow_the_package_rule(momentum, warm_start):
-    module = _load()
     rng = np.random.default_rng(0)
-    shadow = module.ShadowAverages([3], momentum=momentum, warm_start=warm_start)
+    shadow = ShadowAverages([3], momentum=momentum, warm_start=warm_start)
     mean = keras.Variable(np.zeros(3, np.float32))
     var = keras.Variable(np.ones(3, np.float32))
-    count = keras.Variable(np.float32(0.0 if warm_start else module.NO_WARM_START))
+    count = keras.Variable(np.float32(0.0 if warm_start else NO_WARM_START))
     for _ in range(25):
         m = rng.normal(size=3).astype(np.float32)
         v = rng.uniform(0.5, 2.0, size=3).astype(np.float32)
@@ -51,7 +47,6 @@ def test_momentum_zero_leaves_the_batch_statistics():
 
 @pytest.mark.tf_only
 def test_tiny_run_writes_report_and_plot(tmp_path):
-    module = _load()
     out, png = tmp_path / "bn.json", tmp_path / "bn.png"
     steps, every = 4, 2
     argv = [
@@ -84,7 +79,7 @@ def test_tiny_run_writes_report_and_plot(tmp_path):
         "--plot",
         str(png),
     ]
-    assert module.main(argv) == 0
+    assert batch_norm_modes.main(argv) == 0
     report = json.loads(out.read_text())
 
     settings = report["settings"]
@@ -97,13 +92,13 @@ def test_tiny_run_writes_report_and_plot(tmp_path):
     assert shared["eval_steps"] == list(range(every, steps + 1, every))
     assert shared["epoch_end_reestimations"] == steps // 2
     names = [c["name"] for c in report["candidates"]]
-    assert names == [c["name"] for c in module.SHADOW_CANDIDATES]
+    assert names == [c["name"] for c in SHADOW_CANDIDATES]
     for c in report["candidates"]:
         curve = c["inference_bits_per_dim"]
         assert len(curve) == len(c["gap"]) == len(shared["eval_steps"])
         assert all(math.isfinite(v) and v > 0 for v in curve)
         assert c["final_gap"] == pytest.approx(c["final_inference_bits_per_dim"] - c["final_reference_bits_per_dim"])
-        assert c["within_threshold_at_end"] == (abs(c["final_gap"]) <= module.THRESHOLD)
+        assert c["within_threshold_at_end"] == (abs(c["final_gap"]) <= THRESHOLD)
     by_name = {c["name"]: c for c in report["candidates"]}
     old = by_name["momentum_0.99_no_warm_start"]
     reference = shared["reference_bits_per_dim"][-1]
@@ -123,7 +118,6 @@ def test_tiny_run_writes_report_and_plot(tmp_path):
 
 @pytest.mark.tf_only
 def test_default_run_measures_the_model_as_fit_leaves_it(tmp_path):
-    module = _load()
     out = tmp_path / "bn.json"
     argv = [
         "--steps",
@@ -153,7 +147,7 @@ def test_default_run_measures_the_model_as_fit_leaves_it(tmp_path):
         "--output",
         str(out),
     ]
-    assert module.main(argv) == 0
+    assert batch_norm_modes.main(argv) == 0
     report = json.loads(out.read_text())
     run = report["runs"]["default"]
     assert run["model"]["conditioner_batch_norm"] is True

@@ -19,7 +19,7 @@ import pytest
 import tfp_realnvp
 
 # benchmarks/ is not a package of the distribution: the tests import it from the repository root.
-from benchmarks import common, plain_keras, summarize, throughput
+from benchmarks import common, configs, plain_keras, summarize, throughput, throughput_worker
 from benchmarks.plain_keras import PlainRealNVP, parameter_count
 from helpers import randomize, to_numpy
 from tfp_realnvp.model.realnvp import MODEL_FLOW_KEYS
@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 # Small configurations: the harness' "tiny" one, and one with three scales and RGB.
 CONFIGS = [
-    dict(throughput.CONFIGS["tiny"]),
+    dict(configs.CONFIGS["tiny"]),
     dict(image_shape=(8, 8, 3), num_scales=3, num_filters=4, num_blocks=2),
 ]
 IDS = ["tiny", "three_scales_rgb"]
@@ -177,11 +177,11 @@ def test_train_step_loop_leaves_the_state_it_computed():
     model.compile(run_eagerly=keras.backend.backend() == "tensorflow")
     model.train_on_batch(images)  # the runner's precondition: optimizer and metrics built
     start = _state_copy(model)
-    logs = throughput.train_step_runner(model, images, "loop")(2)
+    logs = throughput_worker.train_step_runner(model, images, "loop")(2)
     assert np.isfinite(float(to_numpy(logs["loss"])))
     looped = _state_copy(model)
     common.assign_training_state(model, start)
-    throughput.train_step_runner(model, images, "train_on_batch")(2)
+    throughput_worker.train_step_runner(model, images, "train_on_batch")(2)
     stepped = _state_copy(model)
 
     assert int(to_numpy(model.optimizer.iterations)) == 3
@@ -227,6 +227,29 @@ def test_every_flag_has_help(monkeypatch):
         "--skip-baseline",
     ):
         assert flag in help_text
+
+
+def test_integer_types_use_the_package_argument_checks():
+    assert common.positive_int("3") == 3 and common.non_negative_int("0") == 0
+    for check, text, low in ((common.positive_int, "0", 1), (common.non_negative_int, "-1", 0)):
+        with pytest.raises(argparse.ArgumentTypeError, match=rf"value must be an integer >= {low}; received {text}\."):
+            check(text)
+    with pytest.raises(argparse.ArgumentTypeError, match="received 'a'"):
+        common.positive_int("a")
+    with pytest.raises(argparse.ArgumentTypeError, match="received 0"):
+        common.positive_int_list("4,0")
+
+
+def test_the_parent_side_imports_no_library():
+    """``summarize.py`` and ``throughput.py``'s parent start without Keras, JAX or TensorFlow."""
+    code = (
+        "import sys\n"
+        "import benchmarks.configs, benchmarks.summarize, benchmarks.throughput, benchmarks.step_profile\n"
+        "print(sorted(m for m in ('keras', 'jax', 'tensorflow', 'numpy') if m in sys.modules))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
 
 
 def test_bad_arguments_are_rejected():
