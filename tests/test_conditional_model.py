@@ -2,13 +2,14 @@
 rule, sampling per class, encode/decode with labels, save/load, argument errors."""
 
 import math
+import re
 
 import keras
 import numpy as np
 import pytest
 
 from helpers import randomize
-from tfp_realnvp import RealNVP
+from tfp_realnvp import ConditionalNormal, RealNVP
 from tfp_realnvp.model.labels import check_prior, posterior
 
 IMAGE = (8, 8, 1)
@@ -130,10 +131,16 @@ def test_unconditional_model_refuses_labels():
     assert m.prior is None and not m.conditional and m.get_config()["num_classes"] is None
 
 
-@pytest.mark.parametrize("bad", [1, 0, 2.0, True])
+@pytest.mark.parametrize("bad", [1, 0, 2.5, True, "3"])
 def test_bad_num_classes(bad):
-    with pytest.raises(ValueError, match=f"num_classes must be None or an integer >= 2; received {bad!r}"):
+    with pytest.raises(ValueError, match=re.escape(f"num_classes must be an integer >= 2; received {bad!r}.")):
         RealNVP(IMAGE, num_classes=bad, **TINY)
+
+
+@pytest.mark.parametrize("bad", [0, 1.5, True])
+def test_conditional_normal_bad_num_classes(bad):
+    with pytest.raises(ValueError, match=re.escape(f"num_classes must be an integer >= 1; received {bad!r}.")):
+        ConditionalNormal(bad, IMAGE)
 
 
 def test_fit_on_arrays_then_save_and_load(tmp_path):

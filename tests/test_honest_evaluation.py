@@ -15,6 +15,7 @@ import pytest
 import tfp_realnvp
 from helpers import to_numpy
 from tfp_realnvp.data import load_images
+from tfp_realnvp.model.dequantization import dequantization_noise
 from tfp_realnvp.training.steps import recalibrate_batch_norm
 
 STEPS = 120
@@ -56,9 +57,7 @@ def batch_statistics_bits_per_dim(model, images: np.ndarray) -> float:
     The stored moving averages are restored afterwards, so the model is unchanged.
     """
     saved = [to_numpy(v) for v in model.flow.non_trainable_variables]
-    x = keras.ops.convert_to_tensor(
-        images.astype(np.float32) + to_numpy(tfp_realnvp.model.realnvp.dequantization_noise(images))
-    )
+    x = keras.ops.convert_to_tensor(images.astype(np.float32) + to_numpy(dequantization_noise(images)))
     try:
         log_p = to_numpy(model.distribution.log_prob(x, bijector_kwargs={"training": True}))
     finally:

@@ -17,7 +17,9 @@ import pytest
 import tfp_realnvp
 from helpers import perturb, to_numpy
 from tfp_realnvp.internal.compiled import CompiledFunction
+from tfp_realnvp.model.baselines import independent_pixel_bits_per_dim
 from tfp_realnvp.model.dequantization import dequantization_noise
+from tfp_realnvp.model.inputs import InputKind, classify_fit_input
 
 BACKEND = keras.backend.backend()
 TINY = {"num_filters": 8, "num_blocks": 1}
@@ -285,6 +287,82 @@ def test_compiled_functions_do_not_retrace():
     model.sample(2, seed=1)
     model.sample(2, seed=2, temperature=0.5)
     assert model._compiled["sample"].traces == 1
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda m: m.sample(0, seed=1), "num_samples must be an integer >= 1; received 0."),
+        (lambda m: m.sample(2, temperature=0.0, seed=1), "temperature must be a finite number > 0.0; received 0.0."),
+        (
+            lambda m: m.interpolate(np.zeros((8, 8, 2), np.uint8), np.zeros((8, 8, 2), np.uint8), steps=1),
+            "steps must be an integer >= 2; received 1.",
+        ),
+        (
+            lambda m: m.log_prob(np.zeros((2, 8, 8, 2), np.uint8), batch_size=0),
+            "batch_size must be an integer >= 1; received 0.",
+        ),
+    ],
+    ids=["num_samples", "temperature", "steps", "batch_size"],
+)
+def test_argument_messages_name_the_bound(api_model, call, message):
+    with pytest.raises(ValueError) as info:
+        call(api_model)
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize(
+    "key, bad, message",
+    [
+        ("l2_scale", -1, "l2_scale must be a finite number >= 0.0; received -1."),
+        ("refresh_batches", -1, "refresh_batches must be an integer >= 0; received -1."),
+        ("refresh_batches", 1.5, "refresh_batches must be an integer >= 0; received 1.5."),
+        ("context_channels", 0, "context_channels must be an integer >= 1; received 0."),
+    ],
+)
+def test_bad_model_arguments(key, bad, message):
+    with pytest.raises(ValueError) as info:
+        tfp_realnvp.RealNVP((8, 8, 1), num_scales=1, **{key: bad}, **TINY)
+    assert str(info.value) == message
+
+
+def test_fit_inputs_are_classified_in_one_place():
+    images, labels = np.zeros((4, 8, 8, 1), np.uint8), np.zeros(4, np.int32)
+
+    class Batches(keras.utils.PyDataset):
+        def __len__(self):
+            return 1
+
+        def __getitem__(self, index):
+            return images
+
+    assert classify_fit_input(images).kind is InputKind.ARRAYS
+    assert classify_fit_input(images, labels).kind is InputKind.ARRAYS
+    assert classify_fit_input((images, labels)).kind is InputKind.PAIR
+    assert classify_fit_input([images, labels]).kind is InputKind.PAIR
+    assert classify_fit_input(iter([images])).kind is InputKind.ITERATOR
+    assert classify_fit_input(batch for batch in [images]).kind is InputKind.ITERATOR
+    assert classify_fit_input(Batches()).kind is InputKind.PY_DATASET
+    assert classify_fit_input(None).kind is InputKind.NONE
+    assert classify_fit_input(Batches()).describe() == "a Batches"
+    assert classify_fit_input(images).describe() == "a ndarray of shape [4, 8, 8, 1]"
+
+
+@pytest.mark.tf_only
+def test_a_tf_data_dataset_is_classified_as_a_dataset():
+    import tensorflow as tf
+
+    dataset = tf.data.Dataset.from_tensor_slices(np.zeros((4, 8, 8, 1), np.uint8)).batch(2)
+    assert classify_fit_input(dataset).kind is InputKind.DATASET
+    assert classify_fit_input(dataset).describe() == f"a {type(dataset).__name__}"
+
+
+def test_independent_pixel_baseline():
+    images = np.zeros((2, 4, 4, 1), np.uint8)
+    # Each position: 2 zeros plus one pseudo-count in each of the 256 bins.
+    assert independent_pixel_bits_per_dim(images, images) == pytest.approx(-math.log2(3 / 258))
+    with pytest.raises(ValueError, match=r"smoothing must be a finite number > 0\.0; received 0\."):
+        independent_pixel_bits_per_dim(images, images, smoothing=0)
 
 
 # Compile and training ---------------------------------------------------------------

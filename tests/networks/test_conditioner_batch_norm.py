@@ -64,9 +64,17 @@ def test_config_round_trip():
     assert (restored.momentum, restored.epsilon, restored.name) == (0.8, 1e-3, "cbn")
 
 
-@pytest.mark.parametrize("key, bad", [("momentum", 1.0), ("momentum", -0.1), ("epsilon", 0.0)])
-def test_bad_arguments(key, bad):
-    with pytest.raises(ValueError, match=re.escape(repr(bad))):
+@pytest.mark.parametrize(
+    "key, bad, bound",
+    [
+        ("momentum", 1.0, "< 1.0"),
+        ("momentum", -0.1, ">= 0.0"),
+        ("epsilon", 0.0, "> 0.0"),
+        ("epsilon", float("nan"), "> 0.0"),
+    ],
+)
+def test_bad_arguments(key, bad, bound):
+    with pytest.raises(ValueError, match=re.escape(f"{key} must be a finite number {bound}; received {bad!r}.")):
         ConditionerBatchNorm(**{key: bad})
 
 

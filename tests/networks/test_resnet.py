@@ -63,10 +63,18 @@ def test_config_round_trip():
 
 
 @pytest.mark.parametrize(
-    "key, bad", [("out_channels", 0), ("num_filters", 0), ("num_blocks", -1), ("num_filters", 2.5)]
+    "key, bad, bound",
+    [
+        ("out_channels", 0, "an integer >= 1"),
+        ("num_filters", 0, "an integer >= 1"),
+        ("num_blocks", -1, "an integer >= 0"),
+        ("num_filters", 2.5, "an integer >= 1"),
+        ("num_blocks", True, "an integer >= 0"),
+        ("batch_norm_momentum", 1.0, "a finite number < 1.0"),
+    ],
 )
-def test_bad_arguments(key, bad):
+def test_bad_arguments(key, bad, bound):
     kwargs = {"out_channels": 2, "num_filters": 4, "num_blocks": 1, key: bad}
     out_channels = kwargs.pop("out_channels")
-    with pytest.raises(ValueError, match=re.escape(repr(bad))):
+    with pytest.raises(ValueError, match=re.escape(f"{key} must be {bound}; received {bad!r}.")):
         ResNetConditioner(out_channels, **kwargs)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from tfp_realnvp.internal.arguments import check_number
+
 
 def independent_pixel_bits_per_dim(train, test, *, smoothing: float = 1.0) -> float:
     """Bits/dim of a model that draws every pixel (and channel) independently.
@@ -26,12 +28,11 @@ def independent_pixel_bits_per_dim(train, test, *, smoothing: float = 1.0) -> fl
     test = np.asarray(test)
     if train.shape[1:] != test.shape[1:]:
         raise ValueError(f"train and test images differ in shape: {list(train.shape)} vs {list(test.shape)}.")
-    if not smoothing > 0:
-        raise ValueError(f"smoothing must be positive; received {smoothing!r}.")
+    smoothing = check_number(smoothing, name="smoothing", low=0.0)
     flat_train = train.reshape(len(train), -1).astype(np.int64)
     flat_test = test.reshape(len(test), -1).astype(np.int64)
     dims = flat_train.shape[1]
-    counts = np.full((dims, 256), float(smoothing))
+    counts = np.full((dims, 256), smoothing)
     np.add.at(counts, (np.broadcast_to(np.arange(dims), flat_train.shape), flat_train), 1.0)
     log_probs = np.log2(counts / counts.sum(axis=1, keepdims=True))
     return float(-log_probs[np.arange(dims)[None, :], flat_test].mean())

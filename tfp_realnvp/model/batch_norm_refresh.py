@@ -26,6 +26,7 @@ import keras
 import numpy as np
 
 from tfp_realnvp.internal.backend import backend_name
+from tfp_realnvp.model.inputs import InputKind, classify_fit_input
 
 
 def statistic_counters(model) -> list:
@@ -35,6 +36,12 @@ def statistic_counters(model) -> list:
 
 def has_batch_norm(model) -> bool:
     return bool(statistic_counters(model))
+
+
+def _image_array(images: np.ndarray) -> np.ndarray:
+    if images.ndim != 4 or len(images) == 0:
+        raise ValueError(f"expected images [N, H, W, C] with N >= 1; received shape {list(images.shape)}.")
+    return images
 
 
 class TrainingBatches:
@@ -58,22 +65,22 @@ class TrainingBatches:
         self._dataset = None
         self._batch_size = int(batch_size)
         self._seed = int(seed)
-        if isinstance(x, tuple) and len(x) == 2 and all(isinstance(a, np.ndarray) for a in x):
-            x, self._labels = x
-            if len(self._labels) != len(x):
+        data = classify_fit_input(x)
+        if data.kind is InputKind.PAIR and all(isinstance(a, np.ndarray) for a in x):
+            images, self._labels = x
+            if len(self._labels) != len(images):
                 raise ValueError(
-                    f"expected one label per image; received {len(self._labels)} labels for {len(x)} images."
+                    f"expected one label per image; received {len(self._labels)} labels for {len(images)} images."
                 )
-        if isinstance(x, np.ndarray):
-            if x.ndim != 4 or len(x) == 0:
-                raise ValueError(f"expected images [N, H, W, C] with N >= 1; received shape {list(x.shape)}.")
-            self._array = x
-        elif backend_name() == "tensorflow" and _is_tf_dataset(x):
+            self._array = _image_array(images)
+        elif data.kind is InputKind.ARRAYS and isinstance(x, np.ndarray):
+            self._array = _image_array(x)
+        elif data.kind is InputKind.DATASET and backend_name() == "tensorflow":
             self._dataset = x
         else:
             raise ValueError(
                 "batch-norm statistics are re-estimated from the training data, which must be a "
-                f"NumPy array or a tf.data.Dataset; received {type(x).__name__}."
+                f"NumPy array or a tf.data.Dataset; received {data.describe()}."
             )
 
     def take(self, count: int, *, epoch: int = 0) -> Iterator[np.ndarray]:
@@ -94,12 +101,6 @@ class TrainingBatches:
             if isinstance(images, dict):
                 raise ValueError(f"expected image batches; received a dict with keys {sorted(images)}.")
             yield images
-
-
-def _is_tf_dataset(x) -> bool:
-    import tensorflow as tf
-
-    return isinstance(x, tf.data.Dataset)
 
 
 def refresh_statistics(model, batches) -> int:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import keras
 from keras import ops
 
+from tfp_realnvp.internal.arguments import check_int
 from tfp_realnvp.internal.backend import tfd
 from tfp_realnvp.internal.validation import check_event_shape
 
@@ -45,9 +46,7 @@ class ConditionalNormal(keras.layers.Layer):
 
     def __init__(self, num_classes: int, event_shape: Sequence[int], **kwargs):
         super().__init__(**kwargs)
-        if isinstance(num_classes, bool) or int(num_classes) != num_classes or int(num_classes) < 1:
-            raise ValueError(f"num_classes must be an integer >= 1; received {num_classes!r}.")
-        self.num_classes = int(num_classes)
+        self.num_classes = check_int(num_classes, name="num_classes")
         self.event_shape = check_event_shape(event_shape, name="event_shape")
         shape = (self.num_classes, *self.event_shape)
         self.loc_table = self.add_weight(name="loc", shape=shape, initializer="zeros")

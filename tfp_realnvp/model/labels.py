@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import types
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
-from tfp_realnvp.internal.backend import backend_name
+from tfp_realnvp.model.inputs import InputKind, classify_fit_input, describe, is_pair
 
 
 def check_labels(labels: Any, *, num_classes: int, count: int | None = None, name: str = "labels") -> np.ndarray:
@@ -77,29 +76,30 @@ def posterior(class_log_likelihoods: np.ndarray, prior: np.ndarray) -> np.ndarra
     return np.exp(a - log_norm)
 
 
-def _is_tf_dataset(x) -> bool:
-    if backend_name() != "tensorflow":
-        try:
-            import tensorflow as tf
-        except ImportError:
-            return False
-    else:
-        import tensorflow as tf
-    return isinstance(x, tf.data.Dataset)
-
-
 def _pairs(batches) -> Iterator[tuple]:
     """Wraps ``(images, labels)`` elements as ``((images, labels),)``: Keras' ``x`` is the pair."""
     for element in batches:
-        if isinstance(element, (tuple, list)) and len(element) == 1 and isinstance(element[0], (tuple, list)):
+        if isinstance(element, (tuple, list)) and len(element) == 1 and is_pair(element[0]):
             yield tuple(element)
-        elif isinstance(element, (tuple, list)) and len(element) == 2:
+        elif is_pair(element):
             yield ((element[0], element[1]),)
         else:
             raise ValueError(
                 "a class-conditional model trains on (images, labels) batches; received an element of "
                 f"type {type(element).__name__}."
             )
+
+
+def _labelled_dataset(dataset):
+    """A ``tf.data.Dataset`` of ``(images, labels)`` elements as one of ``((images, labels),)``."""
+    spec = dataset.element_spec
+    if isinstance(spec, tuple) and len(spec) == 2 and not isinstance(spec[0], tuple):
+        return dataset.map(lambda images, labels: ((images, labels),))
+    if isinstance(spec, tuple) and len(spec) == 1 and isinstance(spec[0], tuple) and len(spec[0]) == 2:
+        return dataset
+    raise ValueError(
+        f"a class-conditional model trains on a dataset of (images, labels) batches; received element spec {spec}."
+    )
 
 
 def labelled_fit_input(x, y, *, num_classes: int):
@@ -113,33 +113,27 @@ def labelled_fit_input(x, y, *, num_classes: int):
     Raises:
         ValueError: when labels are missing, naming what was received.
     """
-    if x is not None and y is not None and not _is_tf_dataset(x):
+    data = classify_fit_input(x, y)
+    if data.kind is InputKind.ARRAYS and y is not None:
         images = np.asarray(x)
         return (images, check_labels(y, num_classes=num_classes, count=len(images))), None
-    if isinstance(x, (tuple, list)) and len(x) == 2 and y is None:
+    if data.kind is InputKind.PAIR:
         images = np.asarray(x[0])
         return (images, check_labels(x[1], num_classes=num_classes, count=len(images))), None
-    if _is_tf_dataset(x):
-        spec = x.element_spec
-        if isinstance(spec, tuple) and len(spec) == 2 and not isinstance(spec[0], tuple):
-            return x.map(lambda images, labels: ((images, labels),)), None
-        if isinstance(spec, tuple) and len(spec) == 1 and isinstance(spec[0], tuple) and len(spec[0]) == 2:
-            return x, None
-        raise ValueError(
-            f"a class-conditional model trains on a dataset of (images, labels) batches; received element spec {spec}."
-        )
-    if isinstance(x, (types.GeneratorType, Iterator)):
+    if data.kind is InputKind.DATASET:
+        return _labelled_dataset(x), None
+    if data.kind is InputKind.ITERATOR:
         return _pairs(x), None
-    shape = list(np.shape(x)) if x is not None else None
     raise ValueError(
         f"a class-conditional model (num_classes={num_classes}) needs labels: pass fit(images, labels), "
-        f"fit((images, labels)) or a dataset of (images, labels); received x of shape {shape} and no labels."
+        f"fit((images, labels)), a dataset or a generator of (images, labels); received {data.describe()} "
+        "as x and no labels."
     )
 
 
 def labelled_validation_data(data, *, num_classes: int):
     """``validation_data`` for ``fit``: ``(images, labels)`` arrays or a dataset, as ``labelled_fit_input``."""
-    if isinstance(data, (tuple, list)) and len(data) == 2 and not _is_tf_dataset(data):
+    if classify_fit_input(data).kind is InputKind.PAIR:
         x, _ = labelled_fit_input(data[0], data[1], num_classes=num_classes)
         return (x, None)
     x, _ = labelled_fit_input(data, None, num_classes=num_classes)
@@ -161,20 +155,14 @@ def split_model_inputs(inputs: Any, *, num_classes: int | None) -> tuple[Any, An
         if isinstance(inputs, (tuple, list, dict)):
             raise ValueError(
                 "this RealNVP is unconditional (num_classes=None) and takes images only; received "
-                f"a {type(inputs).__name__} of {len(inputs)} items (labels given to an unconditional model?)."
+                f"{describe(inputs)} (labels given to an unconditional model?)."
             )
         return inputs, None
     if isinstance(inputs, dict) and set(inputs) == {"images", "labels"}:
         return inputs["images"], inputs["labels"]
-    if isinstance(inputs, (tuple, list)) and len(inputs) == 2:
+    if is_pair(inputs):
         return inputs[0], inputs[1]
-    if isinstance(inputs, dict):
-        received = f"a {type(inputs).__name__} with keys {sorted(inputs)}"
-    elif isinstance(inputs, (tuple, list)):
-        received = f"a {type(inputs).__name__} of {len(inputs)} items"
-    else:
-        received = f"a tensor of shape {list(getattr(inputs, 'shape', []))}"
     raise ValueError(
         f"this RealNVP is class-conditional (num_classes={num_classes}) and needs (images, labels); "
-        f"received {received} (labels missing?)."
+        f"received {describe(inputs)} (labels missing?)."
     )

@@ -5,7 +5,18 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from tfp_realnvp.internal.arguments import check_number
 from tfp_realnvp.internal.moving_stats import channel_moments, update_moving_moments
+
+
+def check_momentum(value, *, name: str = "momentum") -> float:
+    """``value`` as a float decay of moving averages, in ``[0, 1)``.
+
+    Raises:
+        ValueError: naming ``name`` and the value received.
+    """
+    check_number(value, name=name, low=0.0, strict=False)
+    return check_number(value, name=name, high=1.0)
 
 
 @keras.saving.register_keras_serializable(package="tfp_realnvp")
@@ -27,12 +38,8 @@ class ConditionerBatchNorm(keras.layers.Layer):
 
     def __init__(self, *, momentum: float = 0.9, epsilon: float = 1e-4, **kwargs):
         super().__init__(**kwargs)
-        if not 0.0 <= float(momentum) < 1.0:
-            raise ValueError(f"momentum must lie in [0, 1); received {momentum!r}.")
-        if not float(epsilon) > 0.0:
-            raise ValueError(f"epsilon must be positive; received {epsilon!r}.")
-        self.momentum = float(momentum)
-        self.epsilon = float(epsilon)
+        self.momentum = check_momentum(momentum)
+        self.epsilon = check_number(epsilon, name="epsilon", low=0.0)
 
     def build(self, input_shape):
         c = (int(input_shape[-1]),)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from tfp_realnvp.internal.arguments import check_int
+
 
 @keras.saving.register_keras_serializable(package="tfp_realnvp")
 class ContextEmbedding(keras.layers.Layer):
@@ -22,9 +24,7 @@ class ContextEmbedding(keras.layers.Layer):
 
     def __init__(self, channels: int, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(channels, bool) or int(channels) != channels or int(channels) < 1:
-            raise ValueError(f"channels must be an integer >= 1; received {channels!r}.")
-        self.channels = int(channels)
+        self.channels = check_int(channels, name="channels")
 
     def build(self, input_shape):
         k = int(input_shape[-1])

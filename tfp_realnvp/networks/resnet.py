@@ -5,7 +5,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from tfp_realnvp.networks.batch_norm import ConditionerBatchNorm
+from tfp_realnvp.internal.arguments import check_int
+from tfp_realnvp.networks.batch_norm import ConditionerBatchNorm, check_momentum
 from tfp_realnvp.networks.weight_norm import WeightNormConv2D
 
 
@@ -45,18 +46,11 @@ class ResNetConditioner(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        for key, value, low in (
-            ("out_channels", out_channels, 1),
-            ("num_filters", num_filters, 1),
-            ("num_blocks", num_blocks, 0),
-        ):
-            if isinstance(value, bool) or int(value) != value or int(value) < low:
-                raise ValueError(f"{key} must be an integer >= {low}; received {value!r}.")
-        self.out_channels = int(out_channels)
-        self.num_filters = int(num_filters)
-        self.num_blocks = int(num_blocks)
+        self.out_channels = check_int(out_channels, name="out_channels")
+        self.num_filters = check_int(num_filters, name="num_filters")
+        self.num_blocks = check_int(num_blocks, name="num_blocks", low=0)
         self.batch_norm = bool(batch_norm)
-        self.batch_norm_momentum = float(batch_norm_momentum)
+        self.batch_norm_momentum = check_momentum(batch_norm_momentum, name="batch_norm_momentum")
         layer_kw = {"dtype": self.dtype_policy}
         self.conv_in = WeightNormConv2D(self.num_filters, name="conv_in", **layer_kw)
         for i in range(self.num_blocks):

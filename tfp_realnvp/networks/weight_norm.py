@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from tfp_realnvp.internal.arguments import check_int
+
 
 @keras.saving.register_keras_serializable(package="tfp_realnvp")
 class WeightNormConv2D(keras.layers.Layer):
@@ -23,12 +25,8 @@ class WeightNormConv2D(keras.layers.Layer):
 
     def __init__(self, filters: int, *, kernel_size: int = 3, zero_init: bool = False, **kwargs):
         super().__init__(**kwargs)
-        if int(filters) <= 0:
-            raise ValueError(f"filters must be a positive integer; received {filters!r}.")
-        if int(kernel_size) <= 0:
-            raise ValueError(f"kernel_size must be a positive integer; received {kernel_size!r}.")
-        self.filters = int(filters)
-        self.kernel_size = int(kernel_size)
+        self.filters = check_int(filters, name="filters")
+        self.kernel_size = check_int(kernel_size, name="kernel_size")
         self.zero_init = bool(zero_init)
 
     def build(self, input_shape):

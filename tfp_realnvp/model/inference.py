@@ -1,0 +1,151 @@
+"""``RealNVP``'s inference API: densities, bits/dim, encode and decode, on NumPy and on tensors.
+
+The NumPy methods (``log_prob``, ``bits_per_dim``, ``encode``, ``decode``) check what
+they receive and run one compiled function per method over batches of ``batch_size``;
+the ``*_tensor`` methods are the functions they compile, for graphs and exports.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+from tfp_realnvp.internal.arguments import check_int
+from tfp_realnvp.internal.validation import as_image_batch
+
+
+class InferenceMixin:
+    """``RealNVP`` methods that evaluate the trained flow, batch norm in inference mode.
+
+    The model provides ``image_shape``, the flow, ``_pixels`` (dequantization),
+    ``_compiled_fn`` (compiled functions, one per key), ``check_labels`` and
+    ``to_bits_per_dim``.
+    """
+
+    def _image_batch(self, images) -> np.ndarray:
+        """``images`` as a checked NumPy ``[N, H, W, C]`` batch with ``N >= 1``."""
+        arr = np.asarray(keras.ops.convert_to_numpy(images))
+        if arr.size == 0:
+            raise ValueError(f"images must hold at least one image; received shape {list(arr.shape)}.")
+        return as_image_batch(arr, image_shape=self.image_shape)
+
+    def _batched(self, key, fn, inputs, batch_size: int) -> np.ndarray:
+        """``fn`` compiled once and run over ``inputs`` (an array, or a tuple of arrays of
+        one length, each passed as an argument) in slices of ``batch_size``."""
+        batch_size = check_int(batch_size, name="batch_size")
+        arrays = tuple(inputs) if isinstance(inputs, tuple) else (inputs,)
+        if len(arrays[0]) == 0:
+            raise ValueError(f"received an empty batch of shape {list(arrays[0].shape)}.")
+        compiled = self._compiled_fn(key, fn)
+        outs = [
+            keras.ops.convert_to_numpy(compiled(*(a[i : i + batch_size] for a in arrays)))
+            for i in range(0, len(arrays[0]), batch_size)
+        ]
+        return np.concatenate(outs, axis=0)
+
+    def log_prob(self, images, labels=None, *, batch_size: int = 256) -> np.ndarray:
+        """``log p(x)`` (conditional model: ``log p(x | y)``) in nats per image, batch
+        norm in inference mode.
+
+        Args:
+            images: ``[N, H, W, C]`` (or one ``[H, W, C]`` image) in ``[0, 256)``.
+                Integer images are dequantized with ``dequantization_noise``; float
+                images are evaluated as they are.
+            labels: for a class-conditional model, integer labels ``[N]`` in
+                ``[0, num_classes)`` (or one int for all); ``None`` otherwise.
+            batch_size: images per compiled call.
+
+        Returns:
+            float32 ``[N]``.
+
+        Raises:
+            ValueError: naming the shape, value range, labels or ``batch_size`` received.
+        """
+        images = self._image_batch(images)
+        labels = self.check_labels(labels, len(images))
+        if labels is None:
+            return self._batched("log_prob", lambda x: self(x, training=False), images, batch_size)
+        return self._batched("log_prob_labels", lambda x, y: self((x, y), training=False), (images, labels), batch_size)
+
+    def bits_per_dim(self, images, labels=None, *, batch_size: int = 256) -> np.ndarray:
+        """Bits per dimension per image, ``-log p(x) / (D ln 2)`` (conditional model:
+        ``-log p(x | y) / (D ln 2)``; see ``log_prob``)."""
+        return self.to_bits_per_dim(self.log_prob(images, labels, batch_size=batch_size))
+
+    def encode_tensor(self, images, labels=None):
+        """``z = f(x)`` on backend tensors, for compiled functions and exported graphs.
+
+        Args:
+            images: ``[N, H, W, C]`` tensor; integer images are dequantized with the
+                seeded per-image noise (``tfp_realnvp.model.dequantization``), float images
+                are taken as they are. Not checked: ``encode`` checks NumPy input.
+            labels: int32 ``[N]`` for a conditional model, else ``None``.
+
+        Returns:
+            float32 latents ``[N, H, W, C]`` (batch norm in inference mode).
+        """
+        x = self._pixels(images, training=False)
+        if labels is None:
+            return self._flow.inverse(x, training=False)
+        return self._flow.inverse(x, training=False, conditional_input=self.context(labels))
+
+    def decode_tensor(self, z, labels=None):
+        """uint8 images ``clip(floor(g(z)), 0, 255)`` on backend tensors (see ``decode``).
+
+        Args:
+            z: latents ``[N, H, W, C]``; not checked for finiteness here.
+            labels: int32 ``[N]`` for a conditional model, else ``None``.
+        """
+        z = ops.cast(z, "float32")
+        if labels is None:
+            x = self._flow.forward(z, training=False)
+        else:
+            x = self._flow.forward(z, training=False, conditional_input=self.context(labels))
+        return ops.cast(ops.clip(ops.floor(x), 0.0, 255.0), "uint8")
+
+    def encode(self, images, labels=None, *, batch_size: int = 256) -> np.ndarray:
+        """Latent ``z = f(x)`` (conditional: ``f(x; y)``), the flow's ``inverse``, batch
+        norm in inference mode.
+
+        Args:
+            images: as for ``log_prob``; integer images are dequantized first, so
+                ``decode(encode(x)) == x`` for integer ``x`` (with the same labels).
+            labels: for a class-conditional model, integer labels ``[N]`` (or one int).
+            batch_size: images per compiled call.
+
+        Returns:
+            float32 ``[N, H, W, C]``.
+        """
+        images = self._image_batch(images)
+        labels = self.check_labels(labels, len(images))
+        if labels is None:
+            return self._batched("encode", self.encode_tensor, images, batch_size)
+        return self._batched("encode_labels", self.encode_tensor, (images, labels), batch_size)
+
+    def decode(self, z, labels=None, *, batch_size: int = 256) -> np.ndarray:
+        """uint8 images ``floor(g(z))`` (conditional: ``g(z; y)``) clipped to ``[0, 255]``
+        (the flow's ``forward``).
+
+        Args:
+            z: finite latents ``[N, H, W, C]``.
+            labels: for a class-conditional model, integer labels ``[N]`` (or one int).
+            batch_size: latents per compiled call.
+
+        Returns:
+            uint8 ``[N, H, W, C]``.
+
+        Raises:
+            ValueError: for a wrong shape, non-finite values or bad labels, naming them.
+        """
+        z = np.asarray(z, dtype=np.float32)
+        if z.ndim != 4 or tuple(z.shape[1:]) != self.image_shape:
+            raise ValueError(
+                f"z must have shape [N, {', '.join(map(str, self.image_shape))}]; received shape {list(z.shape)}."
+            )
+        if not np.all(np.isfinite(z)):
+            raise ValueError(f"z must be finite; received {int(np.sum(~np.isfinite(z)))} NaN or infinite values.")
+        labels = self.check_labels(labels, len(z))
+        if labels is None:
+            return self._batched("decode", self.decode_tensor, z, batch_size)
+        return self._batched("decode_labels", self.decode_tensor, (z, labels), batch_size)
