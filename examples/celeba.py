@@ -11,33 +11,41 @@ normalization after every coupling.
 
 Every flag of ``python -m tfp_realnvp train`` is accepted and overrides the defaults
 below (e.g. ``--data some_folder_of_faces --image-size 64`` trains on local images).
+From Python, the same run is ``tfp_realnvp.train(**PAPER_DEFAULTS, steps=100000)``.
 """
 
 from __future__ import annotations
 
+import shlex
 import sys
 
-from tfp_realnvp.cli import main
+import tfp_realnvp
+from tfp_realnvp.cli import exit_status
+from tfp_realnvp.cli.parser import FlagParser
+from tfp_realnvp.cli.train import add_train_arguments, training_config
 
-PAPER_DEFAULTS = [
-    "--data",
-    "celeb_a",
-    "--test-split",
-    "test",
-    "--num-scales",
-    "5",
-    "--num-filters",
-    "32",
-    "--num-blocks",
-    "2",
-    "--batch-size",
-    "64",
-    "--learning-rate",
-    "1e-3",
-    "--flip",
-    "--output-dir",
-    "celeba_output",
-]
+PAPER_DEFAULTS = {
+    "data": "celeb_a",
+    "test_split": "test",
+    "num_scales": 5,
+    "num_filters": 32,
+    "num_blocks": 2,
+    "batch_size": 64,
+    "learning_rate": 1e-3,
+    "flip": True,
+    "output_dir": "celeba_output",
+}
+
+
+def main(argv: list[str]) -> int:
+    """Trains with the paper's settings, as overridden by the flags in ``argv``; returns the exit status."""
+    parser = FlagParser(description=__doc__.splitlines()[0])
+    add_train_arguments(parser)
+    parser.set_defaults(**PAPER_DEFAULTS)
+    args = parser.parse_args(argv)
+    command = shlex.join(["python", sys.argv[0], *argv])
+    return exit_status(lambda: tfp_realnvp.train(config=training_config(args, parser=parser, command=command)), parser)
+
 
 if __name__ == "__main__":
-    raise SystemExit(main(["train", *PAPER_DEFAULTS, *sys.argv[1:]]))
+    raise SystemExit(main(sys.argv[1:]))

@@ -7,31 +7,40 @@ The paper reports 3.49 bits/dim on the test set after long training.
     python examples/cifar10.py --data-dir ~/tensorflow_datasets --steps 200000 --output-dir cifar_run
 
 Every flag of ``python -m tfp_realnvp train`` is accepted and overrides these defaults.
+From Python, the same run is ``tfp_realnvp.train(**PAPER_DEFAULTS, steps=200000)``.
 """
 
 from __future__ import annotations
 
+import shlex
 import sys
 
-from tfp_realnvp.cli import main
+import tfp_realnvp
+from tfp_realnvp.cli import exit_status
+from tfp_realnvp.cli.parser import FlagParser
+from tfp_realnvp.cli.train import add_train_arguments, training_config
 
-PAPER_DEFAULTS = [
-    "--data",
-    "cifar10",
-    "--num-scales",
-    "2",
-    "--num-filters",
-    "64",
-    "--num-blocks",
-    "8",
-    "--batch-size",
-    "64",
-    "--learning-rate",
-    "1e-3",
-    "--flip",
-    "--output-dir",
-    "cifar10_output",
-]
+PAPER_DEFAULTS = {
+    "data": "cifar10",
+    "num_scales": 2,
+    "num_filters": 64,
+    "num_blocks": 8,
+    "batch_size": 64,
+    "learning_rate": 1e-3,
+    "flip": True,
+    "output_dir": "cifar10_output",
+}
+
+
+def main(argv: list[str]) -> int:
+    """Trains with the paper's settings, as overridden by the flags in ``argv``; returns the exit status."""
+    parser = FlagParser(description=__doc__.splitlines()[0])
+    add_train_arguments(parser)
+    parser.set_defaults(**PAPER_DEFAULTS)
+    args = parser.parse_args(argv)
+    command = shlex.join(["python", sys.argv[0], *argv])
+    return exit_status(lambda: tfp_realnvp.train(config=training_config(args, parser=parser, command=command)), parser)
+
 
 if __name__ == "__main__":
-    raise SystemExit(main(["train", *PAPER_DEFAULTS, *sys.argv[1:]]))
+    raise SystemExit(main(sys.argv[1:]))

@@ -9,28 +9,38 @@ the IDX files (Debian's ``dataset-fashion-mnist`` installs them under
     python examples/fashion_mnist.py --epochs 20 --output-dir fmnist_run
 
 Every flag of ``python -m tfp_realnvp train`` is accepted and overrides these defaults.
+From Python, the same run is ``tfp_realnvp.train(**DEFAULTS, epochs=20)``.
 """
 
 from __future__ import annotations
 
+import shlex
 import sys
 
-from tfp_realnvp.cli import main
+import tfp_realnvp
+from tfp_realnvp.cli import exit_status
+from tfp_realnvp.cli.parser import FlagParser
+from tfp_realnvp.cli.train import add_train_arguments, training_config
 
-DEFAULTS = [
-    "--data",
-    "shipped",
-    "--num-scales",
-    "2",
-    "--num-filters",
-    "64",
-    "--num-blocks",
-    "4",
-    "--batch-size",
-    "64",
-    "--output-dir",
-    "fashion_mnist_output",
-]
+DEFAULTS = {
+    "data": "shipped",
+    "num_scales": 2,
+    "num_filters": 64,
+    "num_blocks": 4,
+    "batch_size": 64,
+    "output_dir": "fashion_mnist_output",
+}
+
+
+def main(argv: list[str]) -> int:
+    """Trains with these defaults, as overridden by the flags in ``argv``; returns the exit status."""
+    parser = FlagParser(description=__doc__.splitlines()[0])
+    add_train_arguments(parser)
+    parser.set_defaults(**DEFAULTS)
+    args = parser.parse_args(argv)
+    command = shlex.join(["python", sys.argv[0], *argv])
+    return exit_status(lambda: tfp_realnvp.train(config=training_config(args, parser=parser, command=command)), parser)
+
 
 if __name__ == "__main__":
-    raise SystemExit(main(["train", *DEFAULTS, *sys.argv[1:]]))
+    raise SystemExit(main(sys.argv[1:]))

@@ -210,7 +210,7 @@ def test_plan_steps():
         plan_steps(batches_per_pass=4, epochs=2, steps=5)
     with pytest.raises(ValueError, match="streamed source"):
         plan_steps(batches_per_pass=None, epochs=2)
-    with pytest.raises(ValueError, match="steps_per_epoch=0"):
+    with pytest.raises(ValueError, match=r"steps_per_epoch must be an integer >= 1; received 0\."):
         plan_steps(batches_per_pass=4, steps_per_epoch=0)
 
 

@@ -15,6 +15,8 @@ import time
 import keras
 import numpy as np
 
+from tfp_realnvp.training.run_files import CHECKPOINT_DIRNAME
+
 BACKEND = keras.backend.backend()
 
 #: Flags of a tiny model. On TensorFlow the train step runs without XLA (faster to
@@ -66,7 +68,7 @@ def start(argv: list[str], *, cwd=None) -> subprocess.Popen:
 
 def checkpoint_steps(out: pathlib.Path) -> list[int]:
     """Steps of the complete checkpoints in ``out/checkpoints``."""
-    folder = out / "checkpoints"
+    folder = out / CHECKPOINT_DIRNAME
     if not folder.is_dir():
         return []
     return sorted(int(p.name.split("-")[1]) for p in folder.iterdir() if p.name.startswith("step-"))

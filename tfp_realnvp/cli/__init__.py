@@ -14,16 +14,17 @@ into place, and a model already in ``--output-dir`` is replaced only when resumi
 with ``--fresh``.
 
 One module per command, each with its ``add_*_arguments`` and the function that runs
-it: ``train``, ``demo``, ``evaluate``, ``sample``, ``export``. Beside them: ``flags``
-(the flags several commands share), ``inputs`` (what ``--data`` gives: arrays, streams,
-tfds, labels), ``run_state`` (the output directory, the settings a checkpoint must
-match, resuming) and ``parser`` (the parser that remembers its flags, so errors from the
-library name ``--image-size`` rather than ``image_size``).
+it: ``train``, ``demo``, ``evaluate``, ``sample``, ``export``; ``train`` and ``demo``
+run :func:`tfp_realnvp.training.train`. Beside them: ``flags`` (the flags several
+commands share) and ``parser`` (the parser that remembers its flags, so errors and
+messages from the library name ``--image-size`` rather than ``image_size``).
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
+from collections.abc import Callable
 
 import keras
 
@@ -32,11 +33,20 @@ from tfp_realnvp.cli.evaluate import add_evaluate_arguments, evaluate
 from tfp_realnvp.cli.export import add_export_arguments, run_export
 from tfp_realnvp.cli.parser import FlagParser, cli_wording
 from tfp_realnvp.cli.sample import add_sample_arguments, sample
-from tfp_realnvp.cli.train import add_train_arguments, train
+from tfp_realnvp.cli.train import add_train_arguments, run_train
 from tfp_realnvp.training.checkpoints import TrainingDiverged
 from tfp_realnvp.training.interrupts import Interrupted
 
-__all__ = ["EXIT_DIVERGED", "EXIT_USAGE", "add_export_arguments", "build_parser", "cli_wording", "main", "run_export"]
+__all__ = [
+    "EXIT_DIVERGED",
+    "EXIT_USAGE",
+    "add_export_arguments",
+    "build_parser",
+    "cli_wording",
+    "exit_status",
+    "main",
+    "run_export",
+]
 
 #: Exit status of a run whose training diverged (NaN or infinite loss or weights).
 EXIT_DIVERGED = 3
@@ -47,7 +57,7 @@ EXIT_USAGE = 2
 def _commands() -> list[tuple[str, str, object, object]]:
     """Every command: its name, help line, the function adding its flags and the one running it."""
     commands = [
-        ("train", "train a Real NVP and report test bits/dim", add_train_arguments, train),
+        ("train", "train a Real NVP and report test bits/dim", add_train_arguments, run_train),
         (
             "demo",
             "train a small Real NVP on the shipped Fashion-MNIST images (a few minutes on CPU)",
@@ -83,11 +93,26 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = argv
-    if getattr(args, "jit_compile", None) is not None:
-        args.jit_compile = {"auto": "auto", "true": True, "false": False}[args.jit_compile]
-    wording = parser.command(args.command)
+    # Errors and messages of the library name this command's flags.
+    args.parser = parser.command(args.command)
+    return exit_status(lambda: args.func(args), args.parser)
+
+
+def exit_status(run: Callable[[], object], parser: argparse.ArgumentParser | None = None) -> int:
+    """Calls ``run`` and turns what it raises into a message on stderr and an exit status.
+
+    Args:
+        run: the command.
+        parser: the parser of the command's flags; messages name its flags
+            (``--image-size``) instead of keywords (``image_size``).
+
+    Returns:
+        0 when ``run`` returned, :data:`EXIT_USAGE` for bad flags, files or data
+        (``ValueError``, ``OSError``), :data:`EXIT_DIVERGED` when training diverged,
+        128 + N when signal N stopped it.
+    """
     try:
-        args.func(args)
+        run()
     except TrainingDiverged as error:
         checkpoint = error.checkpoint
         where = (
@@ -96,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             if checkpoint is not None
             else "no checkpoint was written before; lower --learning-rate and run the command again"
         )
-        print(f"error: {cli_wording(str(error), wording)}\n{where}. No model was saved.", file=sys.stderr)
+        print(f"error: {cli_wording(str(error), parser)}\n{where}. No model was saved.", file=sys.stderr)
         return EXIT_DIVERGED
     except Interrupted as error:
         print(str(error), file=sys.stderr)
@@ -105,6 +130,6 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except (ValueError, OSError) as error:
-        print(f"error: {cli_wording(str(error), wording)}", file=sys.stderr)
+        print(f"error: {cli_wording(str(error), parser)}", file=sys.stderr)
         return EXIT_USAGE
     return 0

@@ -7,14 +7,22 @@ import argparse
 from tfp_realnvp import data as data_lib
 from tfp_realnvp.bijectors.recompute import RECOMPUTE_MODES
 from tfp_realnvp.cli.parser import positive_float, positive_int
+from tfp_realnvp.training.config import PRECISIONS, TrainingConfig
+
+#: ``--jit-compile`` values and the ``jit_compile`` of a training run they stand for.
+JIT_COMPILE_FLAGS = {"auto": "auto", "true": True, "false": False}
+#: The defaults of the options of a training run, as the ``train`` command offers them.
+TRAINING_DEFAULTS = TrainingConfig()
+#: The defaults of ``demo`` where they differ from ``train``'s.
+DEMO_EPOCHS, DEMO_TIME_BUDGET, DEMO_LEARNING_RATE, DEMO_OUTPUT_DIR = 100, 330.0, 3e-3, "demo_output"
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     """Adds the flags that say which images to read and how: ``--data``, ``--batch-size``, ``--stream``, ..."""
     parser.add_argument(
         "--data",
-        default="shipped",
-        help="'shipped' (Fashion-MNIST inside the package), a .npz file, an IDX directory, an image folder, or a tfds name such as cifar10 or celeb_a (default: shipped).",
+        default=TRAINING_DEFAULTS.data,
+        help=f"'shipped' (Fashion-MNIST inside the package), a .npz file, an IDX directory, an image folder, or a tfds name such as cifar10 or celeb_a (default: {TRAINING_DEFAULTS.data}).",
     )
     parser.add_argument(
         "--pad-to",
@@ -26,7 +34,10 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
         "--image-size", type=positive_int, default=None, help="center-crop and resize local images to this side."
     )
     parser.add_argument(
-        "--batch-size", type=positive_int, default=64, help="images per batch (default: 64, as in the paper)."
+        "--batch-size",
+        type=positive_int,
+        default=TRAINING_DEFAULTS.batch_size,
+        help=f"images per batch (default: {TRAINING_DEFAULTS.batch_size}, as in the paper).",
     )
     parser.add_argument("--data-dir", default=None, help="tfds data directory (tfds names only).")
     parser.add_argument(
@@ -48,23 +59,31 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--test-split",
-        default="test",
-        help="split for the final bits/dim report (default: test; tfds also accepts e.g. validation).",
+        default=TRAINING_DEFAULTS.test_split,
+        help=f"split for the final bits/dim report (default: {TRAINING_DEFAULTS.test_split}; tfds also accepts e.g. validation).",
     )
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """Adds the architecture flags of ``train``: scales, conditioner width and depth, batch norm."""
     parser.add_argument(
-        "--num-scales", type=positive_int, default=2, help="scales of the multi-scale flow (default: 2)."
+        "--num-scales",
+        type=positive_int,
+        default=TRAINING_DEFAULTS.num_scales,
+        help=f"scales of the multi-scale flow (default: {TRAINING_DEFAULTS.num_scales}).",
     )
     parser.add_argument(
         "--num-filters",
         type=positive_int,
-        default=64,
-        help="conditioner width at the first scale; doubles per scale (default: 64).",
+        default=TRAINING_DEFAULTS.num_filters,
+        help=f"conditioner width at the first scale; doubles per scale (default: {TRAINING_DEFAULTS.num_filters}).",
     )
-    parser.add_argument("--num-blocks", type=int, default=8, help="residual blocks per conditioner (default: 8).")
+    parser.add_argument(
+        "--num-blocks",
+        type=int,
+        default=TRAINING_DEFAULTS.num_blocks,
+        help=f"residual blocks per conditioner (default: {TRAINING_DEFAULTS.num_blocks}).",
+    )
     parser.add_argument(
         "--no-batch-norm", action="store_true", help="leave out the batch-normalization steps between couplings."
     )
@@ -72,11 +91,19 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_training_arguments(p: argparse.ArgumentParser, name: str) -> None:
     """Adds the flags of a training command (``name`` is ``train`` or ``demo``; their defaults differ)."""
+    add_step_arguments(p, name)
+    add_optimization_arguments(p, name)
+    add_output_arguments(p, name)
+
+
+def add_step_arguments(p: argparse.ArgumentParser, name: str) -> None:
+    """Adds how long a training command trains: ``--epochs``, ``--steps``, ``--steps-per-epoch``, ``--time-budget``."""
+    epochs = DEMO_EPOCHS if name == "demo" else TRAINING_DEFAULTS.default_epochs
     p.add_argument(
         "--epochs",
         type=positive_int,
         default=None,
-        help=f"training epochs (default: {100 if name == 'demo' else 10}; the demo stops at its --time-budget first). Not together with --steps.",
+        help=f"training epochs (default: {epochs}; the demo stops at its --time-budget first). Not together with --steps.",
     )
     p.add_argument(
         "--steps",
@@ -93,14 +120,19 @@ def add_training_arguments(p: argparse.ArgumentParser, name: str) -> None:
     p.add_argument(
         "--time-budget",
         type=float,
-        default=330.0 if name == "demo" else None,
+        default=DEMO_TIME_BUDGET if name == "demo" else TRAINING_DEFAULTS.time_budget,
         help="stop training after this many seconds (checked after every batch).",
     )
+
+
+def add_optimization_arguments(p: argparse.ArgumentParser, name: str) -> None:
+    """Adds the optimizer, batch-norm, memory, augmentation and precision flags of a training command."""
     p.add_argument(
         "--learning-rate",
         type=float,
-        default=3e-3 if name == "demo" else 1e-3,
-        help="Adam learning rate (default: 1e-3 as in the paper; the short demo uses 3e-3). A resumed run uses this value.",
+        default=DEMO_LEARNING_RATE if name == "demo" else TRAINING_DEFAULTS.learning_rate,
+        help=f"Adam learning rate (default: {TRAINING_DEFAULTS.learning_rate:g} as in the paper; the short demo uses "
+        f"{DEMO_LEARNING_RATE:g}). A resumed run uses this value.",
     )
     p.add_argument(
         "--batch-norm-momentum",
@@ -117,27 +149,33 @@ def add_training_arguments(p: argparse.ArgumentParser, name: str) -> None:
     p.add_argument(
         "--recompute",
         choices=list(RECOMPUTE_MODES),
-        default="none",
+        default=TRAINING_DEFAULTS.recompute,
         help="trade computation for memory in the train step: 'conditioner' recomputes each conditioner's activations in the backward pass, 'invertible' rebuilds every step's input from its output with the inverse (same gradients; see the README's memory table).",
     )
     p.add_argument("--flip", action="store_true", help="random horizontal flips (TensorFlow backend).")
     p.add_argument(
-        "--precision",
-        choices=["float32", "mixed_bfloat16", "mixed_float16"],
-        default="float32",
-        help="Keras dtype policy.",
+        "--precision", choices=list(PRECISIONS), default=TRAINING_DEFAULTS.precision, help="Keras dtype policy."
     )
     p.add_argument(
         "--jit-compile",
-        choices=["auto", "true", "false"],
+        choices=list(JIT_COMPILE_FLAGS),
         default="auto",
         help="XLA-compile the train step (auto: on where Keras deems it faster).",
     )
-    p.add_argument("--temperature", type=float, default=0.7, help="sampling temperature of the sample grids.")
-    p.add_argument("--seed", type=int, default=0, help="random seed (data order, noise, samples).")
+
+
+def add_output_arguments(p: argparse.ArgumentParser, name: str) -> None:
+    """Adds where a training command writes and how it starts: samples, seed, files, resume, checkpoints."""
+    p.add_argument(
+        "--temperature",
+        type=float,
+        default=TRAINING_DEFAULTS.temperature,
+        help="sampling temperature of the sample grids.",
+    )
+    p.add_argument("--seed", type=int, default=TRAINING_DEFAULTS.seed, help="random seed (data order, noise, samples).")
     p.add_argument(
         "--output-dir",
-        default="realnvp_output" if name == "train" else "demo_output",
+        default=TRAINING_DEFAULTS.output_dir if name == "train" else DEMO_OUTPUT_DIR,
         help="where the model, samples, report.json and checkpoints/ go.",
     )
     p.add_argument("--tensorboard", default=None, help="TensorBoard log directory (losses and sample images).")
@@ -162,14 +200,14 @@ def add_training_arguments(p: argparse.ArgumentParser, name: str) -> None:
     p.add_argument(
         "--checkpoint-every",
         type=positive_float,
-        default=600.0,
+        default=TRAINING_DEFAULTS.checkpoint_every,
         metavar="SECONDS",
-        help="also checkpoint after the batch during which this many seconds have passed since the last checkpoint (default: 600; checkpoints are written at every epoch end too).",
+        help=f"also checkpoint after the batch during which this many seconds have passed since the last checkpoint (default: {TRAINING_DEFAULTS.checkpoint_every:g}; checkpoints are written at every epoch end too).",
     )
     p.add_argument(
         "--keep-checkpoints",
         type=positive_int,
-        default=3,
+        default=TRAINING_DEFAULTS.keep_checkpoints,
         metavar="N",
-        help="keep the newest N checkpoints in --output-dir/checkpoints (default: 3).",
+        help=f"keep the newest N checkpoints in --output-dir/checkpoints (default: {TRAINING_DEFAULTS.keep_checkpoints}).",
     )

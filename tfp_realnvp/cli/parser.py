@@ -10,24 +10,27 @@ message with them.
 from __future__ import annotations
 
 import argparse
-import math
 import re
+
+from tfp_realnvp.internal.arguments import check_int, check_number
 
 
 def positive_int(text: str) -> int:
     """``argparse`` type: an integer >= 1, else an error naming ``text``."""
     value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer; received {text!r}")
-    return value
+    try:
+        return check_int(value, name="value")
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer; received {text!r}") from None
 
 
 def positive_float(text: str) -> float:
     """``argparse`` type: a finite number > 0, else an error naming ``text``."""
     value = float(text)
-    if not value > 0 or not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a positive number; received {text!r}")
-    return value
+    try:
+        return check_number(value, name="value", low=0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number; received {text!r}") from None
 
 
 class _FlagGroup:

@@ -4,17 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
-
 from tfp_realnvp.cli.parser import positive_int
 from tfp_realnvp.internal import atomic
 from tfp_realnvp.internal.visualize import save_grid
 from tfp_realnvp.model.files import load_realnvp
-
-
-def class_grid_labels(num_classes: int, columns: int) -> np.ndarray:
-    """Labels of a grid with one row per class: ``columns`` samples of each."""
-    return np.repeat(np.arange(num_classes, dtype=np.int32), columns)
+from tfp_realnvp.training.report import class_grid_labels
 
 
 def add_sample_arguments(parser: argparse.ArgumentParser) -> None:

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from tfp_realnvp.internal.arguments import check_int
 from tfp_realnvp.internal.backend import backend_name
 
 
@@ -29,15 +30,13 @@ def batches_per_pass(num_images: int, batch_size: int, *, drop_remainder: bool =
     """Batches in one pass over ``num_images`` images: ``ceil(num_images / batch_size)``,
     or ``floor`` with ``drop_remainder`` (every batch full, the last images of each
     pass's permutation left out of that pass)."""
-    if int(num_images) < 1:
-        raise ValueError(f"num_images must be >= 1; received {num_images!r}.")
-    if int(batch_size) < 1:
-        raise ValueError(f"batch_size must be >= 1; received {batch_size!r}.")
+    num_images = check_int(num_images, name="num_images")
+    batch_size = check_int(batch_size, name="batch_size")
     if drop_remainder:
-        if int(num_images) < int(batch_size):
+        if num_images < batch_size:
             raise ValueError(f"full batches of {batch_size} need at least as many images; received {num_images}.")
-        return int(num_images) // int(batch_size)
-    return math.ceil(int(num_images) / int(batch_size))
+        return num_images // batch_size
+    return math.ceil(num_images / batch_size)
 
 
 def pass_order(num_images: int, *, seed: int, data_pass: int) -> np.ndarray:
@@ -50,8 +49,7 @@ def batch_indices(
 ) -> Iterator[tuple[int, np.ndarray]]:
     """``(step, image indices)`` for every step from ``start_step`` on, without end."""
     per_pass = batches_per_pass(num_images, batch_size, drop_remainder=drop_remainder)
-    if int(start_step) < 0:
-        raise ValueError(f"start_step must be >= 0; received {start_step!r}.")
+    start_step = check_int(start_step, name="start_step", low=0)
     cached_pass, order = None, None
     for step in itertools.count(int(start_step)):
         data_pass, batch = divmod(step, per_pass)
@@ -157,8 +155,7 @@ def resumable_fit_input(
     images = np.asarray(images)
     if images.ndim != 4 or len(images) == 0:
         raise ValueError(f"images must be a non-empty [N, H, W, C] array; received shape {list(images.shape)}.")
-    if int(start_step) < 0:
-        raise ValueError(f"start_step must be >= 0; received {start_step!r}.")
+    start_step = check_int(start_step, name="start_step", low=0)
     if labels is not None:
         labels = np.asarray(labels)
         if labels.shape != (len(images),):

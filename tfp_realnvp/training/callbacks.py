@@ -7,8 +7,10 @@ import os
 import keras
 import numpy as np
 
+from tfp_realnvp.internal.arguments import check_int
 from tfp_realnvp.internal.backend import backend_name
 from tfp_realnvp.internal.visualize import image_grid, save_png
+from tfp_realnvp.training.run_files import sample_grid_name
 
 
 class SampleGrid(keras.callbacks.Callback):
@@ -46,8 +48,7 @@ class SampleGrid(keras.callbacks.Callback):
         columns: int | None = None,
     ):
         super().__init__()
-        if int(every) < 1:
-            raise ValueError(f"every must be >= 1; received {every!r}.")
+        every = check_int(every, name="every")
         self.directory = directory
         self.num_samples = int(num_samples)
         self.temperature = float(temperature)
@@ -76,7 +77,7 @@ class SampleGrid(keras.callbacks.Callback):
         if not self.write:
             return
         grid = image_grid(images, columns=self.columns)
-        self.paths.append(save_png(grid, os.path.join(self.directory, f"samples_epoch{epoch + 1:03d}.png"), scale=2))
+        self.paths.append(save_png(grid, os.path.join(self.directory, sample_grid_name(epoch + 1)), scale=2))
         if self.log_dir and backend_name() == "tensorflow":
             import tensorflow as tf
 

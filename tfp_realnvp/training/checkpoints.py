@@ -32,14 +32,14 @@ from typing import Any, NamedTuple
 import keras
 
 from tfp_realnvp.internal import atomic
+from tfp_realnvp.internal.arguments import check_int, check_number
 from tfp_realnvp.model.files import ModelFileError, NonFiniteWeightsError, check_finite_weights
 from tfp_realnvp.training.distributed import without_distribution
+from tfp_realnvp.training.run_files import MODEL_FILENAME, STATE_FILENAME
 
 PathLike = str | os.PathLike
 
 _NAME = re.compile(r"^step-(\d+)$")
-MODEL_FILENAME = "model.keras"
-STATE_FILENAME = "state.json"
 
 
 class TrainingDiverged(RuntimeError):
@@ -90,10 +90,8 @@ class CheckpointManager:
     """
 
     def __init__(self, directory: PathLike, *, keep: int = 3):
-        if isinstance(keep, bool) or int(keep) < 1:
-            raise ValueError(f"keep must be a positive integer; received {keep!r}.")
+        self.keep = check_int(keep, name="keep")
         self.directory = pathlib.Path(os.fspath(directory))
-        self.keep = int(keep)
 
     def checkpoints(self) -> list[Checkpoint]:
         """The complete checkpoints, oldest first."""
@@ -265,11 +263,10 @@ class CheckpointCallback(keras.callbacks.Callback):
         write: bool = True,
     ):
         super().__init__()
-        if every_seconds is not None and not float(every_seconds) > 0:
-            raise ValueError(f"every_seconds must be positive; received {every_seconds!r}.")
+        every_seconds = check_number(every_seconds, name="every_seconds", low=0, allow_none=True)
         self.manager = manager
         self.state_fn = state_fn or dict
-        self.every_seconds = None if every_seconds is None else float(every_seconds)
+        self.every_seconds = every_seconds
         self.signals = signals
         self.last = last
         self.write = bool(write)

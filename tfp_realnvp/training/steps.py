@@ -10,6 +10,7 @@ import keras
 import numpy as np
 
 from tfp_realnvp.internal import atomic
+from tfp_realnvp.internal.arguments import check_int, check_number
 from tfp_realnvp.internal.backend import backend_name
 
 
@@ -22,9 +23,7 @@ class TimeBudget(keras.callbacks.Callback):
 
     def __init__(self, seconds: float):
         super().__init__()
-        if not float(seconds) > 0:
-            raise ValueError(f"seconds must be positive; received {seconds!r}.")
-        self.seconds = float(seconds)
+        self.seconds = check_number(seconds, name="seconds", low=0)
         self.stopped_early = False
         self._start = None
 
@@ -43,9 +42,7 @@ class StopAfterSteps(keras.callbacks.Callback):
 
     def __init__(self, steps: int):
         super().__init__()
-        if int(steps) < 1:
-            raise ValueError(f"steps must be >= 1; received {steps!r}.")
-        self.steps = int(steps)
+        self.steps = check_int(steps, name="steps")
         self._done = 0
 
     def on_train_batch_end(self, batch, logs=None):
@@ -59,9 +56,7 @@ class StopAtStep(keras.callbacks.Callback):
 
     def __init__(self, step: int):
         super().__init__()
-        if isinstance(step, bool) or int(step) < 1:
-            raise ValueError(f"step must be >= 1; received {step!r}.")
-        self.step = int(step)
+        self.step = check_int(step, name="step")
 
     def on_train_batch_end(self, batch, logs=None):
         if int(keras.ops.convert_to_numpy(self.model.optimizer.iterations)) >= self.step:
@@ -107,14 +102,6 @@ class StepPlan:
     epochs: int
 
 
-def _positive(name: str, value) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer; received {name}={value!r}.")
-    return int(value)
-
-
 def plan_steps(
     *,
     batches_per_pass: int | None,
@@ -143,9 +130,10 @@ def plan_steps(
             ``steps`` or ``steps_per_epoch``, or a value that is not a positive
             integer, naming what was received.
     """
-    epochs, steps = _positive("epochs", epochs), _positive("steps", steps)
-    steps_per_epoch = _positive("steps_per_epoch", steps_per_epoch)
-    batches_per_pass = _positive("batches_per_pass", batches_per_pass)
+    epochs = check_int(epochs, name="epochs", allow_none=True)
+    steps = check_int(steps, name="steps", allow_none=True)
+    steps_per_epoch = check_int(steps_per_epoch, name="steps_per_epoch", allow_none=True)
+    batches_per_pass = check_int(batches_per_pass, name="batches_per_pass", allow_none=True)
     if epochs is not None and steps is not None:
         raise ValueError(
             f"give epochs or steps, not both; received epochs={epochs} and steps={steps} "
