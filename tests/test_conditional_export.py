@@ -12,7 +12,8 @@ pytestmark = pytest.mark.tf_only
 tf = pytest.importorskip("tensorflow")
 
 import tfp_realnvp  # noqa: E402 (after importorskip: without TensorFlow the module is skipped, not an import error)
-from tfp_realnvp.export import saved_model as export_lib  # noqa: E402 (after importorskip: without TensorFlow the module is skipped, not an import error)
+from tfp_realnvp import export as export_lib  # noqa: E402 (after importorskip: without TensorFlow the module is skipped, not an import error)
+from tfp_realnvp.export.signatures import CONDITIONAL_SIGNATURE_NAMES  # noqa: E402 (after importorskip, as above)
 
 IMAGE = (8, 8, 1)
 K = 3
@@ -35,7 +36,7 @@ def exported(tmp_path_factory):
 
 def test_signatures_take_labels_and_match_the_model(exported):
     model, served, path, images, labels = exported
-    assert set(served.signatures) == set(export_lib.CONDITIONAL_SIGNATURE_NAMES)
+    assert set(served.signatures) == set(CONDITIONAL_SIGNATURE_NAMES)
     out = served.signatures["serving_default"](images=tf.constant(images), labels=tf.constant(labels))
     np.testing.assert_allclose(out["log_prob"].numpy(), model.log_prob(images, labels), rtol=1e-5, atol=1e-3)
     np.testing.assert_allclose(out["bits_per_dim"].numpy(), model.bits_per_dim(images, labels), rtol=1e-5)

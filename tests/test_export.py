@@ -22,8 +22,11 @@ tf = pytest.importorskip("tensorflow")
 
 import tfp_realnvp  # noqa: E402 (after importorskip: without TensorFlow the module is skipped, not an import error)
 from tfp_realnvp import cli  # noqa: E402 (after importorskip, as above)
+from tfp_realnvp import export as export_lib  # noqa: E402 (after importorskip, as above)
 from tfp_realnvp.export import describe as export_description  # noqa: E402 (after importorskip, as above)
-from tfp_realnvp.export import saved_model as export_lib  # noqa: E402 (after importorskip, as above)
+from tfp_realnvp.export import metadata as export_metadata  # noqa: E402 (after importorskip, as above)
+from tfp_realnvp.export import signatures as export_signatures  # noqa: E402 (after importorskip, as above)
+from tfp_realnvp.export import versions as export_versions  # noqa: E402 (after importorskip, as above)
 
 IMAGE_SHAPE = (8, 8, 1)
 EXPECTED_SHAPE_TEXT = r"\[\?,8,8,1\]"
@@ -71,7 +74,7 @@ def test_export_writes_a_savedmodel_and_returns_its_directory(exported, model, b
     assert isinstance(exported, pathlib.Path)
     assert (exported / "saved_model.pb").is_file()
     assert (exported / "variables").is_dir()
-    assert (exported / "assets" / export_lib.METADATA_FILENAME).is_file()
+    assert (exported / "assets" / export_metadata.METADATA_FILENAME).is_file()
     assert not (exported / "stale.txt").exists(), "overwrite=True must replace the old directory"
     assert not [p for p in exported.parent.iterdir() if "partial" in p.name], "staging directory left behind"
 
@@ -84,7 +87,7 @@ def test_served_object_holds_the_flow_variables(served, model):
     saved = {tuple(v.shape) for v in served.model_variables}
     assert len(served.model_variables) == len(read)
     assert saved == {tuple(v.shape) for v in read}
-    assert set(served.signatures) == set(export_lib.SIGNATURE_NAMES)
+    assert set(served.signatures) == set(export_signatures.SIGNATURE_NAMES)
 
 
 def test_metadata_json(exported, served, model, bpd_images):
@@ -250,7 +253,7 @@ def test_saved_model_cli_lists_the_signatures(exported):
     assert export_description._saved_model_cli() == str(cli)
     listing = export_description.describe_export(exported)
     assert "Concrete Functions" in listing, "expected the saved_model_cli output"
-    for name in export_lib.SIGNATURE_NAMES:
+    for name in export_signatures.SIGNATURE_NAMES:
         assert f"signature_def['{name}']" in listing
     for expected in (
         "inputs['images']",
@@ -268,7 +271,7 @@ def test_saved_model_cli_lists_the_signatures(exported):
         assert expected in listing
     # Without the tool, the same SignatureDef listing is read from saved_model.pb.
     fallback = export_description.describe_export(exported, use_cli=False)
-    assert fallback.count("signature_def[") >= len(export_lib.SIGNATURE_NAMES)
+    assert fallback.count("signature_def[") >= len(export_signatures.SIGNATURE_NAMES)
     assert listing.startswith(fallback), "the fallback differs from the saved_model_cli SignatureDefs"
 
 
@@ -334,28 +337,42 @@ def test_versioned_directories(model, tmp_path):
     assert (base / "7" / "marker").read_text() == "old"
     assert sorted(p.name for p in base.iterdir()) == ["2", "30.bak", "7", "8", "notes"]
     # Explicit versions; the first version of a new base directory is 1.
-    assert export_lib._resolve_target(base, 12) == base / "12"
-    assert export_lib._resolve_target(base, "12") == base / "12"
-    assert export_lib._resolve_target(tmp_path / "fresh", "auto") == tmp_path / "fresh" / "1"
+    assert export_versions.resolve_target(base, 12) == base / "12"
+    assert export_versions.resolve_target(base, "12") == base / "12"
+    assert export_versions.resolve_target(tmp_path / "fresh", "auto") == tmp_path / "fresh" / "1"
     # An existing empty directory may be written into; a file may not be replaced.
     (tmp_path / "empty").mkdir()
-    export_lib._check_writable(tmp_path / "empty", overwrite=False)
+    export_versions.check_writable(tmp_path / "empty", overwrite=False)
     (tmp_path / "file").write_text("")
     with pytest.raises(FileExistsError, match="not a directory"):
-        export_lib._check_writable(tmp_path / "file", overwrite=True)
+        export_versions.check_writable(tmp_path / "file", overwrite=True)
 
 
-@pytest.mark.parametrize("version", [-1, "latest", True, 1.5])
+@pytest.mark.parametrize("version", [-1, "latest", True, 1.5, "-1", None])
 def test_bad_version_is_named(model, tmp_path, version):
-    with pytest.raises(ValueError, match="version"):
-        export_lib.export_saved_model(model, tmp_path, version=version)
+    message = rf"version must be 'auto' or an integer >= 0 \(a TF Serving model version\); received {re.escape(repr(version))}\."
+    with pytest.raises(ValueError, match=message):
+        export_versions.parse_version(version)
+    if version is not None:
+        with pytest.raises(ValueError, match=message):
+            export_lib.export_saved_model(model, tmp_path, version=version)
+
+
+def test_version_parsing():
+    assert export_versions.parse_version("auto") == "auto"
+    assert export_versions.parse_version("12") == 12
+    assert export_versions.parse_version(np.int64(3)) == 3
+    assert export_versions.parse_version(0) == 0
 
 
 def test_bad_bits_per_dim_arguments(model, tmp_path):
     with pytest.raises(ValueError, match="not both"):
         export_lib.export_saved_model(model, tmp_path, measured_bits_per_dim=3.0, images_for_bpd=_images(2, 0))
-    with pytest.raises(ValueError, match="finite"):
-        export_lib.export_saved_model(model, tmp_path, measured_bits_per_dim=float("nan"))
+    for bad in (float("nan"), "3.0", True):
+        with pytest.raises(
+            ValueError, match=rf"measured_bits_per_dim must be a finite number; received {re.escape(repr(bad))}\."
+        ):
+            export_lib.export_saved_model(model, tmp_path, measured_bits_per_dim=bad)
     with pytest.raises(ValueError, match="integer pixel values"):
         export_lib.export_saved_model(model, tmp_path, images_for_bpd=np.zeros((2, *IMAGE_SHAPE), np.float32))
     with pytest.raises(ValueError, match=r"\[N, 8, 8, 1\]"):

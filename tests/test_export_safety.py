@@ -14,8 +14,9 @@ pytestmark = pytest.mark.tf_only
 
 tf = pytest.importorskip("tensorflow")
 
+from tfp_realnvp import export as export_lib  # noqa: E402 (after importorskip: without TensorFlow the module is skipped, not an import error)
 from tfp_realnvp.cli import main  # noqa: E402 (after importorskip: without TensorFlow the module is skipped, not an import error)
-from tfp_realnvp.export import saved_model as export_lib  # noqa: E402 (after importorskip: without TensorFlow the module is skipped, not an import error)
+from tfp_realnvp.export.signatures import DEFAULT_MAX_SAMPLES  # noqa: E402 (after importorskip, as above)
 from tfp_realnvp.internal import atomic  # noqa: E402 (after importorskip: without TensorFlow the module is skipped, not an import error)
 from tfp_realnvp.model.files import save_realnvp  # noqa: E402 (after importorskip: without TensorFlow the module is skipped, not an import error)
 from tfp_realnvp.model.realnvp import RealNVP  # noqa: E402 (after importorskip: without TensorFlow the module is skipped, not an import error)
@@ -143,8 +144,8 @@ def test_sample_is_bounded_by_the_value_fixed_at_export(served, model, tmp_path)
         _sample(loaded, 1_000_000)
     # The default bound.
     default = export_lib.export_saved_model(model, tmp_path / "default")
-    assert export_lib.load_metadata(default)["max_samples"] == export_lib.DEFAULT_MAX_SAMPLES == 1024
-    with pytest.raises(ValueError, match="max_samples must be a positive integer"):
+    assert export_lib.load_metadata(default)["max_samples"] == DEFAULT_MAX_SAMPLES == 1024
+    with pytest.raises(ValueError, match=r"max_samples must be an integer >= 1 and <= 2147483647; received 0\."):
         export_lib.export_saved_model(model, tmp_path / "bad", max_samples=0)
 
 
@@ -195,4 +196,11 @@ def test_export_cli_records_max_samples(model_file, tmp_path, capsys):
         == 2
     )
     err = capsys.readouterr().err
-    assert "--max-samples must be a positive integer" in err and "received 0" in err
+    assert "--max-samples must be an integer >= 1 and <= 2147483647; received 0." in err
+
+
+def test_export_cli_checks_eval_images(model_file, tmp_path, capsys):
+    argv = ["export", "--model", str(model_file), "--output", str(tmp_path / "e"), "--no-describe"]
+    assert main([*argv, "--eval-data", str(tmp_path / "eval.npz"), "--eval-images", "0"]) == 2
+    assert "--eval-images must be an integer >= 1; received 0." in capsys.readouterr().err
+    assert not (tmp_path / "e").exists()

@@ -14,8 +14,7 @@ from tfp_realnvp.bijectors import (
     Squeeze,
 )
 from tfp_realnvp.bijectors.recompute import RECOMPUTE_MODES
-from tfp_realnvp.export.describe import describe_export
-from tfp_realnvp.export.saved_model import ExportExistsError, export_saved_model, load_metadata
+from tfp_realnvp.export import ExportExistsError, describe_export, export_saved_model, load_metadata
 from tfp_realnvp.internal.backend import tfb, tfd, tfp
 from tfp_realnvp.internal.version import VERSION as __version__  # noqa: F401 (the package version, defined once)
 from tfp_realnvp.model.conditional_base import ConditionalNormal

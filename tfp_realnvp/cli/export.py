@@ -5,21 +5,30 @@ from __future__ import annotations
 import argparse
 import pathlib
 
+import numpy as np
+
+from tfp_realnvp.export import describe_export, export_saved_model, load_metadata
+from tfp_realnvp.export.metadata import METADATA_PATH
+from tfp_realnvp.export.signatures import DEFAULT_MAX_SAMPLES
+from tfp_realnvp.export.versions import AUTO_VERSION, parse_version
+from tfp_realnvp.internal.arguments import check_int
 from tfp_realnvp.model.files import load_realnvp
+from tfp_realnvp.model.realnvp import RealNVP
+
+#: Images of ``--eval-data`` on which ``export`` measures bits/dim, unless ``--eval-images`` says otherwise.
+DEFAULT_EVAL_IMAGES = 1000
 
 
 def _export_version(text: str) -> int | str:
-    if text == "auto":
-        return text
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"expected 'auto' or a non-negative integer; received {text!r}")
-    return int(text)
+    """``argparse`` type of ``--version``: ``auto`` or a non-negative integer."""
+    try:
+        return parse_version(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def add_export_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Adds the ``export`` command's flags to ``parser`` and returns it."""
-    from tfp_realnvp.export.saved_model import DEFAULT_MAX_SAMPLES
-
     parser.add_argument(
         "--model", required=True, metavar="PATH", help="path of the trained model (.keras file written by model.save)."
     )
@@ -33,8 +42,8 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
         "--version",
         type=_export_version,
         default=None,
-        metavar="N|auto",
-        help="write into OUTPUT/<version> (TF Serving layout): an integer, or 'auto' for the "
+        metavar=f"N|{AUTO_VERSION}",
+        help=f"write into OUTPUT/<version> (TF Serving layout): an integer, or '{AUTO_VERSION}' for the "
         "largest existing version + 1 (default: write into OUTPUT itself).",
     )
     parser.add_argument(
@@ -48,7 +57,7 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
         default=DEFAULT_MAX_SAMPLES,
         metavar="N",
         help=f"the most images one request to the served sample signature may ask for; recorded in "
-        f"assets/realnvp.json (default: {DEFAULT_MAX_SAMPLES}).",
+        f"{METADATA_PATH} (default: {DEFAULT_MAX_SAMPLES}).",
     )
     bpd = parser.add_mutually_exclusive_group()
     bpd.add_argument(
@@ -56,14 +65,14 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
         type=float,
         default=None,
         metavar="BPD",
-        help="bits/dim measured elsewhere, recorded in assets/realnvp.json.",
+        help=f"bits/dim measured elsewhere, recorded in {METADATA_PATH}.",
     )
     bpd.add_argument(
         "--eval-data",
         default=None,
         metavar="SOURCE",
         help="measure bits/dim at export on these images ('shipped', a .npz file, an IDX or image "
-        "directory; see tfp_realnvp.data.load_images) and record it in assets/realnvp.json.",
+        f"directory; see tfp_realnvp.data.load_images) and record it in {METADATA_PATH}.",
     )
     parser.add_argument(
         "--eval-split", default="test", metavar="SPLIT", help="split of --eval-data to measure on (default: test)."
@@ -71,9 +80,9 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
     parser.add_argument(
         "--eval-images",
         type=int,
-        default=1000,
+        default=DEFAULT_EVAL_IMAGES,
         metavar="N",
-        help="measure on at most this many images of --eval-data (default: 1000).",
+        help=f"measure on at most this many images of --eval-data (default: {DEFAULT_EVAL_IMAGES}).",
     )
     parser.add_argument(
         "--no-describe",
@@ -81,6 +90,19 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
         help="do not print the signature listing (saved_model_cli show --all) after exporting.",
     )
     return parser
+
+
+def _eval_images(args: argparse.Namespace, model: RealNVP) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The first ``--eval-images`` images of ``--eval-data`` (and their labels for a conditional model)."""
+    if args.eval_data is None:
+        return None, None
+    count = check_int(args.eval_images, name="eval_images")
+    from tfp_realnvp.data import load_images, load_labelled_images
+
+    if model.num_classes is None:
+        return load_images(args.eval_data, split=args.eval_split)[:count], None
+    images, labels, _ = load_labelled_images(args.eval_data, split=args.eval_split)
+    return images[:count], labels[:count]
 
 
 def run_export(args: argparse.Namespace) -> pathlib.Path:
@@ -92,24 +114,9 @@ def run_export(args: argparse.Namespace) -> pathlib.Path:
     Returns:
         The directory written.
     """
-    from tfp_realnvp.export.describe import describe_export
-    from tfp_realnvp.export.saved_model import export_saved_model, load_metadata
-
     model_path = pathlib.Path(args.model)
     model = load_realnvp(model_path)
-    images = labels = None
-    if args.eval_data is not None:
-        from tfp_realnvp.data import load_images
-
-        if args.eval_images < 1:
-            raise ValueError(f"--eval-images must be >= 1; received {args.eval_images}.")
-        if model.num_classes is None:
-            images = load_images(args.eval_data, split=args.eval_split)[: args.eval_images]
-        else:
-            from tfp_realnvp.data import load_labelled_images
-
-            images, labels, _ = load_labelled_images(args.eval_data, split=args.eval_split)
-            images, labels = images[: args.eval_images], labels[: args.eval_images]
+    images, labels = _eval_images(args, model)
     target = export_saved_model(
         model,
         args.output,

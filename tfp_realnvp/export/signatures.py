@@ -1,0 +1,244 @@
+"""The serving signatures of a ``RealNVP``, traced as concrete functions in inference mode.
+
+Batch norm runs on its moving averages and every float output is float32 whatever the
+training precision:
+
+* ``serving_default``: ``images`` uint8 ``[N, H, W, C]`` -> ``log_prob`` float32 ``[N]``
+  (nats) and ``bits_per_dim`` float32 ``[N]``, with the seeded dequantization noise of
+  :meth:`RealNVP.log_prob`.
+* ``sample``: ``num_samples`` int32 scalar, ``seed`` int32 ``[2]``, ``temperature``
+  float32 scalar -> ``images`` uint8 ``[num_samples, H, W, C]``; ``num_samples`` is at
+  most ``max_samples``, a bound fixed at export.
+* ``encode``: ``images`` uint8 -> ``z`` float32 ``[N, H, W, C]``.
+* ``decode``: ``z`` float32 -> ``images`` uint8 ``[N, H, W, C]``.
+
+A class-conditional model takes ``labels`` int32 ``[N]`` in every signature, and adds
+``classify``: ``images`` uint8 -> ``probabilities`` and ``class_log_prob`` float32
+``[N, K]`` and ``labels`` int32 ``[N]``.
+
+TF Serving feeds tensors of any shape and value to a signature, so each one checks its
+inputs in the graph: a wrong shape fails with "Shape of tensor images [1,9,8,1] is not
+compatible with expected shape [?,8,8,1]" rather than deep inside the flow, and an empty
+batch, a label out of range or a bad ``num_samples`` with a message that names it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from tfp_realnvp.export.metadata import METADATA_PATH
+from tfp_realnvp.internal.arguments import check_int
+
+#: Names of the exported signatures, in the order they are listed.
+SIGNATURE_NAMES = ("serving_default", "sample", "encode", "decode")
+
+#: Names of the signatures of a class-conditional model.
+CONDITIONAL_SIGNATURE_NAMES = SIGNATURE_NAMES + ("classify",)
+
+#: Largest ``num_samples`` the served ``sample`` signature accepts, unless the export
+#: sets another bound.
+DEFAULT_MAX_SAMPLES = 1024
+
+#: The largest ``max_samples`` there can be: ``num_samples`` is an int32.
+INT32_MAX = 2**31 - 1
+
+# The traces of a model, keyed by max_samples, kept on the model outside Keras' tracking.
+_TRACE_ATTRIBUTE = "_saved_model_signatures"
+
+
+def check_max_samples(value: Any) -> int:
+    """``value`` as an ``int`` when it is a valid ``max_samples`` (1 to the int32 maximum).
+
+    Raises:
+        ValueError: naming ``value`` otherwise.
+    """
+    return check_int(value, name="max_samples", high=INT32_MAX)
+
+
+class _RequestChecks:
+    """In-graph checks of what a request feeds a signature, with messages that name the signature."""
+
+    def __init__(self, event: list[int], num_classes: int | None):
+        self.event = event
+        self.num_classes = num_classes
+
+    def non_empty(self, tensor, signature: str, name: str):
+        """``tensor``, once its first dimension is checked to be positive."""
+        import tensorflow as tf
+
+        check = tf.debugging.assert_positive(
+            tf.shape(tensor)[0],
+            message=f"{signature}: {name} must hold at least one item; received an empty batch",
+        )
+        with tf.control_dependencies([check]):
+            return tf.identity(tensor)
+
+    def images(self, images, signature: str, name: str = "images"):
+        """A non-empty batch of the model's event shape."""
+        import tensorflow as tf
+
+        images = tf.ensure_shape(images, [None, *self.event], name=f"check_{name}_shape")
+        return self.non_empty(images, signature, name)
+
+    def labels(self, labels, count, signature: str):
+        """One label in ``[0, num_classes)`` for each of ``count`` items."""
+        import tensorflow as tf
+
+        labels = tf.ensure_shape(labels, [None], name="check_labels_shape")
+        in_range = f"{signature}: labels must lie in [0, {self.num_classes})"
+        checks = [
+            tf.debugging.assert_non_negative(labels, message=in_range),
+            tf.debugging.assert_less(labels, tf.constant(self.num_classes, tf.int32), message=in_range),
+            tf.debugging.assert_equal(
+                tf.shape(labels)[0], count, message=f"{signature}: labels must hold one label per image"
+            ),
+        ]
+        with tf.control_dependencies(checks):
+            return tf.identity(labels)
+
+    def sample_arguments(self, num_samples, seed, temperature, max_samples: int) -> tuple:
+        """``num_samples``, ``seed``, ``temperature`` of their shapes, and the checks of their values."""
+        import tensorflow as tf
+
+        num_samples = tf.ensure_shape(num_samples, [], name="check_num_samples_shape")
+        seed = tf.ensure_shape(seed, [2], name="check_seed_shape")
+        temperature = tf.ensure_shape(temperature, [], name="check_temperature_shape")
+        checks = [
+            tf.debugging.assert_positive(num_samples, message="sample: num_samples must be a positive int32 scalar"),
+            tf.debugging.assert_less_equal(
+                num_samples,
+                tf.constant(max_samples, tf.int32),
+                message=f"sample: num_samples must be at most {max_samples}, the bound fixed at export "
+                f"(max_samples in {METADATA_PATH}); ask for fewer per request",
+            ),
+            tf.debugging.assert_positive(temperature, message="sample: temperature must be a positive float32 scalar"),
+            tf.debugging.assert_all_finite(temperature, message="sample: temperature must be finite"),
+        ]
+        return num_samples, seed, temperature, checks
+
+
+class _Signatures:
+    """The bodies of the signatures of one model; ``labels`` is ``None`` for an unconditional one."""
+
+    def __init__(self, model: Any, max_samples: int):
+        self.model = model
+        self.max_samples = max_samples
+        self.event = [int(d) for d in model.image_shape]
+        self.checks = _RequestChecks(self.event, model.num_classes)
+
+    def _labels(self, labels, count, signature: str):
+        return None if labels is None else self.checks.labels(labels, count, signature)
+
+    def log_prob(self, images, labels=None) -> dict:
+        import tensorflow as tf
+
+        images = self.checks.images(images, "serving_default")
+        labels = self._labels(labels, tf.shape(images)[0], "serving_default")
+        log_p = tf.cast(self.model(images if labels is None else (images, labels), training=False), tf.float32)
+        bits = tf.cast(self.model.to_bits_per_dim(log_p), tf.float32)
+        return {"log_prob": tf.identity(log_p, name="log_prob"), "bits_per_dim": tf.identity(bits, name="bits_per_dim")}
+
+    def classify(self, images) -> dict:
+        import tensorflow as tf
+
+        log_lik = tf.cast(self.model.class_log_likelihoods_tensor(self.checks.images(images, "classify")), tf.float32)
+        log_post = log_lik - tf.reduce_logsumexp(log_lik, axis=1, keepdims=True)
+        return {
+            "probabilities": tf.identity(tf.exp(log_post), name="probabilities"),
+            "class_log_prob": tf.identity(log_lik, name="class_log_prob"),
+            "labels": tf.identity(tf.argmax(log_lik, axis=1, output_type=tf.int32), name="labels"),
+        }
+
+    def sample(self, num_samples, seed, temperature, labels=None) -> dict:
+        import tensorflow as tf
+
+        num_samples, seed, temperature, checks = self.checks.sample_arguments(
+            num_samples, seed, temperature, self.max_samples
+        )
+        with tf.control_dependencies(checks):
+            labels = self._labels(labels, num_samples, "sample")
+            images = self.model.sample_tensor(num_samples, seed, temperature, labels)
+        return {"images": tf.identity(tf.cast(images, tf.uint8), name="images")}
+
+    def encode(self, images, labels=None) -> dict:
+        import tensorflow as tf
+
+        images = self.checks.images(images, "encode")
+        labels = self._labels(labels, tf.shape(images)[0], "encode")
+        z = tf.cast(self.model.encode_tensor(images, labels), tf.float32)
+        return {"z": tf.identity(z, name="z")}
+
+    def decode(self, z, labels=None) -> dict:
+        import tensorflow as tf
+
+        z = self.checks.images(z, "decode", name="z")
+        z = tf.debugging.assert_all_finite(z, message="decode: z must be finite (no NaN or Inf)")
+        labels = self._labels(labels, tf.shape(z)[0], "decode")
+        return {"images": tf.identity(tf.cast(self.model.decode_tensor(z, labels), tf.uint8), name="images")}
+
+    def functions(self) -> dict[str, tuple[Callable, list]]:
+        """Each signature's name -> (its function, its input ``tf.TensorSpec`` list), in listing order."""
+        import tensorflow as tf
+
+        images = tf.TensorSpec([None, *self.event], tf.uint8, name="images")
+        sample_specs = [
+            tf.TensorSpec([], tf.int32, name="num_samples"),
+            tf.TensorSpec([2], tf.int32, name="seed"),
+            tf.TensorSpec([], tf.float32, name="temperature"),
+        ]
+        z = tf.TensorSpec([None, *self.event], tf.float32, name="z")
+        if self.model.num_classes is not None:
+            labels = tf.TensorSpec([None], tf.int32, name="labels")
+            return {
+                "serving_default": (self.log_prob, [images, labels]),
+                "sample": (self.sample, [*sample_specs, labels]),
+                "encode": (self.encode, [images, labels]),
+                "decode": (self.decode, [z, labels]),
+                "classify": (self.classify, [images]),
+            }
+        # The unconditional signatures take exactly their own inputs (no labels argument).
+        return {
+            "serving_default": (lambda images: self.log_prob(images), [images]),
+            "sample": (
+                lambda num_samples, seed, temperature: self.sample(num_samples, seed, temperature),
+                sample_specs,
+            ),
+            "encode": (lambda images: self.encode(images), [images]),
+            "decode": (lambda z: self.decode(z), [z]),
+        }
+
+
+def trace_signatures(model: Any, max_samples: int = DEFAULT_MAX_SAMPLES) -> dict:
+    """The signatures of ``model`` as concrete functions, traced in inference mode.
+
+    The functions read the model's variables when they run, so one trace serves every
+    later export of the same model (e.g. a new version after more training); traces
+    are kept on the model, outside Keras' attribute tracking, one per ``max_samples``.
+
+    Args:
+        model: the ``RealNVP``.
+        max_samples: the largest ``num_samples`` the ``sample`` signature accepts.
+
+    Returns:
+        The ``ConcreteFunction`` of each name in :data:`SIGNATURE_NAMES` (and
+        :data:`CONDITIONAL_SIGNATURE_NAMES` for a class-conditional model).
+
+    Raises:
+        ValueError: for a bad ``max_samples``, naming it.
+    """
+    max_samples = check_max_samples(max_samples)
+    cache = getattr(model, _TRACE_ATTRIBUTE, None)
+    if not isinstance(cache, dict) or set(cache) & set(CONDITIONAL_SIGNATURE_NAMES):
+        cache = {}
+        object.__setattr__(model, _TRACE_ATTRIBUTE, cache)
+    if max_samples in cache:
+        return dict(cache[max_samples])
+    import tensorflow as tf
+
+    concrete = {
+        name: tf.function(function, input_signature=specs, autograph=False).get_concrete_function()
+        for name, (function, specs) in _Signatures(model, max_samples).functions().items()
+    }
+    cache[max_samples] = dict(concrete)
+    return concrete
