@@ -81,6 +81,7 @@ RULES = (
     ("dequantization_noise", None, "loss"),
     ("Normal._log_prob", None, "loss"),
     ("RealNVP.", "realnvp.py", "loss"),
+    ("FitMixin.", "fitting.py", "loss"),
     ("PlainRealNVP.", "plain_keras.py", "loss"),
     ("Mean.", None, "loss"),
     ("JAXTrainer._update_metrics_variables", None, "loss"),
