@@ -97,6 +97,8 @@ def run_training(config: TrainingConfig | None = None, **options: Any) -> Traini
                     f"another run is writing to output_dir {str(out)!r}; wait for it or choose another output_dir."
                 ) from None
         signals = stack.enter_context(SignalCatcher())
+        # The run may set a mixed-precision policy; the caller's comes back afterwards.
+        stack.callback(keras.mixed_precision.set_global_policy, keras.mixed_precision.global_policy())
         return _Run(config, topology, signals).execute()
 
 
