@@ -1,4 +1,5 @@
-"""The TFP substrate follows the Keras backend; concreteness checks; test environment."""
+"""The TFP substrate follows the Keras backend; concreteness checks; test environment; the
+TFP and Keras internals that internal/backend.py relies on, as the installed versions have them."""
 
 import re
 
@@ -63,3 +64,105 @@ def test_public_names():
     assert issubclass(tfp_realnvp.AffineCoupling, tfp_realnvp.tfb.Bijector)
     assert issubclass(tfp_realnvp.MultiScaleFlow, tfp_realnvp.tfb.Bijector)
     assert issubclass(tfp_realnvp.ResNetConditioner, keras.layers.Layer)
+
+
+# TFP internals: each test fails when TFP changes what internal/backend.py relies on.
+tfb = backend.tfb
+
+
+class Plain(tfb.Bijector):
+    """A bijector that is not a ``CompositeTensor`` (as every bijector of this package),
+    taking keyword arguments as a ``OnePassBijector`` does; counts its forward calls."""
+
+    def __init__(self, scale: float = 2.0):
+        parameters = dict(locals())
+        self.calls = 0
+        super().__init__(forward_min_event_ndims=0, parameters=parameters, name="plain")
+
+    def _forward(self, x, **kwargs):
+        self.calls += 1
+        return x * 2.0
+
+    def _inverse(self, y, **kwargs):
+        return y / 2.0
+
+    def _forward_log_det_jacobian(self, x, **kwargs):
+        return keras.ops.zeros_like(x) + np.log(2.0)
+
+
+class Keyed(backend.IdentityKeyedBijector, Plain):
+    pass
+
+
+def test_chain_and_invert_types_cover_what_tfp_returns():
+    for steps in ([tfb.Exp()], [Plain()], [tfb.Exp(), Plain()], []):
+        chain = tfb.Chain(steps)
+        assert isinstance(chain, backend.CHAIN_TYPES) and list(chain.bijectors) == steps
+    for inner in (tfb.Exp(), Plain()):
+        inverted = tfb.Invert(inner)
+        assert isinstance(inverted, backend.INVERT_TYPES) and inverted.bijector is inner
+    # The private classes are what TFP returns for steps that are not CompositeTensors,
+    # and they are not the public ones: the reason the names are looked up.
+    assert not isinstance(tfb.Chain([Plain()]), tfb.Chain)
+    assert not isinstance(tfb.Invert(Plain()), tfb.Invert)
+    for bijector in (tfb.Exp(), Plain(), tfb.Chain([Plain()])):
+        assert not isinstance(bijector, backend.INVERT_TYPES)
+    assert not isinstance(tfb.Invert(tfb.Chain([Plain()])), backend.CHAIN_TYPES)
+
+
+def test_identity_keyed_bijectors_equal_only_themselves():
+    # TFP compares bijectors by their constructor arguments...
+    assert Plain(3.0) == Plain(3.0) and hash(Plain(3.0)) == hash(Plain(3.0))
+    # ...unless the private hook says otherwise.
+    a, b = Keyed(3.0), Keyed(3.0)
+    assert a != b and a == a and hash(a) != hash(b)
+
+
+def test_a_cached_call_is_found_read_and_forgotten():
+    bijector = Plain()
+    x = tensor(np.ones(3))
+    y = bijector.forward(x, training=True)
+    assert bijector.calls == 1
+    bijector.forward(x, training=True)
+    assert bijector.calls == 1  # answered by the cache
+
+    mine = [call for call in backend.cached_calls(bijector._cache) if call.owner is bijector]
+    forward = [call for call in mine if call.name == "_forward"]
+    inverse = [call for call in mine if call.name == "_inverse"]
+    assert len(forward) == 1 and forward[0].input() is x and forward[0].kwargs == {"training": True}
+    assert len(inverse) == 1 and inverse[0].input() is y and inverse[0].kwargs == {"training": True}
+    # Every bijector's cache reads the one store.
+    assert any(call.owner is bijector for call in backend.cached_calls(Plain()._cache))
+
+    forward[0].forget()
+    assert not any(c.owner is bijector and c.name == "_forward" for c in backend.cached_calls(bijector._cache))
+    bijector.forward(x, training=True)
+    assert bijector.calls == 2  # computed again
+
+
+def test_cached_attributes_are_shared_by_both_sides_of_a_call():
+    bijector = Plain()
+    x = tensor(np.ones(3))
+    attributes = backend.cached_attributes(bijector._cache, x, {"training": False}, inverse=False)
+    attributes["note"] = "written before the call"
+    y = bijector.forward(x, training=False)
+    assert backend.cached_attributes(bijector._cache, y, {"training": False}, inverse=True) is attributes
+    assert backend.cached_attributes(bijector._cache, x, {"training": False}, inverse=False) is attributes
+    # Other keyword arguments are another entry.
+    assert "note" not in backend.cached_attributes(bijector._cache, x, {"training": True}, inverse=False)
+
+
+def test_prefer_static_keeps_static_shapes_static():
+    shape = backend.ps.concat([np.array([2], np.int32), backend.ps.stack([3, 4])], axis=0)
+    assert isinstance(shape, np.ndarray) and shape.tolist() == [2, 3, 4]
+
+
+@pytest.mark.tf_only
+def test_the_tensorflow_variable_inside_a_keras_variable():
+    import tensorflow as tf
+
+    variable = keras.Variable(np.zeros(2, np.float32))
+    (inner,) = backend.tensorflow_variables([variable])
+    assert isinstance(inner, tf.Variable) and not isinstance(variable, tf.Variable)
+    variable.assign(np.ones(2, np.float32))
+    np.testing.assert_array_equal(inner.numpy(), np.ones(2))

@@ -208,16 +208,25 @@ def test_builds_lazily(points):
 
 
 @pytest.mark.parametrize(
-    "key, bad", [("momentum", 1.0), ("momentum", -0.1), ("momentum", 1.5), ("lag", 1.0), ("lag", -0.5)]
+    "key, bad, bound",
+    [
+        ("momentum", 1.0, "< 1.0"),
+        ("momentum", -0.1, ">= 0.0"),
+        ("momentum", 1.5, "< 1.0"),
+        ("momentum", "0.9", ">= 0.0"),
+        ("lag", 1.0, "< 1.0"),
+        ("lag", -0.5, ">= 0.0"),
+        ("lag", float("nan"), ">= 0.0"),
+    ],
 )
-def test_bad_momentum_or_lag(key, bad):
-    with pytest.raises(ValueError, match=re.escape(repr(bad))):
+def test_bad_momentum_or_lag(key, bad, bound):
+    with pytest.raises(ValueError, match=re.escape(f"{key} must be a finite number {bound}; received {bad!r}.")):
         BatchNormalization(**{key: bad})
 
 
-@pytest.mark.parametrize("bad", [0.0, -1e-3])
+@pytest.mark.parametrize("bad", [0.0, -1e-3, float("inf"), "1e-3", True])
 def test_bad_epsilon(bad):
-    with pytest.raises(ValueError, match=re.escape(repr(bad))):
+    with pytest.raises(ValueError, match=re.escape(f"epsilon must be a finite number > 0.0; received {bad!r}.")):
         BatchNormalization(epsilon=bad)
 
 

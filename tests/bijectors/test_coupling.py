@@ -171,10 +171,27 @@ def test_bad_mask_type(bad):
         AffineCoupling(mask_type=bad)
 
 
-@pytest.mark.parametrize("bad", [2, -1, "0"])
+@pytest.mark.parametrize("bad", [2, -1, "0", True, 0.5])
 def test_bad_parity(bad):
-    with pytest.raises(ValueError, match=re.escape(repr(bad))):
+    message = f"parity must be an integer >= 0 and <= 1; received {bad!r}."
+    with pytest.raises(ValueError, match=re.escape(message)):
         AffineCoupling(mask_type="checkerboard", parity=bad)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        checkerboard(4, 4, parity=bad)
+
+
+@pytest.mark.parametrize(
+    "key, bad, message",
+    [
+        ("num_filters", 0, "an integer >= 1"),
+        ("num_blocks", -1, "an integer >= 0"),
+        ("context_channels", 1.5, "an integer >= 1"),
+        ("batch_norm_momentum", 1.0, "a finite number < 1.0"),
+    ],
+)
+def test_bad_sizes_are_refused_before_the_networks_are_built(key, bad, message):
+    with pytest.raises(ValueError, match=re.escape(f"{key} must be {message}; received {bad!r}.")):
+        AffineCoupling(mask_type="channel", **{key: bad})
 
 
 def test_odd_channel_count_for_channel_mask():

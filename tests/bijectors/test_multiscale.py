@@ -253,14 +253,32 @@ def test_training_argument_reaches_every_batch_norm(images, conditioner_batch_no
 # Errors -------------------------------------------------------------------------------
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])
 def test_bad_num_scales(bad):
-    with pytest.raises(ValueError, match=re.escape(repr(bad))):
+    with pytest.raises(ValueError, match=re.escape(f"num_scales must be an integer >= 1; received {bad!r}.")):
         MultiScaleFlow(num_scales=bad)
 
 
-@pytest.mark.parametrize("key, bad", [("num_filters", 0), ("num_blocks", -1), ("num_filters", 2.0)])
-def test_bad_network_sizes(key, bad):
-    with pytest.raises(ValueError, match=re.escape(repr(bad))):
+@pytest.mark.parametrize(
+    "key, bad, low",
+    [("num_filters", 0, 1), ("num_blocks", -1, 0), ("num_filters", 2.5, 1), ("context_channels", 0, 1)],
+)
+def test_bad_network_sizes(key, bad, low):
+    with pytest.raises(ValueError, match=re.escape(f"{key} must be an integer >= {low}; received {bad!r}.")):
         MultiScaleFlow(**{key: bad})
+
+
+@pytest.mark.parametrize("key, bad", [("batch_norm_momentum", 1.0), ("batch_norm_lag", -0.1)])
+def test_bad_batch_norm_rates_are_refused_before_the_flow_is_built(key, bad):
+    with pytest.raises(ValueError, match=re.escape(f"{key} must be a finite number")):
+        MultiScaleFlow(**{key: bad})
+
+
+def test_integral_floats_are_counts():
+    # As everywhere in the package (internal.arguments): a config read back from JSON.
+    flow = MultiScaleFlow(num_scales=2.0, num_filters=4.0, num_blocks=1.0, context_dim=2.0, context_channels=3.0)
+    config = flow.config
+    counts = {"num_scales": 2, "num_filters": 4, "num_blocks": 1, "context_dim": 2, "context_channels": 3}
+    assert {key: config[key] for key in counts} == counts
+    assert all(type(config[key]) is int for key in counts)
 
 
 @pytest.mark.parametrize("bad", [0.0, 0.5, -0.2])

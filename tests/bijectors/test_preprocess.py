@@ -141,7 +141,9 @@ def test_compiled_matches_eager(rng):
             compiled(fn)(tensor(np.full((1,) + EVENT, 280.0)))
 
 
-@pytest.mark.parametrize("bad", [0.0, 0.5, -0.1, 0.7])
+@pytest.mark.parametrize("bad", [0.0, 0.5, -0.1, 0.7, float("nan"), "0.1"])
 def test_bad_alpha(bad):
-    with pytest.raises(ValueError, match=re.escape(repr(bad))):
+    with pytest.raises(
+        ValueError, match=re.escape(f"alpha must be a finite number > 0.0 and < 0.5; received {bad!r}.")
+    ):
         LogitPreprocess(alpha=bad)

@@ -5,11 +5,20 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from tfp_realnvp.bijectors.one_pass import OnePassBijector, check_built_event
-from tfp_realnvp.bijectors.reversible import pull_back_step
+from tfp_realnvp.bijectors.event_shapes import check_built_event
+from tfp_realnvp.bijectors.one_pass import OnePassBijector
+from tfp_realnvp.bijectors.pull_back import pull_back_step
+from tfp_realnvp.internal.arguments import check_number
 from tfp_realnvp.internal.backend import eager_scope
 from tfp_realnvp.internal.moving_stats import channel_moments, update_moving_moments
 from tfp_realnvp.internal.validation import check_event_shape
+
+
+def check_fraction(value, *, name: str) -> float:
+    """``value`` as a float in ``[0, 1)`` (a decay or a mixing weight), else ``ValueError``
+    naming the bound it breaks and the value received."""
+    check_number(value, name=name, low=0.0, strict=False)
+    return check_number(value, name=name, high=1.0)
 
 
 @keras.saving.register_keras_serializable(package="tfp_realnvp")
@@ -106,15 +115,9 @@ class BatchNormalization(OnePassBijector):
         name: str = "batch_normalization",
     ):
         parameters = dict(locals())
-        if not 0.0 <= float(momentum) < 1.0:
-            raise ValueError(f"momentum must lie in [0, 1); received {momentum!r}.")
-        if not float(epsilon) > 0.0:
-            raise ValueError(f"epsilon must be positive; received {epsilon!r}.")
-        if not 0.0 <= float(lag) < 1.0:
-            raise ValueError(f"lag must lie in [0, 1); received {lag!r}.")
-        self._momentum = float(momentum)
-        self._epsilon = float(epsilon)
-        self._lag = float(lag)
+        self._momentum = check_fraction(momentum, name="momentum")
+        self._epsilon = check_number(epsilon, name="epsilon", low=0.0)
+        self._lag = check_fraction(lag, name="lag")
         self._layer_dtype = dtype
         self._state = None
         self._event_shape = None

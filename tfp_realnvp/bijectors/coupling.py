@@ -6,10 +6,13 @@ import keras
 import numpy as np
 from keras import ops
 
-from tfp_realnvp.bijectors.masks import check_mask_type, checkerboard
-from tfp_realnvp.bijectors.one_pass import OnePassBijector, check_built_event, format_event
+from tfp_realnvp.bijectors.batch_norm import check_fraction
+from tfp_realnvp.bijectors.event_shapes import check_built_event, format_event
+from tfp_realnvp.bijectors.masks import check_mask_type, check_parity, checkerboard
+from tfp_realnvp.bijectors.one_pass import OnePassBijector
+from tfp_realnvp.bijectors.pull_back import CONTEXT_KEY, add_gradients
 from tfp_realnvp.bijectors.recompute import rematerialized_call
-from tfp_realnvp.bijectors.reversible import CONTEXT_KEY, add_gradients
+from tfp_realnvp.internal.arguments import check_int
 from tfp_realnvp.internal.backend import eager_scope
 from tfp_realnvp.internal.gradients import read_values, vjp
 from tfp_realnvp.internal.stateless import stateless_call
@@ -104,18 +107,14 @@ class AffineCoupling(OnePassBijector):
         parameters = dict(locals())
         self._mask_type = check_mask_type(mask_type)
         self._context_dim = check_context_dim(context_dim)
-        if isinstance(context_channels, bool) or not isinstance(context_channels, int) or context_channels < 1:
-            raise ValueError(f"context_channels must be an integer >= 1; received {context_channels!r}.")
-        self._context_channels = int(context_channels)
+        self._context_channels = check_int(context_channels, name="context_channels")
         self._context_layer = None
-        if parity not in (0, 1):
-            raise ValueError(f"parity must be 0 or 1; received {parity!r}.")
-        self._parity = int(parity)
+        self._parity = check_parity(parity)
         self._conditioner = conditioner
-        self._num_filters = num_filters
-        self._num_blocks = num_blocks
+        self._num_filters = check_int(num_filters, name="num_filters")
+        self._num_blocks = check_int(num_blocks, name="num_blocks", low=0)
         self._conditioner_batch_norm = bool(conditioner_batch_norm)
-        self._batch_norm_momentum = float(batch_norm_momentum)
+        self._batch_norm_momentum = check_fraction(batch_norm_momentum, name="batch_norm_momentum")
         if not isinstance(rematerialize, (bool, np.bool_)):
             raise ValueError(f"rematerialize must be a bool; received {rematerialize!r}.")
         self._rematerialize = bool(rematerialize)
@@ -332,11 +331,7 @@ class AffineCoupling(OnePassBijector):
 
 def check_context_dim(context_dim) -> int | None:
     """``context_dim`` as an int >= 1 or ``None``, else ``ValueError`` naming it."""
-    if context_dim is None:
-        return None
-    if isinstance(context_dim, bool) or not isinstance(context_dim, (int, np.integer)) or context_dim < 1:
-        raise ValueError(f"context_dim must be None or an integer >= 1; received {context_dim!r}.")
-    return int(context_dim)
+    return check_int(context_dim, name="context_dim", allow_none=True)
 
 
 def check_context(context, context_dim: int, *, name: str):

@@ -4,13 +4,8 @@ from __future__ import annotations
 
 from keras import ops
 
-from tfp_realnvp.bijectors.one_pass import (
-    OnePassBijector,
-    check_nested_event_shape,
-    format_event,
-    one_pass_steps,
-    transform,
-)
+from tfp_realnvp.bijectors.event_shapes import format_event
+from tfp_realnvp.bijectors.one_pass import OnePassBijector, check_nested_event_shape, one_pass_steps, transform
 from tfp_realnvp.bijectors.reversible import record_transform, reverse_transform
 from tfp_realnvp.internal.backend import tfb
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from tfp_realnvp.internal.arguments import check_int
+
 MASK_TYPES = ("checkerboard", "channel")
 
 
 def checkerboard(height: int, width: int, *, parity: int) -> np.ndarray:
     """An ``[H, W, 1]`` float mask, 1 where ``(i + j) % 2 == parity`` (the fixed part)."""
-    if parity not in (0, 1):
-        raise ValueError(f"parity must be 0 or 1; received {parity!r}.")
+    parity = check_parity(parity)
     i, j = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
     return ((i + j) % 2 == parity).astype(np.float32)[..., None]
 
@@ -20,3 +21,8 @@ def check_mask_type(mask_type: str) -> str:
     if mask_type not in MASK_TYPES:
         raise ValueError(f"mask_type must be one of {MASK_TYPES}; received {mask_type!r}.")
     return mask_type
+
+
+def check_parity(parity) -> int:
+    """``parity`` (which half of a mask stays fixed) as 0 or 1, else ``ValueError`` naming it."""
+    return check_int(parity, name="parity", low=0, high=1)

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from tfp_realnvp.bijectors.batch_norm import BatchNormalization
+from tfp_realnvp.bijectors.batch_norm import BatchNormalization, check_fraction
 from tfp_realnvp.bijectors.coupling import AffineCoupling, check_context_dim
+from tfp_realnvp.bijectors.event_shapes import check_built_event, format_event
 from tfp_realnvp.bijectors.factor_out import FactorOut
-from tfp_realnvp.bijectors.one_pass import OnePassBijector, check_built_event, format_event, one_pass_steps, transform
+from tfp_realnvp.bijectors.one_pass import OnePassBijector, one_pass_steps, transform
 from tfp_realnvp.bijectors.preprocess import LogitPreprocess
 from tfp_realnvp.bijectors.recompute import check_recompute
 from tfp_realnvp.bijectors.reversible import record_transform, reverse_transform, reversible_transform
 from tfp_realnvp.bijectors.squeeze import Squeeze
+from tfp_realnvp.internal.arguments import check_int
 from tfp_realnvp.internal.backend import tfb
+from tfp_realnvp.internal.stateless import stateless_call
 from tfp_realnvp.internal.validation import check_event_shape
 
 #: The constructor arguments that define a ``MultiScaleFlow`` (``MultiScaleFlow.config``
@@ -153,22 +156,13 @@ class MultiScaleFlow(OnePassBijector):
     ):
         parameters = dict(locals())
         self._context_dim = check_context_dim(context_dim)
-        if isinstance(context_channels, bool) or not isinstance(context_channels, int) or context_channels < 1:
-            raise ValueError(f"context_channels must be an integer >= 1; received {context_channels!r}.")
-        self._context_channels = int(context_channels)
-        for key, value, low in (
-            ("num_scales", num_scales, 1),
-            ("num_filters", num_filters, 1),
-            ("num_blocks", num_blocks, 0),
-        ):
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise ValueError(f"{key} must be an integer >= {low}; received {value!r}.")
-        self._num_scales = num_scales
-        self._num_filters = num_filters
-        self._num_blocks = num_blocks
+        self._context_channels = check_int(context_channels, name="context_channels")
+        self._num_scales = check_int(num_scales, name="num_scales")
+        self._num_filters = check_int(num_filters, name="num_filters")
+        self._num_blocks = check_int(num_blocks, name="num_blocks", low=0)
         self._batch_norm = bool(batch_norm)
-        self._batch_norm_momentum = float(batch_norm_momentum)
-        self._batch_norm_lag = float(batch_norm_lag)
+        self._batch_norm_momentum = check_fraction(batch_norm_momentum, name="batch_norm_momentum")
+        self._batch_norm_lag = check_fraction(batch_norm_lag, name="batch_norm_lag")
         self._conditioner_batch_norm = bool(conditioner_batch_norm)
         self._recompute = check_recompute(recompute)
         self._layer_dtype = dtype
@@ -350,8 +344,6 @@ class MultiScaleFlow(OnePassBijector):
         Raises:
             ValueError: if the flow is not built or the value lists have the wrong length.
         """
-        from tfp_realnvp.internal.stateless import stateless_call
-
         if not self.built:
             raise ValueError(
                 f"{self.name} is not built: pass image_shape to MultiScaleFlow or call "

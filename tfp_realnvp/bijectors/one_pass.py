@@ -4,136 +4,42 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import numpy as np
+from tfp_realnvp.bijectors.call_kwargs import call_mode, same_kwargs, step_context
+from tfp_realnvp.bijectors.event_shapes import event_dims, static_dims
+from tfp_realnvp.bijectors.pull_back import pull_back_step
+from tfp_realnvp.bijectors.walk import Leaf, leaves
+from tfp_realnvp.internal.backend import (
+    IdentityKeyedBijector,
+    backend_name,
+    cached_attributes,
+    cached_calls,
+    in_multi_replica_step,
+    tensorflow_variables,
+)
 
-from tfp_realnvp.internal.backend import backend_name, in_multi_replica_step, is_concrete, tfb
 
+def apply_leaf(leaf: Leaf, x, *, training: bool, conditional_input=None):
+    """``(value, log_det)`` of one step of a walk (``walk.leaves``) applied to ``x``.
 
-def check_training(training) -> bool:
-    """``training`` as a Python bool, or ``ValueError`` naming what was received.
-
-    The batch-norm mode must be known when a function is traced (it selects which
-    statistics the graph computes), so tensors are refused.
+    A ``OnePassBijector`` runs its ``_transform``, so the batch-norm mode and, for a
+    conditional step, the context reach it; any other bijector is called through TFP
+    with a 3-dimensional event (and receives neither).
     """
-    if isinstance(training, (bool, np.bool_)):
-        return bool(training)
-    raise ValueError(
-        "training must be a Python bool (it selects batch statistics or moving averages "
-        f"when the flow is traced); received {training!r} of type {type(training).__name__}."
-    )
-
-
-# Event shapes ----------------------------------------------------------------------------
-def static_dims(shape) -> list[int | None] | None:
-    """The statically known dimensions of a shape, or ``None`` when its rank is unknown.
-
-    Args:
-        shape: a ``TensorShape`` (either substrate), a list or tuple of ints (``None``
-            for an unknown dimension), or an int32 shape tensor / array.
-
-    Returns:
-        A list with an int for each known dimension and ``None`` for each unknown one.
-    """
-    if hasattr(shape, "as_list") and hasattr(shape, "rank"):  # TensorShape
-        return None if shape.rank is None else list(shape.as_list())
-    if isinstance(shape, (list, tuple)):
-        return [None if d is None else int(d) for d in shape]
-    if backend_name() == "tensorflow":
-        import tensorflow as tf
-
-        if tf.is_tensor(shape):
-            value = tf.get_static_value(shape, partial=True)
-            if value is None:
-                return None
-            return [None if d is None else int(d) for d in np.reshape(np.asarray(value, dtype=object), [-1])]
-    if not is_concrete(shape):
-        return None
-    return [int(d) for d in np.reshape(np.asarray(shape), [-1])]
-
-
-def event_dims(shape, *, name: str) -> tuple[int | None, int | None, int | None] | None:
-    """The ``(H, W, C)`` of a shape whose last three dimensions are the event.
-
-    Unknown dimensions come back as ``None``; a shape of unknown rank gives ``None``.
-
-    Raises:
-        ValueError: naming the shape, when its rank is below 3 or a known event
-            dimension is not positive.
-    """
-    dims = static_dims(shape)
-    if dims is None:
-        return None
-    if len(dims) < 3:
-        raise ValueError(f"{name} needs at least rank 3 (..., height, width, channels); received shape {dims}.")
-    event = tuple(dims[-3:])
-    if any(d is not None and d <= 0 for d in event):
-        raise ValueError(f"{name} needs positive event dimensions; received shape {dims}.")
-    return event
-
-
-def format_event(event) -> str:
-    """``[H, W, C]`` with ``None`` for unknown dimensions, as the error messages show shapes."""
-    return str([d for d in event])
-
-
-def check_built_event(event, built, *, name: str, what: str = "event shape") -> None:
-    """Refuses an event that contradicts the (known) event a bijector was built for."""
-    if built is None:
-        return
-    if any(d is not None and d != b for d, b in zip(event, built)):
-        raise ValueError(f"{name} was built for {what} {list(built)}; received {what} {format_event(event)}.")
-
-
-def same_kwargs(a, b) -> bool:
-    """Whether two keyword-argument dicts hold the same keys and the same values.
-
-    Tensors (a context) compare by identity, as TFP's cache keys them; ``==`` on two
-    tensors would compare them element by element.
-    """
-    if not isinstance(a, dict) or not isinstance(b, dict) or set(a) != set(b):
-        return False
-    for key in a:
-        x, y = a[key], b[key]
-        if x is y:
-            continue
-        scalars = (bool, int, float, str, np.generic, type(None))
-        if isinstance(x, scalars) and isinstance(y, scalars) and x == y:
-            continue
-        return False
-    return True
-
-
-# ``tfb.Chain(...)`` and ``tfb.Invert(...)`` may return instances of private base classes
-# (``_Chain``, ``_Invert``) when no parameter is a tensor; accept both.
-CHAIN_TYPES = tuple(c for c in tfb.Chain.__mro__ if c.__name__ in ("Chain", "_Chain"))
-INVERT_TYPES = tuple(c for c in tfb.Invert.__mro__ if c.__name__ in ("Invert", "_Invert"))
-
-
-CONDITIONAL_INPUT = "conditional_input"
-"""Name of the keyword argument that carries the context of a conditional bijector
-(the name TFP's own conditional bijectors use)."""
-
-
-def step_context(step, conditional_input) -> dict:
-    """The context keyword a step's ``_transform`` takes: ``{"conditional_input": c}`` for
-    a conditional step, ``{}`` for any other (which receives no context).
-
-    Raises:
-        ValueError: for a conditional step and no context.
-    """
-    if not getattr(step, "conditional", False):
-        return {}
-    if conditional_input is None:
-        raise ValueError(f"{step.name} is conditional and needs conditional_input; received None.")
-    return {"conditional_input": conditional_input}
+    step, inverse = leaf
+    if isinstance(step, OnePassBijector):
+        step._check_input(x, inverse=inverse)
+        return step._transform(x, inverse=inverse, training=training, **step_context(step, conditional_input))
+    if inverse:
+        return step.inverse(x), step.inverse_log_det_jacobian(x, event_ndims=3)
+    return step.forward(x), step.forward_log_det_jacobian(x, event_ndims=3)
 
 
 def transform(bijector, x, *, inverse: bool, training: bool, conditional_input=None):
     """``(value, log_det)`` of ``bijector`` applied to ``x`` in one pass.
 
-    ``OnePassBijector`` steps, ``tfb.Chain`` and ``tfb.Invert`` are walked directly so
-    that the batch-norm mode and the context reach every step; any other bijector is
-    called through TFP with a 3-dimensional event.
+    ``tfb.Chain`` and ``tfb.Invert`` are walked (``walk.leaves``) and each step applied
+    with ``apply_leaf``, so that the batch-norm mode and the context reach every
+    ``OnePassBijector`` step.
 
     Args:
         bijector: the bijector to apply.
@@ -142,25 +48,15 @@ def transform(bijector, x, *, inverse: bool, training: bool, conditional_input=N
         training: the batch-norm mode.
         conditional_input: the context ``[..., K]`` of conditional steps, or ``None``.
             Only steps whose ``conditional`` is true receive it.
+
+    Returns:
+        The value and the sum of the steps' log-dets (``None`` for a chain of no step).
     """
-    if isinstance(bijector, OnePassBijector):
-        bijector._check_input(x, inverse=inverse)
-        return bijector._transform(x, inverse=inverse, training=training, **step_context(bijector, conditional_input))
-    if isinstance(bijector, CHAIN_TYPES):
-        # A Chain applies its last bijector first in ``forward``, its first in ``inverse``.
-        steps = bijector.bijectors if inverse else list(reversed(bijector.bijectors))
-        total = None
-        for step in steps:
-            x, log_det = transform(step, x, inverse=inverse, training=training, conditional_input=conditional_input)
-            total = log_det if total is None else total + log_det
-        return x, total
-    if isinstance(bijector, INVERT_TYPES):
-        return transform(
-            bijector.bijector, x, inverse=not inverse, training=training, conditional_input=conditional_input
-        )
-    if inverse:
-        return bijector.inverse(x), bijector.inverse_log_det_jacobian(x, event_ndims=3)
-    return bijector.forward(x), bijector.forward_log_det_jacobian(x, event_ndims=3)
+    total = None
+    for leaf in leaves(bijector, inverse=inverse):
+        x, log_det = apply_leaf(leaf, x, training=training, conditional_input=conditional_input)
+        total = log_det if total is None else total + log_det
+    return x, total
 
 
 def record_step(step: OnePassBijector, x, *, inverse: bool, training: bool, conditional_input=None):
@@ -201,39 +97,32 @@ def reverse_step(
 
 
 def one_pass_steps(bijector) -> Iterator[OnePassBijector]:
-    """The ``OnePassBijector`` steps of ``bijector``, looking through ``tfb.Chain``/``tfb.Invert``."""
-    if isinstance(bijector, OnePassBijector):
-        yield bijector
-    elif isinstance(bijector, CHAIN_TYPES):
-        for step in bijector.bijectors:
-            yield from one_pass_steps(step)
-    elif isinstance(bijector, INVERT_TYPES):
-        yield from one_pass_steps(bijector.bijector)
+    """The ``OnePassBijector`` steps of ``bijector``, looking through ``tfb.Chain``/``tfb.Invert``,
+    in the order they are written in."""
+    for step, _ in leaves(bijector, inverse=True, order="declared"):
+        if isinstance(step, OnePassBijector):
+            yield step
 
 
 def check_nested_event_shape(bijector, event, *, inverse: bool):
     """The event shape that ``bijector`` maps ``event`` to, or ``ValueError`` if it rejects it.
 
-    ``OnePassBijector`` steps, ``tfb.Chain`` and ``tfb.Invert`` are walked as
-    ``transform`` walks them; any other bijector answers through its own
-    ``forward_event_shape``/``inverse_event_shape``.
+    ``tfb.Chain`` and ``tfb.Invert`` are walked as ``transform`` walks them: a
+    ``OnePassBijector`` step checks the event (and keeps it), any other bijector answers
+    through its own ``forward_event_shape``/``inverse_event_shape``.
     """
-    if isinstance(bijector, OnePassBijector):
-        bijector._validate_event_shape(event, inverse=inverse)
-        return tuple(event)
-    if isinstance(bijector, CHAIN_TYPES):
-        steps = bijector.bijectors if inverse else list(reversed(bijector.bijectors))
-        for step in steps:
-            event = check_nested_event_shape(step, event, inverse=inverse)
-        return event
-    if isinstance(bijector, INVERT_TYPES):
-        return check_nested_event_shape(bijector.bijector, event, inverse=not inverse)
-    method = bijector.inverse_event_shape if inverse else bijector.forward_event_shape
-    out = static_dims(method(list(event)))
-    return tuple(out[-3:]) if out is not None else (None, None, None)
+    event = tuple(event)
+    for step, step_inverse in leaves(bijector, inverse=inverse):
+        if isinstance(step, OnePassBijector):
+            step._validate_event_shape(event, inverse=step_inverse)
+            continue
+        method = step.inverse_event_shape if step_inverse else step.forward_event_shape
+        out = static_dims(method(list(event)))
+        event = tuple(out[-3:]) if out is not None else (None, None, None)
+    return event
 
 
-class OnePassBijector(tfb.Bijector):
+class OnePassBijector(IdentityKeyedBijector):
     """A ``tfb.Bijector`` that computes a transformation and its log-det together.
 
     Subclasses implement ``_transform(x, *, inverse, training) -> (value, log_det)``
@@ -270,17 +159,10 @@ class OnePassBijector(tfb.Bijector):
 
     **Weights.** The bijector owns the weights of its Keras layers: ``copy()`` returns
     the bijector itself (the same function, the same weights) and refuses parameter
-    overrides, and the batch shape is ``[]``.
+    overrides, the batch shape is ``[]``, and it equals only itself, so TFP's cache never
+    answers it with the results of another instance built alike
+    (``IdentityKeyedBijector``).
     """
-
-    def _get_parameterization(self):
-        # TFP's bijector cache is shared by all instances and keyed by bijector
-        # equality, which by default compares constructor arguments. These bijectors
-        # own their weights, so equal arguments do not make two instances equal: each
-        # instance is its own cache key (as TFP does for bijectors without
-        # ``parameters``). Hashing by identity also avoids walking nested bijectors
-        # on every cache lookup.
-        return id(self)
 
     @classmethod
     def _parameter_properties(cls, dtype):
@@ -311,18 +193,8 @@ class OnePassBijector(tfb.Bijector):
         attribute that ``tf.Module`` walks but checkpoints do not (checkpoints reach
         the variables through the Keras layers).
         """
-        if backend_name() != "tensorflow":
-            return
-        import tensorflow as tf
-
-        found = []
-        for v in keras_variables:
-            # The stored ``tf.Variable`` itself: ``v.value`` may be an autocast copy or,
-            # inside a ``StatelessScope``, a substituted value.
-            inner = v if isinstance(v, tf.Variable) else getattr(v, "_value", None)
-            if isinstance(inner, tf.Variable):
-                found.append(inner)
-        self._tf_variables = self._no_dependency(tuple(found))
+        if backend_name() == "tensorflow":
+            self._tf_variables = self._no_dependency(tensorflow_variables(keras_variables))
 
     # Nested state ------------------------------------------------------------------
     def _one_pass_parts(self) -> Iterator[OnePassBijector]:
@@ -369,19 +241,15 @@ class OnePassBijector(tfb.Bijector):
         """
         owners = {id(self)} | {id(part) for part in self._walk_parts()}
         keep_training_results = in_multi_replica_step()
-        storage = self._cache.storage
-        for key in list(storage.keys()):
-            if not key.alive:
+        for call in cached_calls(self._cache):
+            if id(call.owner) not in owners:
                 continue
-            owner, _, name, key_kwargs = key.subkey
-            if id(owner) not in owners:
+            if keep_training_results and isinstance(call.kwargs, dict) and call.kwargs.get("training") is True:
                 continue
-            if keep_training_results and isinstance(key_kwargs, dict) and key_kwargs.get("training") is True:
+            this_call = call.owner is self and call.name == fn_name and same_kwargs(call.kwargs, kwargs)
+            if this_call and call.input() is current:
                 continue
-            if owner is self and name == fn_name and same_kwargs(key_kwargs, kwargs) and key() is current:
-                continue
-            key.cancel()
-            storage.pop(key, None)
+            call.forget()
 
     def _walk_parts(self) -> Iterator[OnePassBijector]:
         for part in self._one_pass_parts():
@@ -443,8 +311,6 @@ class OnePassBijector(tfb.Bijector):
         cotangents back by autodiff through the step at ``x``, adding the gradients
         of its weights to ``grads`` (``id(variable) -> gradient``).
         """
-        from tfp_realnvp.bijectors.reversible import pull_back_step
-
         x, _ = self._transform(y, inverse=not inverse, training=False, **context)
         g_x = pull_back_step(
             self,
@@ -461,35 +327,8 @@ class OnePassBijector(tfb.Bijector):
         """Whether this bijector takes (and needs) ``conditional_input``."""
         return False
 
-    def _mode(self, kwargs: dict) -> tuple[bool, object]:
-        """``(training, conditional_input)`` from a call's keyword arguments.
-
-        Raises:
-            ValueError: for an unknown keyword, a context given to an unconditional
-                bijector, or none given to a conditional one, naming what was received.
-        """
-        allowed = {"training", CONDITIONAL_INPUT} if self.conditional else {"training"}
-        unknown = sorted(set(kwargs) - allowed)
-        if unknown:
-            if CONDITIONAL_INPUT in unknown:
-                raise ValueError(
-                    f"{self.name} is not conditional (build it with context_dim to condition it) and takes "
-                    f"no conditional_input; received keyword arguments {sorted(kwargs)}."
-                )
-            raise ValueError(
-                f"{self.name} takes the keyword argument{'s' if len(allowed) > 1 else ''} "
-                f"{' and '.join(repr(k) for k in sorted(allowed, reverse=True))} only; received {unknown}."
-            )
-        context = kwargs.get(CONDITIONAL_INPUT)
-        if self.conditional and context is None:
-            raise ValueError(
-                f"{self.name} is conditional and needs conditional_input (a context [..., K]); "
-                f"received keyword arguments {sorted(kwargs)}."
-            )
-        return check_training(kwargs.get("training", False)), context
-
     def _run(self, x, kwargs: dict, *, inverse: bool):
-        training, context = self._mode(kwargs)
+        training, context = call_mode(kwargs, name=self.name, conditional=self.conditional)
         self._check_input(x, inverse=inverse)
         if self.conditional:
             value, log_det = self._transform(x, inverse=inverse, training=training, conditional_input=context)
@@ -505,22 +344,22 @@ class OnePassBijector(tfb.Bijector):
     # inside ``experimental_sample_and_log_prob``).
     def _forward(self, x, **kwargs):
         y, fldj = self._run(x, kwargs, inverse=False)
-        self._cache.forward_attributes(x, **kwargs).update(fldj=fldj, ildj=-fldj)
+        cached_attributes(self._cache, x, kwargs, inverse=False).update(fldj=fldj, ildj=-fldj)
         return y
 
     def _inverse(self, y, **kwargs):
         x, ildj = self._run(y, kwargs, inverse=True)
-        self._cache.inverse_attributes(y, **kwargs).update(ildj=ildj, fldj=-ildj)
+        cached_attributes(self._cache, y, kwargs, inverse=True).update(ildj=ildj, fldj=-ildj)
         return x
 
     def _forward_log_det_jacobian(self, x, **kwargs):
-        cached = self._cache.forward_attributes(x, **kwargs)
+        cached = cached_attributes(self._cache, x, kwargs, inverse=False)
         if "fldj" not in cached:
             self._forward(x, **kwargs)
         return cached["fldj"]
 
     def _inverse_log_det_jacobian(self, y, **kwargs):
-        cached = self._cache.inverse_attributes(y, **kwargs)
+        cached = cached_attributes(self._cache, y, kwargs, inverse=True)
         if "ildj" not in cached:
             self._inverse(y, **kwargs)
         return cached["ildj"]

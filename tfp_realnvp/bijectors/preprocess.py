@@ -8,6 +8,7 @@ import keras
 from keras import ops
 
 from tfp_realnvp.bijectors.one_pass import OnePassBijector
+from tfp_realnvp.internal.arguments import check_number
 from tfp_realnvp.internal.validation import assert_in_range
 
 
@@ -42,9 +43,7 @@ class LogitPreprocess(OnePassBijector):
 
     def __init__(self, *, alpha: float = 0.05, validate_args: bool = False, name: str = "logit_preprocess"):
         parameters = dict(locals())
-        if not 0.0 < float(alpha) < 0.5:
-            raise ValueError(f"alpha must lie in (0, 0.5); received {alpha!r}.")
-        self._alpha = float(alpha)
+        self._alpha = check_number(alpha, name="alpha", low=0.0, high=0.5)
         super().__init__(
             forward_min_event_ndims=3,
             validate_args=validate_args,

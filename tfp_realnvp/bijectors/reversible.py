@@ -16,9 +16,10 @@ rebuilds its input and pulls back with one conditioner pass: its fixed half is t
 same on both sides, so the network evaluated for the inverse is the one whose
 gradient is needed (``AffineCoupling._reverse``).
 
-The walk mirrors ``one_pass.transform``: ``OnePassBijector`` steps answer through
-``_transform_recorded``/``_reverse``, ``tfb.Chain`` and ``tfb.Invert`` are walked, and
-any other bijector is rebuilt by its own inverse and pulled back by autodiff.
+The walk is ``one_pass.transform``'s (``walk.leaves``): ``OnePassBijector`` steps
+answer through ``_transform_recorded``/``_reverse``, and any other bijector is rebuilt
+by its own inverse and pulled back by autodiff. The steps' pull-back helpers live in
+``bijectors.pull_back``.
 """
 
 from __future__ import annotations
@@ -26,39 +27,33 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from tfp_realnvp.bijectors.one_pass import (
-    CHAIN_TYPES,
-    INVERT_TYPES,
-    OnePassBijector,
-    record_step,
-    reverse_step,
-    transform,
-)
+from tfp_realnvp.bijectors.one_pass import OnePassBijector, apply_leaf, record_step, reverse_step
+from tfp_realnvp.bijectors.pull_back import CONTEXT_KEY
 from tfp_realnvp.bijectors.recompute import assign_updates
+from tfp_realnvp.bijectors.walk import Leaf, leaves
 from tfp_realnvp.internal.gradients import after, custom_vjp, read_values, vjp
 from tfp_realnvp.internal.stateless import stateless_call
 
 
 def record_transform(bijector, x, *, inverse: bool, training: bool, conditional_input=None):
-    """``(value, log_det, record)``: ``transform`` plus what ``reverse_transform`` needs."""
-    if isinstance(bijector, OnePassBijector):
-        return record_step(bijector, x, inverse=inverse, training=training, conditional_input=conditional_input)
-    if isinstance(bijector, CHAIN_TYPES):
-        steps = bijector.bijectors if inverse else list(reversed(bijector.bijectors))
-        total, records = None, []
-        for step in steps:
-            x, log_det, record = record_transform(
-                step, x, inverse=inverse, training=training, conditional_input=conditional_input
+    """``(value, log_det, record)``: ``transform`` plus what ``reverse_transform`` needs.
+
+    The record is a list with one entry per step of the walk (``walk.leaves``), in the
+    order the steps were applied: what the step's ``_transform_recorded`` returned for a
+    ``OnePassBijector``, ``None`` for any other bijector.
+    """
+    total, records = None, []
+    for leaf in leaves(bijector, inverse=inverse):
+        step, step_inverse = leaf
+        if isinstance(step, OnePassBijector):
+            x, log_det, record = record_step(
+                step, x, inverse=step_inverse, training=training, conditional_input=conditional_input
             )
-            total = log_det if total is None else total + log_det
-            records.append(record)
-        return x, total, records
-    if isinstance(bijector, INVERT_TYPES):
-        return record_transform(
-            bijector.bijector, x, inverse=not inverse, training=training, conditional_input=conditional_input
-        )
-    y, log_det = transform(bijector, x, inverse=inverse, training=training)
-    return y, log_det, None
+        else:
+            (x, log_det), record = apply_leaf(leaf, x, training=training), None
+        total = log_det if total is None else total + log_det
+        records.append(record)
+    return x, total, records
 
 
 def reverse_transform(
@@ -66,8 +61,11 @@ def reverse_transform(
 ):
     """Rebuilds the input of ``bijector`` from its output ``y`` and pulls back cotangents.
 
+    The steps are walked as ``record_transform`` walked them, from the last applied to
+    the first.
+
     Args:
-        bijector: a step, ``tfb.Chain`` or ``tfb.Invert``, as given to ``record_transform``.
+        bijector: the bijector given to ``record_transform``.
         y: its output.
         g_y: cotangent of ``y``.
         g_log_det: cotangent of the total log-det (every step's log-det adds to it).
@@ -80,13 +78,33 @@ def reverse_transform(
 
     Returns:
         ``(x, g_x)``: the rebuilt input and its cotangent.
+
+    Raises:
+        ValueError: when ``record`` does not hold one entry per step of ``bijector``.
     """
-    if isinstance(bijector, OnePassBijector):
+    steps = list(leaves(bijector, inverse=inverse))
+    if not isinstance(record, list) or len(record) != len(steps):
+        received = f"{len(record)} entries" if isinstance(record, list) else f"a {type(record).__name__}"
+        raise ValueError(
+            "reverse_transform needs the record that record_transform returned for this bijector, "
+            f"one entry per step ({len(steps)}); received {received}."
+        )
+    for leaf, step_record in reversed(list(zip(steps, record))):
+        y, g_y = reverse_leaf(
+            leaf, y, g_y, g_log_det, step_record, training=training, grads=grads, conditional_input=conditional_input
+        )
+    return y, g_y
+
+
+def reverse_leaf(leaf: Leaf, y, g_y, g_log_det, record, *, training: bool, grads: dict, conditional_input=None):
+    """``(x, g_x)`` for one step of the walk: see ``reverse_transform``."""
+    step, inverse = leaf
+    if isinstance(step, OnePassBijector):
         # Each step is rebuilt only once the cotangent of its output exists, so the
         # compiler cannot rebuild every input up front and keep them all.
         (y,) = after((y,), g_y)
         return reverse_step(
-            bijector,
+            step,
             y,
             g_y,
             g_log_det,
@@ -96,80 +114,18 @@ def reverse_transform(
             grads=grads,
             conditional_input=conditional_input,
         )
-    if isinstance(bijector, CHAIN_TYPES):
-        steps = bijector.bijectors if inverse else list(reversed(bijector.bijectors))
-        for step, step_record in reversed(list(zip(steps, record))):
-            y, g_y = reverse_transform(
-                step,
-                y,
-                g_y,
-                g_log_det,
-                step_record,
-                inverse=inverse,
-                training=training,
-                grads=grads,
-                conditional_input=conditional_input,
-            )
-        return y, g_y
-    if isinstance(bijector, INVERT_TYPES):
-        return reverse_transform(
-            bijector.bijector,
-            y,
-            g_y,
-            g_log_det,
-            record,
-            inverse=not inverse,
-            training=training,
-            grads=grads,
-            conditional_input=conditional_input,
-        )
     # Fresh tensors: TFP's bijector cache would answer with the tensors of the forward
     # pass, which the pull-back's tape did not record.
-    x, _ = transform(bijector, ops.copy(y), inverse=not inverse, training=training)
-    _, pull = vjp(lambda x: transform(bijector, ops.copy(x), inverse=inverse, training=training), x)
+    x, _ = apply_leaf(Leaf(step, not inverse), ops.copy(y), training=training)
+
+    def pulled(x):
+        value, log_det = apply_leaf(leaf, ops.copy(x), training=training)
+        # TFP gives the log-det of a constant Jacobian as a scalar; the cotangent is per example.
+        return value, ops.broadcast_to(log_det, ops.shape(g_log_det))
+
+    _, pull = vjp(pulled, x)
     (g_x,) = pull((g_y, g_log_det))
     return x, g_x
-
-
-#: Where ``grads`` collects the cotangent of the context of conditional steps.
-CONTEXT_KEY = "conditional_input"
-
-
-def add_gradients(grads: dict, variables, values) -> None:
-    """Adds ``values`` to the gradients of ``variables`` in ``grads`` (``CONTEXT_KEY``
-    stands for the context)."""
-    for variable, value in zip(variables, values):
-        key = variable if isinstance(variable, str) else id(variable)
-        grads[key] = value if key not in grads else grads[key] + value
-
-
-def pull_back_step(step: OnePassBijector, fn, x, cotangents, *, grads: dict, conditional_input=None):
-    """Cotangent of ``x`` for ``fn(x, **context)``, a computation of ``step``; adds the
-    gradients of its weights (and of the context, under ``"conditional_input"``).
-
-    ``fn`` runs as a pure function of the step's weights at their current values
-    (those of the enclosing stateless scope); state it assigns is dropped, so a
-    recomputed training-mode pass never updates moving averages a second time.
-    """
-    variables, state_variables = step.trainable_variables, step.non_trainable_variables
-    params, state = read_values(variables), read_values(state_variables)
-    if conditional_input is None:
-
-        def pure(params, x):
-            return stateless_call(variables, state_variables, params, state, fn, x)[0]
-
-        _, pull = vjp(pure, params, x)
-        g_params, g_x = pull(cotangents)
-    else:
-
-        def pure(params, x, context):
-            return stateless_call(variables, state_variables, params, state, fn, x, conditional_input=context)[0]
-
-        _, pull = vjp(pure, params, x, conditional_input)
-        g_params, g_x, g_context = pull(cotangents)
-        add_gradients(grads, [CONTEXT_KEY], [g_context])
-    add_gradients(grads, variables, g_params)
-    return g_x
 
 
 def reversible_transform(bijector: OnePassBijector, x, *, inverse: bool, training: bool, conditional_input=None):

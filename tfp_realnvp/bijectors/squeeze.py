@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from keras import ops
 
-from tfp_realnvp.bijectors.one_pass import event_dims, format_event
+from tfp_realnvp.bijectors.event_shapes import event_dims, format_event
 from tfp_realnvp.internal.backend import ps, tfb
 from tfp_realnvp.internal.validation import check_event_shape
 

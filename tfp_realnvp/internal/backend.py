@@ -7,11 +7,16 @@ other module writes ``from tfp_realnvp.internal.backend import tfb, tfd`` and wo
 * ``tensorflow`` -> ``tensorflow_probability``
 * ``jax`` -> ``tensorflow_probability.substrates.jax`` (needs ``tfp-nightly`` with
   current JAX releases)
+
+It is also the package's one module that relies on internals of TFP (its private
+classes and hook, its bijector cache, ``prefer_static``) and of Keras, each named where
+it is used with the version it was read from, and pinned by tests/test_backend.py.
 """
 
 from __future__ import annotations
 
 import types
+from collections.abc import Iterator
 
 import keras
 
@@ -59,8 +64,9 @@ def is_concrete(x) -> bool:
 
 
 # Keras 3 has no public way to ask whether a StatelessScope is active or to switch off
-# the autocasting of variable reads; the two functions below are the package's only uses
-# of Keras' internal modules (tests/test_layout.py keeps it so), pinned by constraints.txt.
+# the autocasting of variable reads; the two functions below and ``tensorflow_variables``
+# (at the end) are the package's only uses of Keras' internals (tests/test_layout.py keeps
+# it so for its modules), pinned by constraints.txt.
 def in_stateless_scope() -> bool:
     """True inside a ``keras.StatelessScope`` (where variable updates are collected)."""
     from keras.src.backend.common.stateless_scope import in_stateless_scope as _in_scope
@@ -139,6 +145,10 @@ def _load_prefer_static():
 
 
 ps = _load_prefer_static()
+"""TFP's ``internal.prefer_static``: ``concat``, ``stack`` and friends that return NumPy
+values when their inputs are static and tensors otherwise (``Squeeze``'s event-shape
+methods use it). TFP exposes it only under ``tensorflow_probability.python.internal``
+(TFP 0.25; the same path in the JAX substrate of tfp-nightly 0.26.0.dev20261027)."""
 
 
 def stateless_normal(shape, seed, dtype="float32"):
@@ -169,3 +179,129 @@ def stateless_uniform(shape, seed, dtype="float32"):
 
     key = jax.random.wrap_key_data(jnp.asarray(seed).astype(jnp.uint32))
     return jax.random.uniform(key, tuple(shape), dtype=dtype)
+
+
+# TFP internals -------------------------------------------------------------------------
+# What follows relies on TFP's private classes, a private hook of ``tfb.Bijector`` and the
+# storage of its bijector cache, read from TFP 0.25.0 (``tensorflow_probability/python/
+# bijectors/{bijector,chain,invert}.py``, ``python/internal/cache_util.py``) and from the
+# same files of the JAX substrate of tfp-nightly 0.26.0.dev20261027, where they are the
+# same. No other module touches them (tests/test_layout.py keeps it so), and each has a
+# test in tests/test_backend.py that fails when TFP changes it.
+
+
+def _with_private_bases(public: type) -> tuple[type, ...]:
+    """``public`` and the private base class of the same name in its MRO (``_Chain``)."""
+    names = (public.__name__, "_" + public.__name__)
+    return tuple(c for c in public.__mro__ if c.__name__ in names)
+
+
+CHAIN_TYPES = _with_private_bases(tfb.Chain)
+"""The classes of what ``tfb.Chain(...)`` returns: ``tfb.Chain``, and its private base
+``_Chain``, whose instance ``Chain.__new__`` returns when a step is not a
+``CompositeTensor`` (any bijector of this package: ``isinstance(tfb.Chain([Squeeze()]),
+tfb.Chain)`` is false). Found by name in the MRO; the steps are ``.bijectors``, the last
+applied first in ``forward``."""
+
+INVERT_TYPES = _with_private_bases(tfb.Invert)
+"""The classes of what ``tfb.Invert(b)`` returns: ``tfb.Invert``, and its private base
+``_Invert`` for a ``b`` that is not a ``CompositeTensor`` (as for ``CHAIN_TYPES``); the
+inverted bijector is ``.bijector``."""
+
+
+class IdentityKeyedBijector(tfb.Bijector):
+    """A ``tfb.Bijector`` that equals, and hashes as, only itself.
+
+    TFP's bijector cache is shared by all instances and keyed by bijector equality, which
+    ``tfb.Bijector.__eq__``/``__hash__`` compute from the private hook
+    ``_get_parameterization()`` (by default the constructor arguments, ``parameters``).
+    A bijector that owns its weights is not defined by its arguments: two with equal
+    arguments compute different functions. Returning ``id(self)`` from the hook makes
+    each instance its own cache key (as TFP does for bijectors without ``parameters``),
+    and spares walking nested bijectors on every cache lookup.
+    """
+
+    def _get_parameterization(self):
+        return id(self)
+
+
+def cached_attributes(cache, value, kwargs: dict, *, inverse: bool) -> dict:
+    """The attributes dictionary that TFP's bijector cache keeps for one call.
+
+    For ``_forward(value, **kwargs)`` (``_inverse`` when ``inverse``). The dictionary is
+    shared by the two sides of a transformation: ``forward_attributes(x)`` is
+    ``inverse_attributes(y)`` once the cache holds ``y = forward(x)``, so a log-det stored
+    by one call is read back by the call in the other direction.
+
+    Args:
+        cache: a bijector's ``_cache`` (a ``cache_util.BijectorCache`` bound to it).
+        value: the input of the call.
+        kwargs: its keyword arguments, exactly as TFP received them (part of the key).
+        inverse: the call is ``_inverse`` (else ``_forward``).
+
+    Relies on ``BijectorCache.forward_attributes``/``inverse_attributes``, the methods
+    TFP's own ``FFJORD`` bijector stores its log-det with.
+    """
+    if inverse:
+        return cache.inverse_attributes(value, **kwargs)
+    return cache.forward_attributes(value, **kwargs)
+
+
+class CachedCall:
+    """One entry of TFP's bijector cache: the call ``owner.<name>(input(), **kwargs)``.
+
+    ``name`` is ``"_forward"`` or ``"_inverse"``; a transformation cached both ways has
+    one entry per side (the output's entry names the opposite direction).
+    """
+
+    def __init__(self, storage, key):
+        self._storage, self._key = storage, key
+        self.owner, _, self.name, self.kwargs = key.subkey
+
+    def input(self):
+        """The input the call was keyed by (``None`` once it was garbage-collected)."""
+        return self._key()
+
+    def forget(self) -> None:
+        """Removes the entry, so the next identical call computes its result again."""
+        self._key.cancel()
+        self._storage.pop(self._key, None)
+
+
+def cached_calls(cache) -> Iterator[CachedCall]:
+    """The live entries of TFP's bijector cache, of every bijector (they share one store).
+
+    An entry is checked for life when it is reached, so one that dies while the caller
+    forgets others (its input collected) is not listed.
+
+    Args:
+        cache: any bijector's ``_cache``.
+
+    Relies on ``BijectorCache.storage`` (a dict keyed by ``WeakStructRef``) and on each
+    key's ``alive``, ``subkey`` (``(bijector, bijector class, function name, kwargs)``),
+    ``__call__`` (the input) and ``cancel()`` (no removal callback once it is forgotten).
+    """
+    storage = cache.storage
+    for key in list(storage.keys()):
+        if key.alive:
+            yield CachedCall(storage, key)
+
+
+# Keras internals, continued ----------------------------------------------------------
+def tensorflow_variables(keras_variables) -> tuple:
+    """The ``tf.Variable`` stored inside each Keras variable (TensorFlow backend; ``()`` on JAX).
+
+    The stored variable itself: ``v.value`` may be an autocast copy or, inside a
+    ``StatelessScope``, a substituted value. Relies on the private ``_value`` of Keras'
+    TensorFlow ``Variable`` (Keras 3.15.1, ``keras/src/backend/tensorflow/core.py``).
+    """
+    if backend_name() != "tensorflow":
+        return ()
+    import tensorflow as tf
+
+    found = []
+    for v in keras_variables:
+        inner = v if isinstance(v, tf.Variable) else getattr(v, "_value", None)
+        if isinstance(inner, tf.Variable):
+            found.append(inner)
+    return tuple(found)
