@@ -207,7 +207,7 @@ def test_a_batch_the_devices_cannot_share_is_refused_by_flag(data, tmp_path):
     argv[argv.index("--batch-size") + 1] = "15"
     process = subprocess.run(argv, capture_output=True, text=True, env=_env(2), timeout=300, check=False)
     assert process.returncode == 2
-    assert "--batch-size=15 cannot be split equally over the job's 2 devices" in process.stderr
+    assert "--batch-size 15 cannot be split equally over the job's 2 devices" in process.stderr
 
 
 def test_an_incomplete_job_description_is_refused(data, tmp_path):
