@@ -166,3 +166,44 @@ def test_the_tensorflow_variable_inside_a_keras_variable():
     assert isinstance(inner, tf.Variable) and not isinstance(variable, tf.Variable)
     variable.assign(np.ones(2, np.float32))
     np.testing.assert_array_equal(inner.numpy(), np.ones(2))
+
+
+def _model_with(metric_holder=None):
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    if metric_holder is not None:
+        model.scores = metric_holder
+    return model
+
+
+@pytest.mark.parametrize(("direction", "better", "worse"), [("down", 1.0, 2.0), ("up", 2.0, 1.0)])
+def test_keras_monitor_callbacks_read_the_direction_of_directed_metrics(direction, better, worse):
+    holder = backend.directed_metrics([keras.metrics.Mean(name="score")], direction=direction, name="score")
+    model = _model_with(holder)
+    assert [m.name for m in model.metrics] == ["score"]
+    # The holder's result is its members' results, logged under their own names.
+    holder.metrics[0].update_state(np.array([1.0, 3.0], np.float32))
+    assert {k: float(v) for k, v in model.get_metrics_result().items()} == {"score": 2.0}
+    holder.reset_state()
+    assert float(holder.metrics[0].result()) == 0.0
+    stop = keras.callbacks.EarlyStopping(monitor="val_score", patience=0)  # mode="auto"
+    stop.set_model(model)
+    stop.on_train_begin()
+    stop.on_epoch_end(0, {"val_score": better})
+    stop.on_epoch_end(1, {"val_score": worse})
+    assert model.stop_training and stop.best == better
+
+
+def test_keras_monitor_callbacks_cannot_tell_the_direction_of_a_plain_metric():
+    # What directed_metrics is for: without it Keras refuses mode="auto".
+    model = _model_with()
+    model.score = keras.metrics.Mean(name="score")
+    stop = keras.callbacks.EarlyStopping(monitor="val_score")
+    stop.set_model(model)
+    stop.on_train_begin()
+    with pytest.raises(ValueError, match="automatically determine"):
+        stop.on_epoch_end(0, {"val_score": 1.0})
+
+
+def test_directed_metrics_refuse_an_unknown_direction():
+    with pytest.raises(ValueError, match="'sideways'"):
+        backend.directed_metrics([keras.metrics.Mean()], direction="sideways", name="x")

@@ -305,3 +305,40 @@ def tensorflow_variables(keras_variables) -> tuple:
         if isinstance(inner, tf.Variable):
             found.append(inner)
     return tuple(found)
+
+
+def directed_metrics(metrics: list, *, direction: str, name: str) -> keras.metrics.Metric:
+    """``metrics`` in one Keras metric whose members say which way is better.
+
+    In ``mode="auto"`` Keras' monitor callbacks (``EarlyStopping``, ``ModelCheckpoint``,
+    ``ReduceLROnPlateau``) decide whether a logged quantity other than the loss should
+    fall or rise from the private ``_direction`` (``"up"`` or ``"down"``) of a metric of
+    that name, and they look only at the members of the
+    ``keras.src.trainers.compile_utils.MetricsList`` (or ``CompileMetrics``) entries of
+    ``model.metrics`` (Keras 3.15.1, ``keras/src/callbacks/monitor_callback.py``,
+    ``MonitorCallback._set_monitor_op``). Assigned as a model attribute, the returned
+    metric is such an entry: ``model.metrics`` lists it under ``name``, its result is
+    the dictionary of its members' results (so each member is logged under its own
+    name), and ``reset_state`` resets them all.
+
+    Args:
+        metrics: the Keras metrics to hold; each gets ``direction``.
+        direction: ``"down"`` (lower is better) or ``"up"``.
+        name: the name of the holder in ``model.metrics``.
+
+    Raises:
+        ValueError: for a ``direction`` other than ``"up"`` or ``"down"``.
+    """
+    if direction not in ("up", "down"):
+        raise ValueError(f"direction must be 'up' or 'down'; received {direction!r}.")
+    from keras.src.trainers.compile_utils import MetricsList
+
+    class _DirectedMetrics(MetricsList):
+        # MetricsList (3.15.1) defines ``get_result`` but not ``result``, which
+        # ``Model.get_metrics_result`` calls.
+        def result(self):
+            return {m.name: m.result() for m in self.metrics}
+
+    for metric in metrics:
+        metric._direction = direction
+    return _DirectedMetrics(list(metrics), name=name)

@@ -18,7 +18,8 @@ class FitMixin:
     """``RealNVP`` methods that Keras' ``fit``/``evaluate`` machinery calls or that wrap it.
 
     The model provides ``l2_scale``, ``refresh_batches``, ``seed``, ``num_classes``,
-    ``conditional``, the flow, ``_bpd_tracker``, ``_compiled``, ``_compiled_fn``,
+    ``conditional``, the flow, ``_bpd_tracker`` (the ``bits_per_dim`` mean, held with its
+    direction by ``internal.backend.directed_metrics``), ``_compiled``, ``_compiled_fn``,
     ``_inputs_log_prob`` and ``to_bits_per_dim``.
     """
 
@@ -82,7 +83,9 @@ class FitMixin:
         return loss
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        self._bpd_tracker.update_state(self.to_bits_per_dim(y_pred))
+        bits = self.to_bits_per_dim(y_pred)
+        for tracker in self._bpd_tracker.metrics:
+            tracker.update_state(bits)
         return self.get_metrics_result()
 
     def fit(self, x=None, y=None, batch_size=None, epochs=1, callbacks=None, **kwargs):

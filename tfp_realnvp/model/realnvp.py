@@ -16,7 +16,7 @@ from keras import ops
 
 from tfp_realnvp.bijectors.multiscale import FLOW_CONFIG_KEYS, MultiScaleFlow
 from tfp_realnvp.internal.arguments import check_int, check_number
-from tfp_realnvp.internal.backend import tfd
+from tfp_realnvp.internal.backend import directed_metrics, tfd
 from tfp_realnvp.internal.compiled import CompiledFunction
 from tfp_realnvp.internal.replicas import refuse_multi_worker_tensorflow
 from tfp_realnvp.model import labels as labels_lib
@@ -159,7 +159,11 @@ class RealNVP(ConditionalMixin, InferenceMixin, SamplingMixin, FitMixin, keras.M
         self.num_dims = int(np.prod(self.image_shape))
         self.seed = seed
         self._noise = keras.random.SeedGenerator(seed)
-        self._bpd_tracker = keras.metrics.Mean(name="bits_per_dim")
+        # Lower is better: Keras' monitor callbacks find the direction of
+        # ``val_bits_per_dim`` in ``mode="auto"``.
+        self._bpd_tracker = directed_metrics(
+            [keras.metrics.Mean(name="bits_per_dim")], direction="down", name="bits_per_dim"
+        )
         self._compiled = {}
         self.built = True
 
