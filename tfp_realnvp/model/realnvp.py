@@ -2,7 +2,8 @@
 
 The model's methods are grouped by what they serve: ``fitting`` (compile, loss, ``fit``),
 ``inference`` (``log_prob``, ``encode``, ``decode``), ``sampling`` (``sample``,
-``interpolate``) and ``conditional`` (labels and ``classify``); this module holds the
+``interpolate``), ``conditional`` (labels and ``classify``) and ``keras_export``
+(Keras' ``export`` with the model's input signature); this module holds the
 model's state, its Keras plumbing and the likelihood they all build on.
 """
 
@@ -25,6 +26,7 @@ from tfp_realnvp.model.conditional_base import ConditionalNormal
 from tfp_realnvp.model.dequantization import EVAL_NOISE_SEED, dequantization_noise, training_noise
 from tfp_realnvp.model.fitting import FitMixin
 from tfp_realnvp.model.inference import InferenceMixin
+from tfp_realnvp.model.keras_export import KerasExportMixin
 from tfp_realnvp.model.sampling import SamplingMixin
 
 #: The flow arguments ``RealNVP`` takes and saves in its config: all but ``preprocess``
@@ -44,7 +46,7 @@ _NOISE_STATE_KEY = "dequantization_seed_state"
 
 
 @keras.saving.register_keras_serializable(package="tfp_realnvp")
-class RealNVP(ConditionalMixin, InferenceMixin, SamplingMixin, FitMixin, keras.Model):
+class RealNVP(ConditionalMixin, InferenceMixin, SamplingMixin, FitMixin, KerasExportMixin, keras.Model):
     """Real NVP density model of ``[H, W, C]`` images with pixel values in ``[0, 256)``.
 
     ``call(images)`` returns ``log p(x)`` per image, in nats, of the density on the
