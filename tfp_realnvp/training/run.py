@@ -24,7 +24,7 @@ import numpy as np
 from tfp_realnvp.internal import atomic
 from tfp_realnvp.model.files import save_realnvp
 from tfp_realnvp.model.realnvp import RealNVP
-from tfp_realnvp.training.callbacks import SampleGrid
+from tfp_realnvp.training.callbacks import SampleGrid, TensorBoardLog
 from tfp_realnvp.training.checkpoints import CheckpointCallback, CheckpointManager, TrainingDiverged, model_step
 from tfp_realnvp.training.config import TrainingConfig
 from tfp_realnvp.training.distributed import AgreeToStop, Topology, setup_data_parallel, without_distribution
@@ -225,8 +225,12 @@ class _Run:
                 str(self.out), temperature=config.temperature, seed=config.seed, log_dir=log_dir, write=chief, **grid
             )
         )
-        if config.tensorboard and chief:
-            callbacks.append(keras.callbacks.TensorBoard(config.tensorboard))
+        if config.tensorboard:
+            data = self.data
+            test = data.test_images if data.test_labels is None else (data.test_images, data.test_labels)
+            callbacks.append(
+                TensorBoardLog(config.tensorboard, validation_data=test, batch_size=config.batch_size, write=chief)
+            )
         if self.budget:
             callbacks.append(self.budget)
         return callbacks
