@@ -85,3 +85,22 @@ def test_contradictory_stream_flags_are_refused(celeba_folder, tmp_path, capsys,
     argv = ["train", "--data", str(celeba_folder), *extra, "--steps", "1", *TINY, "--output-dir", str(tmp_path / "run")]
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.tf_only
+@pytest.mark.parametrize("kind", ["tfrecord"])  # npz: tests/test_quiet_paths.py
+def test_shards_written_with_the_default_prefix_train(tmp_path, kind):
+    """``write_*_shards(images, folder)`` then ``train --data folder --stream``: the
+    shards (prefix ``images``) are one set, split by image into train and test."""
+    from tfp_realnvp import data
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (60, 8, 8, 3)).astype(np.uint8)
+    write = data.write_tfrecord_shards if kind == "tfrecord" else data.write_npz_shards
+    write(images, tmp_path / "shards", images_per_shard=16)
+    out = tmp_path / "run"
+    argv = ["train", "--data", str(tmp_path / "shards"), "--stream", "--steps", "2", *TINY, "--output-dir", str(out)]
+    assert main(argv) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["steps"] == 2 and report["image_shape"] == [8, 8, 3]
+    assert 0 < report["test_images"] < 60 and np.isfinite(report["test_bits_per_dim"])

@@ -2,9 +2,10 @@
 
 ``forward`` maps a latent ``z`` to an image ``x`` (generation); ``inverse`` maps ``x``
 to ``z`` (density). See ``MultiScaleFlow`` for the architecture and ``RealNVP`` for
-training with Keras.
+training with Keras. ``tfp_realnvp.data`` holds the image sources and pipelines.
 """
 
+from tfp_realnvp import data
 from tfp_realnvp.bijectors import (
     AffineCoupling,
     BatchNormalization,
@@ -36,6 +37,7 @@ __all__ = [
     "ResNetConditioner",
     "Squeeze",
     "WeightNormConv2D",
+    "data",
     "describe_export",
     "export_saved_model",
     "load_metadata",

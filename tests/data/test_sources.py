@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
+import keras
 import numpy as np
 import pytest
 
 from tfp_realnvp import data
 
 tf_only = pytest.mark.tf_only
+
+
+def test_the_data_package_is_an_attribute_of_the_top_level_package():
+    """``import tfp_realnvp`` alone gives ``tfp_realnvp.data`` (a fresh interpreter)."""
+    code = "import tfp_realnvp; assert tfp_realnvp.data.load_images is tfp_realnvp.data.sources.load_images"
+    env = dict(os.environ, KERAS_BACKEND=keras.backend.backend(), TF_CPP_MIN_LOG_LEVEL="3")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "data" in __import__("tfp_realnvp").__all__
 
 
 def test_load_images_defaults_to_shipped_train():

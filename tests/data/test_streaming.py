@@ -392,6 +392,36 @@ def test_stream_dataset_picks_the_reader(tmp_path, stripes, tagged_folder):
         data.stream_dataset(pattern, split="train", batch_size=2)
 
 
+@tf_only
+@pytest.mark.parametrize("kind", ["tfrecord", "npz"])
+def test_shards_without_split_names_are_one_set_split_by_image(tmp_path, stripes, collect, kind):
+    images = stripes(40)
+    write = data.write_tfrecord_shards if kind == "tfrecord" else data.write_npz_shards
+    channels = {"channels": 1} if kind == "tfrecord" else {}
+    write(images, tmp_path, images_per_shard=7)  # the default prefix, "images"
+
+    def tags_of(split, **options):
+        dataset = data.stream_dataset(tmp_path, split=split, batch_size=8, **channels, **options)
+        return sorted(int(t) for batch in collect(dataset) for t in batch[:, 0, 1, 0])
+
+    train, test = tags_of("train", shuffle=False), tags_of("test", shuffle=False)
+    assert sorted(train + test) == tags_of("all") == list(range(40))
+    assert 28 <= len(train) <= 39 and test  # about train_fraction=0.9 of them
+    # A fixed split: the same under any shuffle and for the processes' shares together.
+    assert tags_of("train", seed=5) == train
+    shares = [tags_of("test", num_shards=2, shard_index=i, seed=i) for i in range(2)]
+    assert sorted(shares[0] + shares[1]) == test
+    assert len(tags_of("train", train_fraction=0.5, shuffle=False)) < len(train)
+
+
+@tf_only
+def test_shards_named_after_one_split_only_refuse_the_other(tmp_path, stripes):
+    data.write_npz_shards(stripes(4), tmp_path, prefix="train")
+    assert len(single(data.stream_dataset(tmp_path, split="train", batch_size=None))) == 4
+    with pytest.raises(ValueError, match=r"no shard of split 'test'.*\['train'\]-\*.*prefix='test'"):
+        data.stream_dataset(tmp_path, split="test", batch_size=2)
+
+
 # ---------------------------------------------------------------------------- memory
 
 

@@ -18,7 +18,13 @@ from tfp_realnvp.data.checks import PathLike, Size, check_images, require_tensor
 from tfp_realnvp.data.local import npz_image_key
 from tfp_realnvp.data.resizing import image_preprocessor
 from tfp_realnvp.data.shard_files import NPZ_SUFFIX, shard_files, write_shards
-from tfp_realnvp.data.stream_common import DEFAULT_SHUFFLE_BUFFER, ReaderOptions, check_share, read_shards
+from tfp_realnvp.data.stream_common import (
+    DEFAULT_SHUFFLE_BUFFER,
+    ReaderOptions,
+    check_share,
+    read_shards,
+    record_split,
+)
 from tfp_realnvp.internal.arguments import check_int
 
 __all__ = ["stream_npz_shards", "write_npz_shards"]
@@ -72,7 +78,9 @@ def write_npz_shards(
             images ``[H, W, C]`` of one shape.
         directory: where the shards go (created if missing).
         images_per_shard: images per shard (the last one may hold fewer).
-        prefix: the shards' name prefix, e.g. ``"train"`` or ``"test"``.
+        prefix: the shards' name prefix: ``"train"`` and ``"test"`` for a set's two
+            splits; the default, ``"images"``, names one set, which
+            ``stream_dataset`` and ``train --stream`` split by image.
         compress: write with ``np.savez_compressed``.
         overwrite: replace existing shards of the same prefix.
         verbose: print a line per shard written.
@@ -121,6 +129,8 @@ def stream_npz_shards(
     *,
     key: str | None = None,
     prefix: str | None = None,
+    split: str = "all",
+    train_fraction: float = 0.9,
     preset: str | None = None,
     image_size: Size | None = None,
     batch_size: int | None,
@@ -149,6 +159,10 @@ def stream_npz_shards(
             :func:`~tfp_realnvp.data.load_npz` does (``images`` in shards written by
             :func:`write_npz_shards`).
         prefix: in a folder, read only ``{prefix}-*.npz`` (e.g. ``"train"``).
+        split: ``"all"`` images, or the ``"train"`` / ``"test"`` share of every
+            shard's images, for shards that hold one set (a fixed split by image;
+            see ``stream_common.record_split``).
+        train_fraction: the share of the images in ``"train"``.
         preset: ``"celeba"``, ``"lsun"`` or ``None``.
         image_size: see :func:`~tfp_realnvp.data.stream_image_files`.
         batch_size: images per batch; ``None`` yields single images.
@@ -193,7 +207,9 @@ def stream_npz_shards(
     stored = _stored_image_shape(files, [shape for _, shape in headers], options)
     keys = [array_key for array_key, _ in headers]
     share = sum(shape[0] for _, shape in headers[options.shard_index :: options.num_shards])
-    dataset = read_shards((files, keys), _shard_reader(stored), options, cycle_length=cycle_length, count=share)
+    read = record_split(_shard_reader(stored), split, train_fraction)
+    count = share if split == "all" else None
+    dataset = read_shards((files, keys), read, options, cycle_length=cycle_length, count=count)
     return options.batched(_preprocessed(dataset, options, channels=stored[2]))
 
 
@@ -216,22 +232,26 @@ def _stored_image_shape(files: list[str], shapes: list[tuple[int, ...]], options
     return height, width, next(iter(channels))
 
 
-def _shard_images(path: Any, array_key: Any):
-    """The images of one ``.npz`` shard, one at a time (``path`` and key as bytes or text)."""
+def _shard_array(path: Any, array_key: Any) -> np.ndarray:
+    """The checked ``uint8`` images of one ``.npz`` shard (``path`` and key as bytes or text)."""
     path = path.decode() if isinstance(path, bytes) else str(path)
     array_key = array_key.decode() if isinstance(array_key, bytes) else str(array_key)
     with np.load(path, allow_pickle=False) as archive:
         array = archive[array_key]
-    yield from check_images(array, name=f"{os.path.basename(path)}[{array_key!r}]")
+    return check_images(array, name=f"{os.path.basename(path)}[{array_key!r}]")
 
 
 def _shard_reader(stored_shape: tuple):
-    """``read(path, key)``: the dataset of one shard's images of ``stored_shape``."""
+    """``read(path, key)``: the dataset of one shard's images of ``stored_shape``.
+
+    The shard is loaded whole by a ``tf.numpy_function`` and sliced into images, so no
+    Python generator (whose iterators TensorFlow finalizes at exit) is involved.
+    """
     tf = require_tensorflow()
-    signature = tf.TensorSpec(list(stored_shape), tf.uint8)
 
     def read(path, array_key):
-        return tf.data.Dataset.from_generator(_shard_images, args=(path, array_key), output_signature=signature)
+        images = tf.numpy_function(_shard_array, [path, array_key], tf.uint8, stateful=False)
+        return tf.data.Dataset.from_tensor_slices(tf.ensure_shape(images, [None, *stored_shape]))
 
     return read
 

@@ -9,7 +9,7 @@ Public (re-exported by :mod:`tfp_realnvp.data`): :func:`process_shard_from_env`,
 job variable names and :data:`~tfp_realnvp.data.DEFAULT_SHUFFLE_BUFFER` (defined with the
 batching pipeline). Shared by the reader
 modules only: :class:`ReaderOptions`, :func:`check_share`, :func:`read_shards`,
-:func:`image_decoder`, :func:`decoded_shape`, :data:`PNG_MAGIC` and :data:`JPEG_MAGIC`.
+:func:`record_split`, :func:`image_decoder`, :func:`decoded_shape`, :data:`PNG_MAGIC` and :data:`JPEG_MAGIC`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tfp_realnvp.data.checks import Size, check_shard, check_size, require_tensorflow
+from tfp_realnvp.data.checks import (
+    Size,
+    check_shard,
+    check_size,
+    check_split,
+    check_train_fraction,
+    require_tensorflow,
+)
 from tfp_realnvp.data.pipeline import DEFAULT_SHUFFLE_BUFFER, batch_flip_prefetch
 from tfp_realnvp.data.resizing import PRESET_IMAGE_SIZE, check_preset, image_preprocessor
 from tfp_realnvp.internal.arguments import check_int
@@ -31,6 +38,9 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 JPEG_MAGIC = b"\xff\xd8\xff"
 """The first bytes of every JPEG file."""
+
+# Hash buckets of the record split of shards without split names (see ``record_split``).
+_SPLIT_BUCKETS = 1_000_000
 
 
 def process_shard_from_env(environ: Mapping[str, str] | None = None) -> dict[str, int]:
@@ -192,6 +202,43 @@ def check_share(files: Sequence[Any], num_shards: int, what: str) -> None:
             f"{len(files)} {what} cannot be shared among num_shards={num_shards} processes: "
             "every process needs at least one; write more, smaller shards."
         )
+
+
+def record_split(read: Callable, split: str, train_fraction: float) -> Callable:
+    """``read`` restricted to the records of ``split``, for shards that are one set.
+
+    Record ``i`` of the shard file ``name`` belongs to ``"train"`` when the hash of
+    ``name:i`` (the file's base name, so moving the folder keeps the split) falls in
+    the first ``train_fraction`` of the hash range, else to ``"test"``: a fixed split,
+    independent of the shuffles, the order of the files and the processes sharing
+    them, that puts about ``train_fraction`` of the records in ``"train"``.
+
+    Args:
+        read: maps one element of :meth:`ReaderOptions.file_names` (a file name, or a
+            tuple whose first item is the file name) to the dataset of its records.
+        split: ``"train"``, ``"test"`` or ``"all"`` (``read`` unchanged).
+        train_fraction: the share of records in ``"train"``, in ``(0, 1)``.
+
+    Raises:
+        ValueError: naming a bad ``split`` or ``train_fraction``.
+    """
+    check_split(split)
+    threshold = int(round(check_train_fraction(train_fraction) * _SPLIT_BUCKETS))
+    if split == "all":
+        return read
+    tf = require_tensorflow()
+
+    def read_split(*element):
+        name = tf.strings.regex_replace(element[0], r".*[/\\]", "")
+
+        def keep(index, _):
+            key = tf.strings.join([name, tf.strings.as_string(index)], separator=":")
+            train = tf.strings.to_hash_bucket_fast(key, _SPLIT_BUCKETS) < threshold
+            return train if split == "train" else tf.logical_not(train)
+
+        return read(*element).enumerate().filter(keep).map(lambda _, record: record)
+
+    return read_split
 
 
 def read_shards(files: Any, read: Callable, options: ReaderOptions, *, cycle_length: int, count: int | None = None):

@@ -69,6 +69,9 @@ from tfp_realnvp.data.stream_common import (
 )
 from tfp_realnvp.data.tfrecord_shards import stream_tfrecord_shards, write_tfrecord_shards
 
+# The shard name prefixes that name splits; a folder with none of them holds one set.
+_SPLIT_PREFIXES = ("train", "test")
+
 __all__ = [
     "DEFAULT_SHUFFLE_BUFFER",
     "NUM_PROCESSES_VARIABLE",
@@ -105,7 +108,10 @@ def stream_dataset(
     """Streams any on-disk source, picking the reader from what ``source`` holds.
 
     * a folder with ``*.tfrecord`` files: :func:`stream_tfrecord_shards`; a ``split``
-      other than ``"all"`` reads the shards named ``{split}-*.tfrecord``;
+      other than ``"all"`` reads the shards named ``{split}-*.tfrecord``, and when no
+      shard is named after a split (``train-*``, ``test-*``; e.g. shards written with
+      the default prefix ``images``) the shards are one set whose records are split
+      by ``train_fraction`` (a fixed split by record, about that share in ``"train"``);
     * a folder with ``*.npz`` files: :func:`stream_npz_shards`, split the same way;
     * any other folder: :func:`stream_image_folder` (recursive PNG/JPEG), split by
       ``train_fraction``;
@@ -114,7 +120,8 @@ def stream_dataset(
     Args:
         source: a folder, a shard file or a glob pattern.
         split: ``"all"``, or the split to read (see above).
-        train_fraction: the ``"train"`` share of an image folder.
+        train_fraction: the ``"train"`` share of an image folder or of a folder of
+            shards without split names.
         preset: ``"celeba"``, ``"lsun"`` or ``None``.
         image_size: see :func:`stream_image_files`.
         channels: 3 or 1 (image files and TFRecords; ``.npz`` keeps its own).
@@ -157,19 +164,26 @@ def stream_dataset(
     if not path.is_dir():
         return _stream_shard_files(source, split=split, channels=channels, options=options)
     kind, prefix = _shard_folder_kind(path, split)
-    if kind == TFRECORD_SUFFIX:
-        return stream_tfrecord_shards(source, prefix=prefix, channels=channels, **options)
-    if kind == NPZ_SUFFIX:
-        return stream_npz_shards(source, prefix=prefix, **options)
+    if kind is not None:
+        # Shards named after the split are that split; shards without split names are one set.
+        shares = dict(prefix=prefix, split="all" if prefix or split == "all" else split, train_fraction=train_fraction)
+        if kind == TFRECORD_SUFFIX:
+            return stream_tfrecord_shards(source, channels=channels, **shares, **options)
+        return stream_npz_shards(source, **shares, **options)
     return stream_image_folder(source, split=split, train_fraction=train_fraction, channels=channels, **options)
 
 
 def _shard_folder_kind(folder: Path, split: str) -> tuple[str | None, str | None]:
-    """``(suffix, prefix)`` of the shards in ``folder``; ``(None, None)`` when it holds none.
+    """``(suffix, prefix)`` of the shards of ``split`` in ``folder``; ``(None, None)``
+    when it holds none.
+
+    The prefix is ``split`` when shards are named ``{split}-*``, and ``None`` for
+    ``"all"`` and for a folder none of whose shards is named after a split
+    (``train-*``, ``test-*``: one set, which the caller splits by record).
 
     Raises:
-        ValueError: naming the folder when it holds both kinds of shard, or no shard
-            of ``split`` (``{split}-*``) when ``split`` is not ``"all"``.
+        ValueError: naming the folder when it holds both kinds of shard, or shards
+            named after splits but none after ``split``.
     """
     found = {suffix: sorted(folder.glob(f"*{suffix}")) for suffix in (TFRECORD_SUFFIX, NPZ_SUFFIX)}
     kinds = [suffix for suffix, files in found.items() if files]
@@ -181,14 +195,16 @@ def _shard_folder_kind(folder: Path, split: str) -> tuple[str | None, str | None
             "(a glob pattern such as 'folder/*.tfrecord')."
         )
     (kind,) = kinds
-    prefix = None if split == "all" else split
-    if prefix and not any(p.name.startswith(f"{prefix}-") for p in found[kind]):
-        names = sorted({p.name.split("-", 1)[0] for p in found[kind]})
+    names = sorted({p.name.split("-", 1)[0] for p in found[kind]})
+    if split == "all" or not any(name in _SPLIT_PREFIXES for name in names):
+        return kind, None
+    if split not in names:
         raise ValueError(
-            f"no shard of split {split!r} ({prefix}-*) in {str(folder)!r}; its shards are "
-            f"named {names}-*; pass one of those, or 'all'."
+            f"no shard of split {split!r} ({split}-*) in {str(folder)!r}; its shards are named {names}-*. "
+            f"Write the {split} images there with prefix={split!r}, or name no shard after a split "
+            f"(the default prefix, 'images') to split one set of shards by record."
         )
-    return kind, prefix
+    return kind, split
 
 
 def _stream_shard_files(source: Any, *, split: str, channels: int, options: dict[str, Any]):

@@ -27,6 +27,7 @@ from tfp_realnvp.data.stream_common import (
     decoded_shape,
     image_decoder,
     read_shards,
+    record_split,
 )
 from tfp_realnvp.internal.arguments import check_int
 
@@ -91,7 +92,9 @@ def write_tfrecord_shards(
             ``[H, W, C]``.
         directory: where the shards go (created if missing).
         images_per_shard: images per shard (the last one may hold fewer).
-        prefix: the shards' name prefix, e.g. ``"train"`` or ``"test"``.
+        prefix: the shards' name prefix: ``"train"`` and ``"test"`` for a set's two
+            splits; the default, ``"images"``, names one set, which
+            ``stream_dataset`` and ``train --stream`` split by image.
         image_format: ``"png"`` (lossless) or ``"jpeg"``, for arrays.
         quality: JPEG quality for arrays, 1 to 100.
         overwrite: replace existing shards of the same prefix.
@@ -178,6 +181,8 @@ def stream_tfrecord_shards(
     shards: Any,
     *,
     prefix: str | None = None,
+    split: str = "all",
+    train_fraction: float = 0.9,
     preset: str | None = None,
     image_size: Size | None = None,
     channels: int = 3,
@@ -204,6 +209,10 @@ def stream_tfrecord_shards(
         shards: a folder (its ``*.tfrecord`` files), a glob pattern, a file, or a list
             of files.
         prefix: in a folder, read only ``{prefix}-*.tfrecord`` (e.g. ``"train"``).
+        split: ``"all"`` records, or the ``"train"`` / ``"test"`` share of every
+            shard's records, for shards that hold one set (a fixed split by record;
+            see ``stream_common.record_split``).
+        train_fraction: the share of the records in ``"train"``.
         preset: ``"celeba"``, ``"lsun"`` or ``None``.
         image_size: see :func:`~tfp_realnvp.data.stream_image_files`.
         channels: 3 (RGB) or 1 (grayscale).
@@ -248,7 +257,8 @@ def stream_tfrecord_shards(
     where = f"the TFRecord shards {files[0]!r}, ..." if len(files) > 1 else repr(files[0])
     stored_shape = _first_image_shape(files[0]) if options.keeps_stored_size else None
     decode = image_decoder(options, channels=channels, stored_shape=stored_shape, where=where)
-    dataset = read_shards(files, tf.data.TFRecordDataset, options, cycle_length=cycle_length)
+    read = record_split(tf.data.TFRecordDataset, split, train_fraction)
+    dataset = read_shards(files, read, options, cycle_length=cycle_length)
     dataset = dataset.map(lambda record: decode(*_parsed(record)), num_parallel_calls=tf.data.AUTOTUNE)
     return options.batched(dataset)
 
