@@ -14,7 +14,7 @@ PYTEST_FLAGS ?= -q -m "not slow" --durations=10 -n 2
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install $(PIP_FLAGS) --upgrade pip
-	$(VENV)/bin/pip install $(PIP_FLAGS) -c constraints.txt -e ".[tensorflow,test,lint]"
+	$(VENV)/bin/pip install $(PIP_FLAGS) -c constraints.txt -e ".[tensorflow,test,lint,onnx]"
 	touch $@
 
 $(VENV_JAX)/.installed: pyproject.toml constraints-jax.txt

@@ -65,3 +65,31 @@ def test_export_on_jax_says_what_to_install_and_which_backend(tmp_path):
     with pytest.raises(ValueError, match=r"tfp-realnvp\[tensorflow\].*KERAS_BACKEND=tensorflow"):
         model.export(tmp_path / "served")
     assert not (tmp_path / "served").exists()
+
+
+def test_the_export_command_on_another_backend_says_what_to_install(capsys):
+    from tfp_realnvp.cli.export import add_unavailable_export_arguments
+    from tfp_realnvp.cli.parser import FlagParser
+
+    parser = add_unavailable_export_arguments(FlagParser(prog="export"), backend="jax")
+    with pytest.raises(SystemExit) as stopped:
+        parser.parse_args(["--model", "m.keras", "--output", "out"])
+    assert stopped.value.code == 2
+    error = capsys.readouterr().err
+    assert "tfp-realnvp[tensorflow]" in error and "KERAS_BACKEND=tensorflow" in error and "'jax'" in error
+    with pytest.raises(SystemExit) as stopped:
+        parser.parse_args(["--help"])
+    assert stopped.value.code == 0
+    assert "KERAS_BACKEND=tensorflow" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(BACKEND == "tensorflow", reason="the command refuses on other backends than TensorFlow")
+def test_the_export_command_of_the_jax_command_line_refuses_when_parsed(tmp_path, capsys):
+    from tfp_realnvp.cli import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["export", "--model", str(tmp_path / "m.keras"), "--output", str(tmp_path / "out")])
+    assert stopped.value.code == 2
+    error = capsys.readouterr().err
+    assert "pip install 'tfp-realnvp[tensorflow]'" in error and "KERAS_BACKEND=tensorflow" in error
+    assert not (tmp_path / "out").exists()

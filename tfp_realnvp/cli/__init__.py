@@ -1,5 +1,9 @@
 """Command line: ``python -m tfp_realnvp {train,evaluate,sample,export,demo}``.
 
+``export`` writes a TF SavedModel (default) or ONNX files (``--format onnx``); it needs
+the TensorFlow backend, and on another backend refuses to parse with a message that says
+what to install and how to run it.
+
 ``train --conditional`` trains a class-conditional model ``p(x | y)`` on labelled data
 (``tfp_realnvp.data.load_labelled_images``: the shipped set, IDX directories with label
 files, ``.npz`` files with a label array, image folders with one subdirectory per class,
@@ -23,6 +27,7 @@ messages from the library name ``--image-size`` rather than ``image_size``).
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from collections.abc import Callable
 
@@ -30,7 +35,7 @@ import keras
 
 from tfp_realnvp.cli.demo import add_demo_arguments, demo
 from tfp_realnvp.cli.evaluate import add_evaluate_arguments, evaluate
-from tfp_realnvp.cli.export import add_export_arguments, run_export
+from tfp_realnvp.cli.export import add_export_arguments, add_unavailable_export_arguments, run_export
 from tfp_realnvp.cli.parser import FlagParser, cli_wording
 from tfp_realnvp.cli.sample import add_sample_arguments, sample
 from tfp_realnvp.cli.train import add_train_arguments, run_train
@@ -67,9 +72,24 @@ def _commands() -> list[tuple[str, str, object, object]]:
         ("evaluate", "bits/dim of a saved model on a data split", add_evaluate_arguments, evaluate),
         ("sample", "write a PNG grid of samples", add_sample_arguments, sample),
     ]
-    if keras.backend.backend() == "tensorflow":  # SavedModel export needs TensorFlow
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
         commands.append(
-            ("export", "export a saved model as a TF SavedModel for serving", add_export_arguments, run_export)
+            (
+                "export",
+                "export a saved model as a TF SavedModel (or ONNX files) for serving",
+                add_export_arguments,
+                run_export,
+            )
+        )
+    else:  # SavedModel and ONNX export need TensorFlow: the command says so instead of being unknown.
+        commands.append(
+            (
+                "export",
+                "export a saved model for serving (needs the TensorFlow backend)",
+                functools.partial(add_unavailable_export_arguments, backend=backend),
+                run_export,
+            )
         )
     return commands
 

@@ -61,18 +61,23 @@ class KerasExportMixin:
 
         Args:
             filepath: where to write the artifact.
-            format: any format of ``keras.Model.export`` (``"tf_saved_model"``,
-                ``"onnx"``, ...); the format's own requirements apply (``"onnx"``
-                needs ``tf2onnx``; see ``tfp_realnvp.export.onnx`` for the ONNX
-                files of ``log_prob``, ``encode`` and ``decode``).
+            format: a format of ``keras.Model.export`` (``"tf_saved_model"``,
+                ``"litert"``, ...), with that format's own requirements. Not
+                ``"onnx"``: Keras would convert the graph with ``tf2onnx`` as it is,
+                and three of its operators do not convert (``Log1p``,
+                ``BroadcastArgs``, and ``BitwiseXor`` below opset 18); ONNX files of
+                ``log_prob``, ``encode`` and ``decode`` come from
+                ``tfp_realnvp.export.onnx.export_onnx`` (or ``python -m tfp_realnvp
+                export --format onnx``), which rewrites them.
             verbose: as in ``keras.Model.export``.
             input_signature: default :meth:`export_input_signature`.
             **kwargs: forwarded to ``keras.Model.export``.
 
         Raises:
-            ValueError: on the JAX backend (Keras would convert the JAX function
-                with ``jax2tf``, which cannot trace the flow with a batch dimension
-                of unknown size), saying what to install and which backend to use.
+            ValueError: for ``format="onnx"``, naming what to use instead; on the JAX
+                backend (Keras would convert the JAX function with ``jax2tf``, which
+                cannot trace the flow with a batch dimension of unknown size), saying
+                what to install and which backend to use.
         """
         if backend_name() != "tensorflow":
             raise ValueError(
@@ -80,6 +85,12 @@ class KerasExportMixin:
                 f"{backend_name()!r}. To export, {TENSORFLOW_BACKEND_HINT}: load the saved .keras model there "
                 "and call model.export, or tfp_realnvp.export_saved_model "
                 "for the full set of serving signatures."
+            )
+        if format == "onnx":
+            raise ValueError(
+                "RealNVP.export(format='onnx') would write a graph ONNX Runtime cannot load (tf2onnx has no "
+                "converter for its Log1p and BroadcastArgs operators, and its BitwiseXor needs opset 18); use tfp_realnvp.export.onnx.export_onnx(model, "
+                "path) or `python -m tfp_realnvp export --format onnx`, which rewrite them."
             )
         if input_signature is None:
             input_signature = self.export_input_signature()
