@@ -93,3 +93,12 @@ def test_the_export_command_of_the_jax_command_line_refuses_when_parsed(tmp_path
     error = capsys.readouterr().err
     assert "pip install 'tfp-realnvp[tensorflow]'" in error and "KERAS_BACKEND=tensorflow" in error
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(BACKEND == "tensorflow", reason="the refusal is for other backends than TensorFlow")
+def test_onnx_export_on_jax_says_which_backend(tmp_path):
+    from tfp_realnvp.export import export_onnx
+
+    with pytest.raises(ValueError, match=r"KERAS_BACKEND=tensorflow"):
+        export_onnx(_tiny_model(), tmp_path / "onnx")
+    assert not (tmp_path / "onnx").exists()

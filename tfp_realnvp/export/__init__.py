@@ -1,4 +1,4 @@
-"""SavedModel export: the serving signatures, version directories, metadata and listing.
+"""SavedModel and ONNX export: the serving signatures, version directories, metadata and listing.
 
 Modules:
 
@@ -11,11 +11,14 @@ Modules:
 * ``metadata``: ``assets/realnvp.json``, written at export and read by :func:`load_metadata`.
 * ``measurement``: the bits/dim an export records, checked and measured.
 * ``describe``: :func:`describe_export`, the signature listing of an export.
+* ``onnx``: :func:`export_onnx`, the ``log_prob``, ``encode`` and ``decode`` signatures
+  (and ``classify``) as ONNX files for ONNX Runtime, converted with ``tf2onnx``.
 """
 
 from tfp_realnvp.export.describe import describe_export
 from tfp_realnvp.export.metadata import load_metadata
+from tfp_realnvp.export.onnx import export_onnx
 from tfp_realnvp.export.saved_model import export_saved_model
 from tfp_realnvp.export.versions import ExportExistsError
 
-__all__ = ["ExportExistsError", "describe_export", "export_saved_model", "load_metadata"]
+__all__ = ["ExportExistsError", "describe_export", "export_onnx", "export_saved_model", "load_metadata"]

@@ -19,8 +19,8 @@ sample could not be reproduced from a seed as the SavedModel's can; ``decode`` o
 Three pieces of the traced graphs do not convert as they are, and are rewritten:
 
 * ``Log1p`` (the logit preprocessing) has no ``tf2onnx`` converter: it becomes
-  ``Log(1 + x)``. The preprocessing evaluates it on ``[-0.95, -0.05]`` (for the default
-  ``alpha``), far from 0, so nothing is lost.
+  ``x * Log(1 + x) / ((1 + x) - 1)``, which corrects the rounding of ``1 + x`` and keeps
+  the precision of ``log1p`` for small ``x`` (pixels near 128).
 * ``BroadcastArgs`` (the batch shape of the base distribution's ``log_prob``) has no
   converter either: it becomes the shape of the sum of two zero tensors of the two
   shapes.
@@ -33,7 +33,7 @@ file, the opset and the package versions.
 
 Example::
 
-    directory = tfp_realnvp.export.onnx.export_onnx(model, "export-onnx")
+    directory = tfp_realnvp.export.export_onnx(model, "export-onnx")
     session = onnxruntime.InferenceSession(str(directory / "log_prob.onnx"))
     log_prob, bits_per_dim = session.run(None, {"images": images})
 """
@@ -100,16 +100,28 @@ def require_converter() -> None:
 
 
 def _log1p_handler(graph, node, name, args):
-    """``Log1p(x)`` as ``Log(x + 1)``."""
+    """``Log1p(x)`` as ``x * Log(w) / (w - 1)`` with ``w = 1 + x`` (``x`` where ``w == 1``).
+
+    The quotient corrects the rounding of ``1 + x`` (D. Goldberg, "What every computer
+    scientist should know about floating-point arithmetic", 1991), so small ``x`` keep
+    their relative precision as with a true ``log1p``.
+    """
     from tf2onnx import utils
 
+    def make(op_type, inputs):
+        return graph.make_node(op_type, inputs, name=utils.make_name(f"{name}_{op_type.lower()}")).output[0]
+
     x = node.input[0]
-    one = graph.make_const(
-        utils.make_name(f"{name}_one"), np.array(1, utils.map_onnx_to_numpy_type(graph.get_dtype(x)))
-    )
-    shifted = graph.make_node("Add", [x, one.output[0]], name=utils.make_name(f"{name}_plus_one"))
-    node.type = "Log"
-    graph.replace_inputs(node, [shifted.output[0]])
+    dtype = utils.map_onnx_to_numpy_type(graph.get_dtype(x))
+    one = graph.make_const(utils.make_name(f"{name}_one"), np.array(1, dtype)).output[0]
+    w = make("Add", [x, one])
+    w_minus_one = make("Sub", [w, one])
+    exact = make("Equal", [w_minus_one, make("Sub", [one, one])])
+    # Where w == 1 the quotient is 0/0; divide by 1 there instead, and take x.
+    safe = make("Where", [exact, one, w_minus_one])
+    corrected = make("Div", [make("Mul", [x, make("Log", [w])]), safe])
+    node.type = "Where"
+    graph.replace_inputs(node, [exact, x, corrected])
     return node
 
 
