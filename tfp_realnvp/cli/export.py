@@ -76,7 +76,12 @@ def add_unavailable_export_arguments(parser: argparse.ArgumentParser, *, backend
     )
     parser.description = message
     parser.add_argument(
-        "arguments", nargs=argparse.REMAINDER, action=_RefuseExport, message=message, help=argparse.SUPPRESS
+        "arguments",
+        nargs=argparse.REMAINDER,
+        action=_RefuseExport,
+        message=message,
+        metavar="FLAGS",
+        help="the export flags of the TensorFlow backend; here the command refuses them (see above).",
     )
     return parser
 
