@@ -67,7 +67,7 @@ class KerasExportMixin:
                 and three of its operators do not convert (``Log1p``,
                 ``BroadcastArgs``, and ``BitwiseXor`` below opset 18); ONNX files of
                 ``log_prob``, ``encode`` and ``decode`` come from
-                ``tfp_realnvp.export.onnx.export_onnx`` (or ``python -m tfp_realnvp
+                ``tfp_realnvp.export.export_onnx`` (or ``python -m tfp_realnvp
                 export --format onnx``), which rewrites them.
             verbose: as in ``keras.Model.export``.
             input_signature: default :meth:`export_input_signature`.
@@ -89,8 +89,9 @@ class KerasExportMixin:
         if format == "onnx":
             raise ValueError(
                 "RealNVP.export(format='onnx') would write a graph ONNX Runtime cannot load (tf2onnx has no "
-                "converter for its Log1p and BroadcastArgs operators, and its BitwiseXor needs opset 18); use tfp_realnvp.export.onnx.export_onnx(model, "
-                "path) or `python -m tfp_realnvp export --format onnx`, which rewrite them."
+                "converter for its Log1p and BroadcastArgs operators, and its BitwiseXor needs opset 18); use "
+                "tfp_realnvp.export.export_onnx(model, path) or `python -m tfp_realnvp export --format onnx`, "
+                "which rewrite them."
             )
         if input_signature is None:
             input_signature = self.export_input_signature()
