@@ -7,6 +7,7 @@ import argparse
 import dataclasses
 import os
 
+import keras
 import numpy as np
 
 from tfp_realnvp.cli.flags import DEMO_EPOCHS, add_training_arguments
@@ -30,7 +31,7 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
 
 def demo(args: argparse.Namespace) -> dict:
     """Trains a small Real NVP on the shipped data and writes samples, an interpolation
-    strip and a SavedModel; returns the report of the training."""
+    strip and (TensorFlow backend) a SavedModel; returns the report of the training."""
     config = dataclasses.replace(training_config(args, parser=getattr(args, "parser", None)), **DEMO_SETTINGS)
     result = run_training(config)
     model, test_images = result.model, result.test_images
@@ -41,6 +42,9 @@ def demo(args: argparse.Namespace) -> dict:
     strip = os.path.join(config.output_dir, "interpolation.png")
     with atomic.atomic_path(strip) as temporary:
         save_grid(np.concatenate(rows), temporary, columns=10)
+    if keras.backend.backend() != "tensorflow":
+        config.log(f"wrote {samples} and {strip} (the SavedModel needs the TensorFlow backend: not written)")
+        return result.report
     from tfp_realnvp.export.saved_model import export_saved_model
 
     exported = export_saved_model(

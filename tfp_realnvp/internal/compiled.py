@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import keras
+import numpy as np
 
 from tfp_realnvp.internal.backend import backend_name
 
@@ -12,12 +15,18 @@ from tfp_realnvp.internal.backend import backend_name
 class CompiledFunction:
     """``fn(*args)`` compiled once per input signature, reading the model's current weights.
 
-    * TensorFlow: a ``tf.function`` (optionally XLA-compiled); variables are read live.
+    * TensorFlow: one ``tf.function`` (optionally XLA-compiled) per value of the static
+      arguments and per dtype and inner shape of the others, traced with a fixed input
+      signature whose leading (batch) axis is unknown: every batch size runs the same
+      trace, so nothing is ever retraced. Variables are read live.
     * JAX: ``jax.jit`` of a pure function that receives the model's variable values and
-      runs ``fn`` inside a ``keras.StatelessScope``, so new weights never retrace.
+      runs ``fn`` inside a ``keras.StatelessScope``, so new weights never retrace; every
+      new input shape compiles a new version (``shape_polymorphic`` is false), which
+      callers bound by padding batches to a few sizes.
 
     Arguments listed in ``static_argnums`` must be hashable Python values (e.g. a sample
     count); a new value compiles a new version, a new array of the same shape does not.
+    The other arguments are arrays, tensors or nested tuples, lists and dicts of them.
     """
 
     def __init__(
@@ -27,16 +36,10 @@ class CompiledFunction:
         self._fn = fn
         self._static = tuple(static_argnums)
         self._backend = backend_name()
+        self._jit_compile = bool(jit_compile)
         self._traces = 0
-        if self._backend == "tensorflow":
-            import tensorflow as tf
-
-            def traced(*args):
-                self._traces += 1  # Python code runs only while tracing
-                return fn(*args)
-
-            self._compiled = tf.function(traced, reduce_retracing=True, jit_compile=jit_compile, autograph=False)
-        else:
+        self._functions: dict[Any, Callable] = {}
+        if self._backend != "tensorflow":
             import jax
 
             def pure(values, *args):
@@ -52,7 +55,48 @@ class CompiledFunction:
         """How many times the function has been traced (compiled) so far."""
         return self._traces
 
+    @property
+    def shape_polymorphic(self) -> bool:
+        """Whether one compiled version serves every batch size (TensorFlow); on JAX
+        every new input shape compiles a new one."""
+        return self._backend == "tensorflow"
+
     def __call__(self, *args):
         if self._backend == "tensorflow":
-            return self._compiled(*args)
+            return self._tensorflow_call(args)
         return self._compiled([v.value for v in self._model.variables], *args)
+
+    def _tensorflow_call(self, args: tuple):
+        """Runs the ``tf.function`` of these static values and input signature, made on first use."""
+        import tensorflow as tf
+
+        static = {i: args[i] for i in self._static}
+        dynamic = [arg for i, arg in enumerate(args) if i not in static]
+        signature = tf.nest.map_structure(lambda value: _batch_spec(tf, value), dynamic)
+        key = (tuple(static.items()), repr(signature))
+        if key not in self._functions:
+
+            def traced(*inputs):
+                self._traces += 1  # Python code runs only while tracing
+                full, rest = [], iter(inputs)
+                for i in range(len(args)):
+                    full.append(static[i] if i in static else next(rest))
+                return self._fn(*full)
+
+            # A partial has no code object of its own, so TensorFlow keeps the retracing
+            # statistics of each compiled function apart instead of pooling every
+            # function made here (they would share the code of ``traced``).
+            self._functions[key] = tf.function(
+                functools.partial(traced), input_signature=signature, jit_compile=self._jit_compile, autograph=False
+            )
+        return self._functions[key](*dynamic)
+
+
+def _batch_spec(tf, value):
+    """The ``tf.TensorSpec`` of ``value`` with an unknown leading axis (scalars keep their shape)."""
+    if not (hasattr(value, "shape") and hasattr(value, "dtype")):
+        value = np.asarray(value)
+    shape = list(value.shape)
+    if shape:
+        shape[0] = None
+    return tf.TensorSpec(shape, tf.as_dtype(value.dtype))

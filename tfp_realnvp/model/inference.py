@@ -32,16 +32,24 @@ class InferenceMixin:
 
     def _batched(self, key, fn, inputs, batch_size: int) -> np.ndarray:
         """``fn`` compiled once and run over ``inputs`` (an array, or a tuple of arrays of
-        one length, each passed as an argument) in slices of ``batch_size``."""
+        one length, each passed as an argument) in slices of ``batch_size``.
+
+        Where every new shape compiles anew (JAX), a shorter slice is padded (its last
+        row repeated) to the next power of two, at most ``batch_size``, so calls of any
+        length compile a few versions at most; the padded rows are dropped.
+        """
         batch_size = check_int(batch_size, name="batch_size")
         arrays = tuple(inputs) if isinstance(inputs, tuple) else (inputs,)
         if len(arrays[0]) == 0:
             raise ValueError(f"received an empty batch of shape {list(arrays[0].shape)}.")
         compiled = self._compiled_fn(key, fn)
-        outs = [
-            keras.ops.convert_to_numpy(compiled(*(a[i : i + batch_size] for a in arrays)))
-            for i in range(0, len(arrays[0]), batch_size)
-        ]
+        outs = []
+        for start in range(0, len(arrays[0]), batch_size):
+            chunk = tuple(a[start : start + batch_size] for a in arrays)
+            rows = len(chunk[0])
+            if not compiled.shape_polymorphic:
+                chunk = tuple(_padded(a, _bucket(rows, batch_size)) for a in chunk)
+            outs.append(keras.ops.convert_to_numpy(compiled(*chunk))[:rows])
         return np.concatenate(outs, axis=0)
 
     def log_prob(self, images, labels=None, *, batch_size: int = 256) -> np.ndarray:
@@ -149,3 +157,16 @@ class InferenceMixin:
         if labels is None:
             return self._batched("decode", self.decode_tensor, z, batch_size)
         return self._batched("decode_labels", self.decode_tensor, (z, labels), batch_size)
+
+
+def _bucket(rows: int, batch_size: int) -> int:
+    """The padded length of a slice of ``rows``: the next power of two, at most ``batch_size``."""
+    return min(batch_size, 1 << max(rows - 1, 0).bit_length())
+
+
+def _padded(array: np.ndarray, rows: int) -> np.ndarray:
+    """``array`` with its last row repeated up to ``rows`` rows."""
+    missing = rows - len(array)
+    if missing <= 0:
+        return array
+    return np.concatenate([array, np.repeat(array[-1:], missing, axis=0)])
