@@ -104,7 +104,7 @@ from tfp_realnvp.data.streaming import (
     write_npz_shards,
     write_tfrecord_shards,
 )
-from tfp_realnvp.data.tfds import TFDS_DATASETS, is_tfds_name, load_tfds, tfds_key
+from tfp_realnvp.data.tfds import TFDS_DATASETS, check_tfds_available, is_tfds_name, load_tfds, tfds_key
 
 __all__ = [
     "DEFAULT_SHUFFLE_BUFFER",
@@ -119,6 +119,7 @@ __all__ = [
     "TFDS_DATASETS",
     "celeba_preprocess",
     "check_images",
+    "check_tfds_available",
     "decode_image_file",
     "folder_files",
     "get_dataset",

@@ -25,7 +25,7 @@ from tfp_realnvp.data.checks import (
 from tfp_realnvp.data.local import is_idx_dir, load_idx_dir, load_image_folder, load_npz, read_idx
 from tfp_realnvp.data.resizing import pad_amounts, resize_and_pad
 from tfp_realnvp.data.shipped import load_shipped
-from tfp_realnvp.data.tfds import TFDS_DATASETS, load_tfds, tfds_key
+from tfp_realnvp.data.tfds import TFDS_DATASETS, check_tfds_available, load_tfds, tfds_key
 
 __all__ = ["get_dataset", "load_images"]
 
@@ -184,10 +184,13 @@ def get_dataset(
         FileNotFoundError: naming the path for a missing local source.
         ValueError: naming the received value for an unknown source or a bad option.
     """
+    is_local = not isinstance(source, str) or source == "shipped" or Path(source).exists()
+    if not is_local and tfds_key(str(source)) is not None:
+        # Where TensorFlow is missing, say that tfds needs it (not only tf.data).
+        check_tfds_available(source, data_dir=data_dir)
     tf = require_tensorflow()
 
     target_pad = check_size(pad_to, name="pad_to")
-    is_local = not isinstance(source, str) or source == "shipped" or Path(source).exists()
     if is_local or tfds_key(str(source)) is None:
         images = load_images(
             source,

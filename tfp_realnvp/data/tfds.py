@@ -2,18 +2,25 @@
 
 tfds downloads and prepares a dataset on first use, which needs network access; pass
 ``data_dir`` to read a prepared copy. :func:`tfds_key` and :func:`is_tfds_name` need
-no TensorFlow; :func:`load_tfds` imports TensorFlow and tensorflow-datasets when called.
+no TensorFlow; :func:`load_tfds` imports TensorFlow and tensorflow-datasets when called,
+and :func:`check_tfds_available` says in one line what to install where they are missing.
+Without network access a dataset that is not prepared yet is refused at once (tfds
+itself would retry its downloads for minutes).
 """
 
 from __future__ import annotations
 
 import os
+import socket
+import urllib.parse
+import urllib.request
+from types import ModuleType
 from typing import Any
 
 from tfp_realnvp.data.checks import PathLike, Size, check_size, require_tensorflow
 from tfp_realnvp.data.resizing import image_preprocessor, round_to_uint8
 
-__all__ = ["TFDS_DATASETS", "is_tfds_name", "load_tfds", "tfds_key"]
+__all__ = ["TFDS_DATASETS", "check_tfds_available", "is_tfds_name", "load_tfds", "tfds_key"]
 
 TFDS_DATASETS = {
     "mnist": "28x28x1 digits, as stored.",
@@ -28,6 +35,95 @@ TFDS_DATASETS = {
 
 # Which entries of TFDS_DATASETS get a preset of resizing.PRESETS.
 _TFDS_PRESETS = {"celeb_a": "celeba", "lsun/<category>": "lsun"}
+
+# Where a tfds download starts (its prepared copies on Google Cloud Storage), probed
+# before a download so that a machine without network hears so at once.
+_DOWNLOAD_HOST = ("storage.googleapis.com", 443)
+_PROBE_SECONDS = 10.0
+
+
+def _require_tfds(name: str) -> ModuleType:
+    """Imports tensorflow-datasets to read the tfds dataset ``name``, or says what to install.
+
+    Returns:
+        The ``tensorflow_datasets`` module.
+
+    Raises:
+        ImportError: in one line naming the dataset and what to install, where
+            TensorFlow or tensorflow-datasets is not installed (tensorflow-datasets
+            needs TensorFlow, on every Keras backend).
+    """
+    try:
+        import tensorflow  # noqa: F401 (tensorflow-datasets needs it)
+        import tensorflow_datasets
+    except ImportError as error:
+        raise ImportError(
+            f"the tfds dataset {name!r} is read by tensorflow-datasets, which needs TensorFlow: "
+            "pip install tensorflow tensorflow-datasets (the 'tfp-realnvp[tensorflow]' extra), "
+            "or pass a local copy of the images (a .npz file, an IDX directory or an image folder)."
+        ) from error
+    return tensorflow_datasets
+
+
+def check_tfds_available(name: str, *, data_dir: PathLike | None = None) -> None:
+    """Checks, within seconds, that the tfds dataset ``name`` can be read here.
+
+    tensorflow-datasets (and TensorFlow, which it needs) must be installed, and the
+    dataset must be prepared in ``data_dir`` or the network must answer (a download
+    without network would retry for minutes before failing).
+
+    Args:
+        name: a tfds name.
+        data_dir: the tfds data directory; ``None`` uses tfds' default.
+
+    Raises:
+        ImportError: in one line naming the dataset and what to install.
+        ConnectionError: in one line naming the dataset, the directory it is missing
+            from and the ``data_dir`` option, when there is no network to download it.
+    """
+    tensorflow_datasets = _require_tfds(name)
+    tf = require_tensorflow()
+    _check_prepared_or_online(tensorflow_datasets, tf, name, None if data_dir is None else os.fspath(data_dir))
+
+
+def _downloads(builder) -> bool:
+    """Whether ``builder.download_and_prepare`` is tfds' own, which downloads; under
+    ``tfds.testing.mock_data`` it is replaced by one that reads nothing."""
+    method = getattr(type(builder), "download_and_prepare", None)
+    return getattr(method, "__module__", "").startswith("tensorflow_datasets.core")
+
+
+def _network_reachable(timeout: float) -> bool:
+    """Whether a connection to tfds' download host (or to the HTTPS proxy) opens within ``timeout``."""
+    proxy = urllib.request.getproxies().get("https") or urllib.request.getproxies().get("http")
+    host, port = _DOWNLOAD_HOST
+    if proxy:
+        parsed = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        host, port = parsed.hostname or host, parsed.port or 80
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+def _check_prepared_or_online(tensorflow_datasets: ModuleType, tf: ModuleType, name: str, data_dir: str | None):
+    """Returns when ``name`` is prepared in ``data_dir`` or the network answers.
+
+    Raises:
+        ConnectionError: in one line naming the dataset, its directory and the
+            ``data_dir`` option, when the dataset must be downloaded and there is no network.
+    """
+    builder = tensorflow_datasets.builder(name, data_dir=data_dir)
+    if tf.io.gfile.exists(os.path.join(builder.data_dir, "dataset_info.json")) or not _downloads(builder):
+        return
+    if _network_reachable(_PROBE_SECONDS):
+        return
+    raise ConnectionError(
+        f"no network: the tfds dataset {name!r} is not prepared in {builder.data_dir} and downloading it "
+        "needs network access; pass data_dir, a directory holding a prepared copy, or a local copy of the "
+        "images (a .npz file, an IDX directory or an image folder)."
+    )
 
 
 def tfds_key(name: Any) -> str | None:
@@ -99,6 +195,10 @@ def load_tfds(
     Raises:
         ValueError: naming the received name and listing the known names when
             ``name`` is not one of them, or naming a bad ``split`` / ``image_size``.
+        ImportError: where TensorFlow or tensorflow-datasets is missing (see
+            :func:`check_tfds_available`).
+        ConnectionError: when the dataset is not prepared in ``data_dir`` and there is
+            no network to download it (within seconds, naming both).
     """
     known = tfds_key(name)
     if known is None:
@@ -109,15 +209,11 @@ def load_tfds(
     if not isinstance(split, str) or not split:
         raise ValueError(f"split must be a tfds split string such as 'train'; received {split!r}.")
     size = check_size(image_size, name="image_size")
+    tensorflow_datasets = _require_tfds(name)
     tf = require_tensorflow()
-    import tensorflow_datasets
-
-    dataset = tensorflow_datasets.load(
-        name,
-        split=split,
-        data_dir=None if data_dir is None else os.fspath(data_dir),
-        shuffle_files=shuffle_files,
-    )
+    data_dir = None if data_dir is None else os.fspath(data_dir)
+    _check_prepared_or_online(tensorflow_datasets, tf, name, data_dir)
+    dataset = tensorflow_datasets.load(name, split=split, data_dir=data_dir, shuffle_files=shuffle_files)
     preprocess = image_preprocessor(_TFDS_PRESETS.get(known), size)
 
     def select(example):

@@ -20,6 +20,7 @@ import numpy as np
 
 from tfp_realnvp.data import (
     FolderBatches,
+    check_tfds_available,
     folder_files,
     get_dataset,
     load_images,
@@ -79,6 +80,23 @@ class TrainingData(NamedTuple):
 def is_tfds(source: DataSource) -> bool:
     """Whether ``source.data`` names a tfds dataset (and no local path of that name exists)."""
     return tfds_key(str(source.data)) is not None and not os.path.exists(str(source.data))
+
+
+def check_source_available(source: DataSource) -> None:
+    """Refuses at once, before anything is written, a tfds source this machine cannot read.
+
+    Raises:
+        ValueError: in one line naming what to install, where tensorflow-datasets (or
+            TensorFlow, which it needs) is missing.
+        ConnectionError: in one line naming the dataset and ``data_dir``, when the
+            dataset is not prepared there and there is no network to download it.
+    """
+    if not is_tfds(source):
+        return
+    try:
+        check_tfds_available(source.data, data_dir=source.data_dir)
+    except ImportError as error:
+        raise ValueError(f"data={source.data!r}: {error}") from None
 
 
 def is_streamed(source: DataSource) -> bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import pathlib
 import time
 import warnings
@@ -30,6 +31,7 @@ from tfp_realnvp.training.config import TrainingConfig
 from tfp_realnvp.training.distributed import AgreeToStop, Topology, setup_data_parallel, without_distribution
 from tfp_realnvp.training.inputs import (
     TrainingData,
+    check_source_available,
     load_training_data,
     statistics_refresh,
     train_batches_per_pass,
@@ -88,6 +90,40 @@ def run_training(config: TrainingConfig | None = None, **options: Any) -> Traini
     topology = setup_data_parallel()
     if topology.data_parallel:
         config.log(f"training {topology.describe()}; batch_size={config.batch_size} is the global batch")
+    check_source_available(config)
+    created = _missing_directories(out)
+    try:
+        return _locked_run(config, topology, out)
+    except BaseException:
+        if topology.is_chief:
+            _remove_empty_directories(created)
+        raise
+
+
+def _missing_directories(path: pathlib.Path) -> list[pathlib.Path]:
+    """``path`` and its ancestors that do not exist yet, deepest first."""
+    missing = []
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    return missing
+
+
+def _remove_empty_directories(created: list[pathlib.Path]) -> None:
+    """Removes the directories of ``created`` (deepest first) that hold nothing but empty
+    directories, so that a run that failed before writing anything leaves nothing behind."""
+    if not created:
+        return
+    for folder, _, _ in sorted(os.walk(created[0]), key=lambda entry: -len(entry[0])):
+        with contextlib.suppress(OSError):
+            os.rmdir(folder)
+    for folder in created[1:]:
+        with contextlib.suppress(OSError):
+            os.rmdir(folder)
+
+
+def _locked_run(config: TrainingConfig, topology: Topology, out: pathlib.Path) -> TrainingResult:
+    """The run, holding the lock on ``out``, under the signal catcher, restoring the dtype policy."""
     with contextlib.ExitStack() as stack:
         if topology.is_chief:
             try:
