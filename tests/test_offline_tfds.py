@@ -95,3 +95,7 @@ def test_a_tfds_name_without_tensorflow_names_what_to_install(tmp_path):
     assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
     assert "tensorflow-datasets, which needs TensorFlow: pip install tensorflow tensorflow-datasets" in lines[0]
     assert not out.exists()
+    # evaluate refuses the same way, before reading the model.
+    done, _ = cli("evaluate", "--model", str(tmp_path / "model.keras"), "--data", "cifar10")
+    assert done.returncode == 2 and len(error_lines(done.stderr)) == 1, done.stderr[-3000:]
+    assert "tensorflow-datasets, which needs TensorFlow" in done.stderr

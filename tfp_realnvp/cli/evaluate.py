@@ -7,7 +7,7 @@ import argparse
 from tfp_realnvp.cli.flags import add_data_arguments
 from tfp_realnvp.cli.parser import positive_int
 from tfp_realnvp.model.files import load_realnvp
-from tfp_realnvp.training.inputs import DataSource, load_labelled_split, load_split
+from tfp_realnvp.training.inputs import DataSource, check_source_available, load_labelled_split, load_split
 from tfp_realnvp.training.report import (
     CLASSIFY_IMAGES,
     EVALUATION_BATCH_SIZE,
@@ -35,6 +35,7 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
 def evaluate(args) -> float:
     """Prints the mean bits/dim of a saved model on a split; for a class-conditional
     model ``-log p(x | y)`` with the true labels, and the accuracy of ``classify``."""
+    check_source_available(DataSource.of(args))
     model = load_realnvp(args.model)
     if model.num_classes is None:
         images = load_split(DataSource.of(args), args.split)
