@@ -42,7 +42,10 @@ one set of images (the shipped file, a ``.npz`` without split keys, one IDX file
 image folder) is split deterministically: a fixed permutation puts
 ``round(train_fraction * N)`` images in ``"train"`` and the rest in ``"test"``, each
 kept in the original order; ``"all"`` returns every image. The split does not depend
-on NumPy's global random state, and a streamed folder is split the same way.
+on NumPy's global random state, and a streamed folder is split the same way. A folder
+of shards whose names carry a split (``train-*``, ``test-*``) has those splits; one
+without (the writers' default prefix, ``images``) is one set, split by image with a
+fixed hash (about ``train_fraction`` of the images in ``"train"``).
 
 Modules, one concern each (every name in a module's ``__all__`` is re-exported here;
 the helpers the modules share, listed in each module's docstring, are not):
