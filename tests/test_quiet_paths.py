@@ -130,3 +130,16 @@ def test_a_streamed_run_on_default_shards_exits_quietly(tmp_path):
     tiny = ["--num-scales", "1", "--num-filters", "4", "--num-blocks", "1", "--batch-size", "8", *JIT]
     assert_quiet(cli(*argv, *tiny, "--verbose", "2", "--output-dir", str(tmp_path / "run")))
     assert (tmp_path / "run" / "model.keras").exists()
+
+
+@pytest.mark.tf_only
+def test_fit_of_a_dataset_passes_no_shuffle_that_keras_would_ignore():
+    import tensorflow as tf
+
+    model = tfp_realnvp.RealNVP(image_shape=(8, 8, 1), num_scales=1, num_filters=4, num_blocks=1)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    images = np.random.default_rng(0).integers(0, 256, (32, 8, 8, 1)).astype("uint8")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        model.fit(tf.data.Dataset.from_tensor_slices(images).batch(16), epochs=1, verbose=0)
+        model.fit(images, batch_size=16, epochs=1, verbose=0)

@@ -9,6 +9,7 @@ from tfp_realnvp.internal.backend import backend_name
 from tfp_realnvp.internal.replicas import num_replicas_in_sync
 from tfp_realnvp.model import labels as labels_lib
 from tfp_realnvp.model.batch_norm_refresh import make_refresh_callback
+from tfp_realnvp.model.inputs import InputKind, classify_fit_input
 
 # The compile arguments a loaded model is re-compiled with (``compile_from_config``).
 _RECOMPILED_KEYS = ("optimizer", "jit_compile", "steps_per_execution")
@@ -111,6 +112,9 @@ class FitMixin:
         )
         if refresh is not None:
             callbacks.insert(0, refresh)
+        # Keras shuffles in-memory arrays only: for a dataset, PyDataset or generator its
+        # default shuffle=True is ignored with a warning, so it is not passed for them.
+        kwargs.setdefault("shuffle", classify_fit_input(x, y).kind in (InputKind.ARRAYS, InputKind.PAIR))
         return super().fit(x, y, batch_size=batch_size, epochs=epochs, callbacks=callbacks, **kwargs)
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
