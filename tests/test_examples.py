@@ -1,32 +1,24 @@
-"""The example scripts run end to end on tiny data with a few steps."""
+"""The example scripts: ``--help``, the commands of their docstrings, and end-to-end runs
+on tiny data with a few steps."""
 
+import argparse
 import json
 import os
+import re
 import runpy
+import shlex
 import sys
 
+import keras
 import numpy as np
 import pytest
 
-pytestmark = pytest.mark.tf_only
-
 EXAMPLES = os.path.join(os.path.dirname(__file__), os.pardir, "examples")
-TINY = [
-    "--num-filters",
-    "4",
-    "--num-blocks",
-    "1",
-    "--steps",
-    "2",
-    "--batch-size",
-    "8",
-    "--max-images",
-    "16",
-    "--verbose",
-    "0",
-    "--jit-compile",
-    "false",
-]
+SCRIPTS = sorted(name for name in os.listdir(EXAMPLES) if name.endswith(".py"))
+TINY = ["--num-filters", "4", "--num-blocks", "1", "--steps", "2", "--batch-size", "8"]
+TINY += ["--max-images", "16", "--verbose", "0"]
+if keras.backend.backend() == "tensorflow":
+    TINY += ["--jit-compile", "false"]  # faster to build on TensorFlow; JAX without jit would run eagerly
 
 
 def _run(script, argv, monkeypatch):
@@ -40,11 +32,51 @@ def _report(out):
     return json.loads((out / "report.json").read_text())
 
 
+def _docstring_commands(script):
+    """The ``python examples/<script> ...`` lines of a script's docstring, as argument lists."""
+    namespace = runpy.run_path(os.path.join(EXAMPLES, script), run_name="example")
+    lines = re.findall(r"^\s*python (examples/\S+\.py.*)$", namespace["__doc__"], flags=re.MULTILINE)
+    return namespace["main"], [shlex.split(line) for line in lines]
+
+
+def test_every_example_is_tested():
+    assert SCRIPTS == ["celeba.py", "cifar10.py", "fashion_mnist.py"]
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_example_help(script, monkeypatch, capsys):
+    _run(script, ["--help"], monkeypatch)
+    text = capsys.readouterr().out
+    assert text.startswith("usage:") and "--steps" in text and "--output-dir" in text
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_docstring_commands_parse(script, monkeypatch):
+    """Each command of a script's docstring names that script and its parser accepts it."""
+    main, commands = _docstring_commands(script)
+    assert commands, f"{script} shows no command"
+    parsed = []
+
+    def parse_args(self, args=None, namespace=None):
+        parsed.append(original(self, args, namespace))
+        raise SystemExit(0)
+
+    original = argparse.ArgumentParser.parse_args
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", parse_args)
+    for words in commands:
+        assert words[0] == f"examples/{script}"
+        with pytest.raises(SystemExit):
+            main(words[1:])
+    assert len(parsed) == len(commands)
+
+
 def test_fashion_mnist_example(tmp_path, monkeypatch):
     _run("fashion_mnist.py", [*TINY, "--output-dir", str(tmp_path)], monkeypatch)
     assert _report(tmp_path)["image_shape"] == [28, 28, 1]
 
 
+# tfds (not in the JAX environment) and random flips (tf.image) need TensorFlow.
+@pytest.mark.tf_only
 def test_cifar10_example_on_mock_tfds(tmp_path, monkeypatch):
     import tensorflow_datasets as tfds
 
@@ -57,6 +89,7 @@ def test_cifar10_example_on_mock_tfds(tmp_path, monkeypatch):
 
 # Five scales on 64x64 images: the longest example run, with the slow tests.
 @pytest.mark.slow
+@pytest.mark.tf_only
 def test_celeba_example_on_mock_tfds(tmp_path, monkeypatch):
     import tensorflow_datasets as tfds
 
