@@ -230,7 +230,12 @@ def run_group(args, group: list[str], report: dict) -> int:
     """
     name = "+".join(group)
     print(f"== {name} ({args.config}, {args.precision})", flush=True)
-    base = args.output if args.output is not None else Path(tempfile.gettempdir()) / f"throughput-{os.getpid()}.json"
+    # Absolute: the worker runs in the repository root, the caller anywhere.
+    base = (
+        Path(args.output).resolve()
+        if args.output is not None
+        else Path(tempfile.gettempdir()) / f"throughput-{os.getpid()}.json"
+    )
     partial = base.with_name(f"{base.stem}.{name}.partial.json")
     partial.parent.mkdir(parents=True, exist_ok=True)
     partial.unlink(missing_ok=True)
