@@ -502,15 +502,24 @@ def run_command(command: Command, rule: Rule, tmp_path: pathlib.Path, capsys) ->
     if argv[0] == "bash" or argv[1:3] in (["-m", "benchmarks.throughput"], ["-m", "benchmarks.step_profile"]):
         # Harnesses that start worker processes, and shell scripts: subprocesses.
         argv = ["bash", str(REPO / argv[1])] if argv[0] == "bash" else [sys.executable, *argv[1:]]
-        proc = subprocess.run(
-            argv,
-            cwd=tmp_path,
-            env=_subprocess_env(command, rule, tmp_path),
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
+        strays = set(REPO.glob("*.partial.json"))
+        try:
+            proc = subprocess.run(
+                argv,
+                cwd=tmp_path,
+                env=_subprocess_env(command, rule, tmp_path),
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
+        finally:  # the partial reports a throughput worker may leave in the repository root
+            for path in set(REPO.glob("*.partial.json")) - strays:
+                path.unlink()
         assert proc.returncode == 0, f"{command.text}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        if argv[2] == "benchmarks.throughput":
+            output = tmp_path / argv[len(argv) - 1 - argv[::-1].index("--output") + 1]
+            results = json.loads(output.read_text())["results"]
+            assert results.get("package", {}).get("train"), f"{command.text}: no package results in {results}"
         return
     target, args = _module_and_args(argv)
     if target == "benchmarks.summarize":  # the shell expands the pattern
@@ -530,11 +539,23 @@ def _block_is_slow(block: Block) -> bool:
 
 RUN_BLOCKS = [b for b in SHELL_BLOCKS if _runnable(b)]
 
+#: Blocks (by section) that fail for a bug outside the documents; each turns green when it is fixed.
+KNOWN_FAILURES: dict[str, str] = {}
+
 
 @pytest.mark.parametrize(
     "block",
     [
-        pytest.param(b, marks=[pytest.mark.slow] if _block_is_slow(b) else [], id=f"{b.document}:{b.line}:{b.section}")
+        pytest.param(
+            b,
+            marks=([pytest.mark.slow] if _block_is_slow(b) else [])
+            + (
+                [pytest.mark.xfail(strict=True, reason=KNOWN_FAILURES[b.section])]
+                if b.section in KNOWN_FAILURES
+                else []
+            ),
+            id=f"{b.document}:{b.line}:{b.section}",
+        )
         for b in RUN_BLOCKS
     ],
 )
