@@ -27,6 +27,7 @@ from tfp_realnvp.model.dequantization import EVAL_NOISE_SEED, dequantization_noi
 from tfp_realnvp.model.fitting import FitMixin
 from tfp_realnvp.model.inference import InferenceMixin
 from tfp_realnvp.model.keras_export import KerasExportMixin
+from tfp_realnvp.model.ood import OutOfDistributionMixin
 from tfp_realnvp.model.sampling import SamplingMixin
 
 #: The flow arguments ``RealNVP`` takes and saves in its config: all but ``preprocess``
@@ -46,7 +47,15 @@ _NOISE_STATE_KEY = "dequantization_seed_state"
 
 
 @keras.saving.register_keras_serializable(package="tfp_realnvp")
-class RealNVP(ConditionalMixin, InferenceMixin, SamplingMixin, FitMixin, KerasExportMixin, keras.Model):
+class RealNVP(
+    ConditionalMixin,
+    InferenceMixin,
+    SamplingMixin,
+    OutOfDistributionMixin,
+    FitMixin,
+    KerasExportMixin,
+    keras.Model,
+):
     """Real NVP density model of ``[H, W, C]`` images with pixel values in ``[0, 256)``.
 
     ``call(images)`` returns ``log p(x)`` per image, in nats, of the density on the
