@@ -7,7 +7,7 @@ import argparse
 from tfp_realnvp import data as data_lib
 from tfp_realnvp.bijectors.recompute import RECOMPUTE_MODES
 from tfp_realnvp.cli.parser import positive_float, positive_int
-from tfp_realnvp.training.config import PRECISIONS, TrainingConfig
+from tfp_realnvp.training.config import DEQUANTIZATION_CHOICES, PRECISIONS, TrainingConfig
 
 #: ``--jit-compile`` values and the ``jit_compile`` of a training run they stand for.
 JIT_COMPILE_FLAGS = {"auto": "auto", "true": True, "false": False}
@@ -151,6 +151,12 @@ def add_optimization_arguments(p: argparse.ArgumentParser, name: str) -> None:
         choices=list(RECOMPUTE_MODES),
         default=TRAINING_DEFAULTS.recompute,
         help="trade computation for memory in the train step: 'conditioner' recomputes each conditioner's activations in the backward pass, 'invertible' rebuilds every step's input from its output with the inverse (same gradients; see the README's memory table).",
+    )
+    p.add_argument(
+        "--dequantization",
+        choices=list(DEQUANTIZATION_CHOICES),
+        default=TRAINING_DEFAULTS.dequantization,
+        help="'uniform' adds U[0,1) noise to the pixels; 'variational' learns the noise with a small conditional flow q(u|x) trained jointly on the bound log P(x) >= E_q[log p(x+u) - log q(u|x)] (Flow++). A resumed run must use its checkpoint's value.",
     )
     p.add_argument("--flip", action="store_true", help="random horizontal flips (TensorFlow backend).")
     p.add_argument(

@@ -77,6 +77,54 @@ def dequantization_noise(images, seed=EVAL_NOISE_SEED):
     return ops.reshape(noise, shape)
 
 
+def noise_seeds(samples: int, seed=EVAL_NOISE_SEED) -> list[tuple[int, int]]:
+    """The seeds of ``samples`` independent evaluation draws: ``(seed[0] + k, seed[1])``.
+
+    Draw 0 is ``seed`` itself, so the first of ``K`` draws is the noise of
+    ``dequantization_noise(images, seed)``.
+    """
+    return [(int(seed[0]) + k, int(seed[1])) for k in range(int(samples))]
+
+
+def noise_seed_keys(seeds) -> np.ndarray:
+    """The ``uint32`` key of each seed (two integers each) that ``dequantization_noise_keys`` takes."""
+    keys = []
+    for seed in seeds:
+        pair = np.asarray(seed, dtype=np.int64).astype(np.uint32)
+        keys.append(_hash32_numpy(pair[0] ^ _hash32_numpy(pair[1])))
+    return np.asarray(keys, dtype=np.uint32)
+
+
+def dequantization_noise_keys(images, seed_keys):
+    """``dequantization_noise`` of ``images`` for several seeds at once, ``[K * N, H, W, C]``.
+
+    Row ``k * N + n`` is draw ``k`` of image ``n``:
+    ``dequantization_noise_keys(images, noise_seed_keys([s]))`` equals
+    ``dequantization_noise(images, s)`` bit for bit: the same hashes, with the seed key a
+    tensor, so the ``K`` draws of an importance-weighted bound can be fed to one
+    compiled function. Each draw depends only on the image and its seed.
+
+    Args:
+        images: integer tensor ``[N, H, W, C]`` with values in ``[0, 256)``.
+        seed_keys: ``uint32`` ``[K]`` from ``noise_seed_keys``.
+
+    Returns:
+        float32 noise ``[K * N, H, W, C]`` in ``[0, 1)``, draw-major.
+    """
+    num_dims = int(np.prod(images.shape[-3:]))
+    seed_key = ops.reshape(ops.cast(ops.convert_to_tensor(seed_keys), "uint32"), (-1, 1, 1))
+    positions = ops.convert_to_tensor(np.arange(num_dims, dtype=np.uint32))
+    position_key = _hash32(ops.bitwise_xor(positions[None, None, :], seed_key))  # [K, 1, D]
+    values = ops.reshape(ops.cast(images, "uint32"), (1, -1, num_dims))
+    golden = ops.convert_to_tensor(np.uint32(0x9E3779B9))
+    pair_hash = _hash32(ops.add(position_key, ops.multiply(values, golden)))  # [K, N, D]
+    image_key = ops.cast(ops.sum(pair_hash, axis=-1, keepdims=True), "uint32")
+    image_key = _hash32(ops.bitwise_xor(image_key, seed_key))
+    bits = _hash32(ops.bitwise_xor(image_key, position_key))
+    noise = ops.cast(ops.right_shift(bits, ops.convert_to_tensor(np.uint32(8))), "float32") * (2.0**-24)
+    return ops.reshape(noise, (-1, *(int(d) for d in images.shape[-3:])))
+
+
 def training_noise(shape, seed: keras.random.SeedGenerator):
     """Uniform ``[0, 1)`` float32 noise of ``shape`` for a training step.
 

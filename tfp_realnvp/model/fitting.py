@@ -19,6 +19,7 @@ class FitMixin:
     """``RealNVP`` methods that Keras' ``fit``/``evaluate`` machinery calls or that wrap it.
 
     The model provides ``l2_scale``, ``refresh_batches``, ``seed``, ``num_classes``,
+    ``dequantizer`` (``q(u | x)`` or ``None``),
     ``conditional``, the flow, ``_bpd_tracker`` (the ``bits_per_dim`` mean, held with its
     direction by ``internal.backend.directed_metrics``), ``_compiled``, ``_compiled_fn``,
     ``_inputs_log_prob`` and ``to_bits_per_dim``.
@@ -62,12 +63,19 @@ class FitMixin:
         self.compile(**{k: v for k, v in config.items() if k in _RECOMPILED_KEYS})
 
     def l2_penalty(self):
-        """``l2_scale * sum(g**2)`` over the weight-norm scales, float32."""
-        squares = [ops.sum(ops.square(ops.cast(g, "float32"))) for g in self._flow.weight_scales()]
+        """``l2_scale * sum(g**2)`` over the weight-norm scales (the flow's and, with
+        variational dequantization, those of ``q(u | x)``), float32."""
+        scales = list(self._flow.weight_scales())
+        if self.dequantizer is not None:
+            scales += self.dequantizer.weight_scales()
+        squares = [ops.sum(ops.square(ops.cast(g, "float32"))) for g in scales]
         return self.l2_scale * ops.sum(ops.stack(squares))
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """Mean bits/dim of the batch plus the L2 penalty (and any ``add_loss`` terms).
+
+        ``y_pred`` is ``call``'s output: ``log p(x + u)``, or with variational
+        dequantization the bound ``log p(x + u) - log q(u | x)``, so ``q`` trains jointly.
 
         Under a TensorFlow distribution strategy each replica sees its share of the
         batch and the replicas' gradients are summed, so the value is divided by the

@@ -13,6 +13,7 @@ from keras import ops
 
 from tfp_realnvp.internal.arguments import check_int
 from tfp_realnvp.internal.validation import as_image_batch
+from tfp_realnvp.model.dequantization import noise_seed_keys, noise_seeds
 
 
 class InferenceMixin:
@@ -52,34 +53,84 @@ class InferenceMixin:
             outs.append(keras.ops.convert_to_numpy(compiled(*chunk))[:rows])
         return np.concatenate(outs, axis=0)
 
-    def log_prob(self, images, labels=None, *, batch_size: int = 256) -> np.ndarray:
+    def log_prob(self, images, labels=None, *, samples: int = 1, batch_size: int = 256) -> np.ndarray:
         """``log p(x)`` (conditional model: ``log p(x | y)``) in nats per image, batch
         norm in inference mode.
+
+        For integer images this is a lower bound of the discrete log-likelihood
+        ``log P(x) = log ∫ p(x + u) du`` over ``u`` in ``[0, 1)^D``: with ``samples=K``,
+        the importance-weighted bound
+
+            log (1/K) sum_k p(x + u_k) / q(u_k | x),   u_k ~ q(. | x),
+
+        (``q = 1`` under uniform dequantization), computed with logsumexp in float64.
+        Its expectation rises towards ``log P(x)`` as ``K`` grows (Burda et al. 2016).
+        The draws are seeded per image (``dequantization.noise_seeds``): draw ``k``
+        depends only on the image and ``k``, draw 0 is the noise of ``samples=1``, so
+        the values do not depend on ``batch_size`` or on the other images.
 
         Args:
             images: ``[N, H, W, C]`` (or one ``[H, W, C]`` image) in ``[0, 256)``.
                 Integer images are dequantized with ``dequantization_noise``; float
-                images are evaluated as they are.
+                images are evaluated as they are (then ``samples`` must be 1).
             labels: for a class-conditional model, integer labels ``[N]`` in
                 ``[0, num_classes)`` (or one int for all); ``None`` otherwise.
-            batch_size: images per compiled call.
+            samples: ``K``, importance samples per image (>= 1).
+            batch_size: images per compiled call (with ``K > 1``: flow evaluations,
+                ``images * K``, per call, at least one image).
 
         Returns:
             float32 ``[N]``.
 
         Raises:
-            ValueError: naming the shape, value range, labels or ``batch_size`` received.
+            ValueError: naming the shape, value range, labels, ``samples`` or
+                ``batch_size`` received.
         """
+        samples = check_int(samples, name="samples")
         images = self._image_batch(images)
         labels = self.check_labels(labels, len(images))
+        if samples > 1:
+            return self._importance_weighted(images, labels, samples, batch_size)
         if labels is None:
             return self._batched("log_prob", lambda x: self(x, training=False), images, batch_size)
         return self._batched("log_prob_labels", lambda x, y: self((x, y), training=False), (images, labels), batch_size)
 
-    def bits_per_dim(self, images, labels=None, *, batch_size: int = 256) -> np.ndarray:
+    def bits_per_dim(self, images, labels=None, *, samples: int = 1, batch_size: int = 256) -> np.ndarray:
         """Bits per dimension per image, ``-log p(x) / (D ln 2)`` (conditional model:
-        ``-log p(x | y) / (D ln 2)``; see ``log_prob``)."""
-        return self.to_bits_per_dim(self.log_prob(images, labels, batch_size=batch_size))
+        ``-log p(x | y) / (D ln 2)``); with ``samples=K`` the importance-weighted bound
+        of ``log_prob``, an upper bound of the discrete data's bits/dim in expectation."""
+        return self.to_bits_per_dim(self.log_prob(images, labels, samples=samples, batch_size=batch_size))
+
+    def _importance_weighted(self, images: np.ndarray, labels, samples: int, batch_size: int) -> np.ndarray:
+        """``log (1/K) sum_k w_k`` per image from ``log_weights_tensor``, over chunks of
+        images and draws with at most ``batch_size`` flow evaluations per call."""
+        batch_size = check_int(batch_size, name="batch_size")
+        if not np.issubdtype(images.dtype, np.integer):
+            raise ValueError(
+                f"samples={samples} needs integer images (the draws dequantize them); received dtype {images.dtype}."
+            )
+        per_call = min(samples, batch_size)
+        rows_per_call = max(1, batch_size // per_call)
+        keys = noise_seed_keys(noise_seeds(samples))
+        keys = _padded(keys, -(-samples // per_call) * per_call)
+        key = "log_weights" if labels is None else "log_weights_labels"
+        compiled = self._compiled_fn(key, self.log_weights_tensor)
+        bounds = []
+        for start in range(0, len(images), rows_per_call):
+            chunk = [images[start : start + rows_per_call]] + (
+                [] if labels is None else [labels[start : start + rows_per_call]]
+            )
+            rows = len(chunk[0])
+            if not compiled.shape_polymorphic:
+                chunk = [_padded(a, _bucket(rows, rows_per_call)) for a in chunk]
+            log_w = [
+                keras.ops.convert_to_numpy(compiled(chunk[0], keys[k : k + per_call], *chunk[1:]))
+                for k in range(0, len(keys), per_call)
+            ]
+            log_w = np.concatenate(log_w, axis=0)[:samples, :rows].astype(np.float64)
+            top = np.max(log_w, axis=0)
+            bounds.append(top + np.log(np.mean(np.exp(log_w - top), axis=0)))
+        return np.concatenate(bounds).astype(np.float32)
 
     def encode_tensor(self, images, labels=None):
         """``z = f(x)`` on backend tensors, for compiled functions and exported graphs.

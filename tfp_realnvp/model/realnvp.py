@@ -23,12 +23,21 @@ from tfp_realnvp.internal.replicas import refuse_multi_worker_tensorflow
 from tfp_realnvp.model import labels as labels_lib
 from tfp_realnvp.model.conditional import ConditionalMixin
 from tfp_realnvp.model.conditional_base import ConditionalNormal
-from tfp_realnvp.model.dequantization import EVAL_NOISE_SEED, dequantization_noise, training_noise
+from tfp_realnvp.model.dequantization import (
+    EVAL_NOISE_SEED,
+    dequantization_noise,
+    dequantization_noise_keys,
+    training_noise,
+)
 from tfp_realnvp.model.fitting import FitMixin
 from tfp_realnvp.model.inference import InferenceMixin
 from tfp_realnvp.model.keras_export import KerasExportMixin
 from tfp_realnvp.model.ood import OutOfDistributionMixin
 from tfp_realnvp.model.sampling import SamplingMixin
+from tfp_realnvp.model.variational import VariationalDequantizer
+
+#: The dequantizations ``RealNVP`` offers: uniform noise, or a learned ``q(u | x)``.
+DEQUANTIZATIONS = ("uniform", "variational")
 
 #: The flow arguments ``RealNVP`` takes and saves in its config: all but ``preprocess``
 #: (always on) and ``context_dim`` (``num_classes`` sets it).
@@ -40,7 +49,7 @@ MODEL_FLOW_KEYS = tuple(key for key in FLOW_CONFIG_KEYS if key not in ("preproce
 #: (``batch_norm_lag``, ``context_channels``; ``num_classes`` is compared on its own).
 RESUME_SETTING_KEYS = tuple(
     key for key in MODEL_FLOW_KEYS if key not in ("recompute", "batch_norm_lag", "context_channels")
-) + ("l2_scale",)
+) + ("l2_scale", "dequantization")
 
 # Key under which the model saves the state of its training-noise seed generator.
 _NOISE_STATE_KEY = "dequantization_seed_state"
@@ -65,6 +74,16 @@ class RealNVP(
     bound for the discrete data. The evaluation noise of an image depends only on its
     pixels (``dequantization_noise``), so its ``log_prob`` does not change with the
     batch it is evaluated in. Float images are taken as already continuous.
+
+    **Variational dequantization.** With ``dequantization="variational"`` the noise
+    comes from a learned conditional flow ``q(u | x)`` on ``(0, 1)^D``
+    (``VariationalDequantizer``, Flow++), fed by the same uniform noise, and for integer
+    images ``call`` returns the one-sample variational bound
+    ``log p(x + u) - log q(u | x)`` of the discrete ``log P(x)``: the loss, ``fit``'s
+    ``bits_per_dim``, ``log_prob``, ``bits_per_dim`` and the exports all use it.
+    ``log_prob(images, samples=K)`` gives the importance-weighted bound
+    ``log (1/K) sum_k p(x + u_k) / q(u_k | x)`` (either dequantization; ``q = 1`` for
+    uniform), which tightens towards ``log P(x)`` as ``K`` grows.
 
     ``compile()`` needs no loss: the loss is the mean negative log-likelihood in
     bits/dim plus ``l2_scale * sum(g**2)`` over the weight-norm scales ``g``
@@ -113,6 +132,10 @@ class RealNVP(
             log-scale of the latent (else a standard-normal base for every class).
         context_channels: with ``num_classes``, features of each coupling's label
             embedding.
+        dequantization: ``"uniform"`` or ``"variational"`` (see above).
+        dequantization_steps: coupling steps of ``q(u | x)`` (variational only).
+        dequantization_filters: conditioner width of ``q(u | x)``.
+        dequantization_blocks: residual blocks per conditioner of ``q(u | x)``.
         **kwargs: ``keras.Model`` arguments (``name``, ``dtype``).
     """
 
@@ -135,6 +158,10 @@ class RealNVP(
         num_classes: int | None = None,
         class_conditional_base: bool = True,
         context_channels: int = 8,
+        dequantization: str = "uniform",
+        dequantization_steps: int = 3,
+        dequantization_filters: int = 16,
+        dequantization_blocks: int = 1,
         **kwargs,
     ):
         refuse_multi_worker_tensorflow(check_environment=False)
@@ -170,6 +197,9 @@ class RealNVP(
         self.num_dims = int(np.prod(self.image_shape))
         self.seed = seed
         self._noise = keras.random.SeedGenerator(seed)
+        self.dequantizer = self._make_dequantizer(
+            dequantization, steps=dequantization_steps, filters=dequantization_filters, blocks=dequantization_blocks
+        )
         # Lower is better: Keras' monitor callbacks find the direction of
         # ``val_bits_per_dim`` in ``mode="auto"``.
         self._bpd_tracker = directed_metrics(
@@ -186,6 +216,25 @@ class RealNVP(
         # the base density accumulates like the log-dets.
         return ConditionalNormal(
             self.num_classes, self._flow.image_shape, dtype=self.dtype_policy.variable_dtype, name="class_prior"
+        )
+
+    def _make_dequantizer(self, dequantization, *, steps, filters, blocks) -> VariationalDequantizer | None:
+        """The ``q(u | x)`` of ``dequantization="variational"``; ``None`` for uniform noise."""
+        if dequantization not in DEQUANTIZATIONS:
+            raise ValueError(f"dequantization must be one of {list(DEQUANTIZATIONS)}; received {dequantization!r}.")
+        self.dequantization = dequantization
+        self.dequantization_steps = check_int(steps, name="dequantization_steps")
+        self.dequantization_filters = check_int(filters, name="dequantization_filters")
+        self.dequantization_blocks = check_int(blocks, name="dequantization_blocks", low=0)
+        if dequantization == "uniform":
+            return None
+        return VariationalDequantizer(
+            self.image_shape,
+            num_steps=self.dequantization_steps,
+            num_filters=self.dequantization_filters,
+            num_blocks=self.dequantization_blocks,
+            dtype=self.dtype_policy,
+            name="dequantizer",
         )
 
     # Keras plumbing -------------------------------------------------------------
@@ -214,6 +263,10 @@ class RealNVP(
             num_classes=self.num_classes,
             class_conditional_base=self.class_conditional_base,
             context_channels=self.context_channels,
+            dequantization=self.dequantization,
+            dequantization_steps=self.dequantization_steps,
+            dequantization_filters=self.dequantization_filters,
+            dequantization_blocks=self.dequantization_blocks,
         )
         return config
 
@@ -244,15 +297,30 @@ class RealNVP(
         return self._compiled[key]
 
     # Likelihood -----------------------------------------------------------------
-    def _pixels(self, images, *, training: bool):
-        """Float32 pixels, dequantized when the input has an integer dtype."""
+    def _dequantize(self, images, *, training: bool, noise=None):
+        """``(x + u, log q(u | x))``: float32 pixels and the log-density of their noise.
+
+        Float images come back as they are, with ``log_q = None``; so do integer images
+        under uniform dequantization (``log q = 0``). ``noise`` is the base noise
+        ``[N, H, W, C]`` in ``[0, 1)`` (default: fresh while training, else the seeded
+        ``dequantization_noise``).
+        """
         dtype = keras.backend.standardize_dtype(images.dtype)
         x = ops.cast(images, "float32")
         if "int" not in dtype:
-            return x
-        if training:
-            return x + training_noise(ops.shape(x), self._noise)
-        return x + dequantization_noise(images, EVAL_NOISE_SEED)
+            return x, None
+        if noise is None:
+            noise = (
+                training_noise(ops.shape(x), self._noise) if training else dequantization_noise(images, EVAL_NOISE_SEED)
+            )
+        if self.dequantizer is None:
+            return x + noise, None
+        u, log_q = self.dequantizer(x, noise)
+        return x + ops.cast(u, "float32"), ops.cast(log_q, "float32")
+
+    def _pixels(self, images, *, training: bool):
+        """Float32 pixels, dequantized when the input has an integer dtype."""
+        return self._dequantize(images, training=training)[0]
 
     def _log_prob_of(self, x, context, *, training: bool):
         """``log p(x)`` or ``log p(x | c)`` of continuous pixels ``x``, float32."""
@@ -265,9 +333,33 @@ class RealNVP(
         return ops.cast(log_p, "float32")
 
     def _inputs_log_prob(self, inputs, *, noise_training: bool, training: bool):
+        """``log p(x + u) - log q(u | x)`` (``log p(x + u)`` for uniform noise) of ``inputs``, float32 ``[N]``."""
         images, labels = labels_lib.split_model_inputs(inputs, num_classes=self.num_classes)
-        x = self._pixels(images, training=noise_training)
-        return self._log_prob_of(x, None if labels is None else self.context(labels), training=training)
+        x, log_q = self._dequantize(images, training=noise_training)
+        log_p = self._log_prob_of(x, None if labels is None else self.context(labels), training=training)
+        return log_p if log_q is None else log_p - log_q
+
+    def log_weights_tensor(self, images, seed_keys, labels=None):
+        """Importance log-weights ``log p(x + u_k) - log q(u_k | x)``, float32 ``[K, N]``.
+
+        Draw ``k`` of image ``n`` is fed the seeded base noise
+        ``dequantization_noise(images, seeds[k])`` (``dequantization_noise_keys``), so each
+        weight depends only on the image and ``k``. Batch norm in inference mode.
+
+        Args:
+            images: integer ``[N, H, W, C]`` tensor in ``[0, 256)``.
+            seed_keys: ``uint32`` ``[K]`` (``dequantization.noise_seed_keys``).
+            labels: int32 ``[N]`` for a conditional model, else ``None``.
+        """
+        count = ops.shape(seed_keys)[0]
+        noise = dequantization_noise_keys(images, seed_keys)
+        tiled = ops.reshape(ops.tile(images[None], [count, 1, 1, 1, 1]), (-1, *self.image_shape))
+        x, log_q = self._dequantize(tiled, training=False, noise=noise)
+        context = None if labels is None else self.context(ops.reshape(ops.tile(labels[None], [count, 1]), (-1,)))
+        log_w = self._log_prob_of(x, context, training=False)
+        if log_q is not None:
+            log_w = log_w - log_q
+        return ops.reshape(log_w, (count, -1))
 
     def call(self, inputs, training=False):
         """Returns ``log p(images)`` (conditional model: ``log p(images | labels)`` of

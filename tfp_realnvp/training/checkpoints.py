@@ -211,6 +211,11 @@ class CheckpointManager:
         return None
 
 
+#: The value of each setting that older checkpoints do not record: the only behaviour
+#: there was when they were written.
+LEGACY_SETTINGS = {"dequantization": "uniform"}
+
+
 def compare_settings(saved: dict, current: dict, *, checkpoint: PathLike) -> None:
     """Raises :class:`CheckpointMismatchError` listing every setting that differs.
 
@@ -219,6 +224,9 @@ def compare_settings(saved: dict, current: dict, *, checkpoint: PathLike) -> Non
         current: the same keys for the run about to resume.
         checkpoint: named in the message.
     """
+    # Checkpoints written before a setting existed were made with its old behaviour.
+    saved = {**LEGACY_SETTINGS, **saved}
+    current = {**LEGACY_SETTINGS, **current}
     differences = [
         f"{key}: checkpoint {saved.get(key)!r}, now {current.get(key)!r}"
         for key in sorted(set(saved) | set(current))

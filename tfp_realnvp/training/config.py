@@ -11,6 +11,8 @@ from tfp_realnvp.training.inputs import DataSource
 
 #: The Keras dtype policies a run can train under.
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+#: The dequantizations a run can train with (``RealNVP``'s ``dequantization``).
+DEQUANTIZATION_CHOICES = ("uniform", "variational")
 #: The values of ``jit_compile``: ``"auto"`` lets Keras decide.
 JIT_COMPILE_CHOICES = ("auto", True, False)
 
@@ -33,6 +35,7 @@ class TrainingConfig(DataSource):
         batch_norm_momentum: decay of the batch-norm moving averages (``None``: the model's).
         conditioner_batch_norm: batch normalization inside the conditioners (``None``: the model's).
         recompute: ``"none"``, ``"conditioner"`` or ``"invertible"`` (see ``RealNVP``).
+        dequantization: ``"uniform"`` or ``"variational"`` (a learned ``q(u | x)``; see ``RealNVP``).
         conditional: train a class-conditional model ``p(x | y)`` on the labels of the data.
         epochs: training epochs (not together with ``steps``; default ``default_epochs``).
         steps: total training steps of the run, exactly (the data repeats as needed).
@@ -69,6 +72,7 @@ class TrainingConfig(DataSource):
     batch_norm_momentum: float | None = None
     conditioner_batch_norm: bool | None = None
     recompute: str = "none"
+    dequantization: str = "uniform"
     conditional: bool = False
     epochs: int | None = None
     steps: int | None = None
@@ -101,6 +105,10 @@ class TrainingConfig(DataSource):
         check_number(self.learning_rate, name="learning_rate", low=0)
         if self.time_budget:
             check_number(self.time_budget, name="time_budget", low=0)
+        if self.dequantization not in DEQUANTIZATION_CHOICES:
+            raise ValueError(
+                f"dequantization must be one of {list(DEQUANTIZATION_CHOICES)}; received {self.dequantization!r}."
+            )
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {list(PRECISIONS)}; received {self.precision!r}.")
         if not any(self.jit_compile is choice or self.jit_compile == choice for choice in JIT_COMPILE_CHOICES):

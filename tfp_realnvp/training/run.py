@@ -156,6 +156,7 @@ def build_model(config: TrainingConfig, data: TrainingData) -> RealNVP:
         num_blocks=config.num_blocks,
         batch_norm=config.batch_norm,
         recompute=config.recompute,
+        dequantization=config.dequantization,
         seed=config.seed,
         **optional,
     )
