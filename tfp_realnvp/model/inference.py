@@ -102,9 +102,31 @@ class InferenceMixin:
         return self.to_bits_per_dim(self.log_prob(images, labels, samples=samples, batch_size=batch_size))
 
     def _importance_weighted(self, images: np.ndarray, labels, samples: int, batch_size: int) -> np.ndarray:
-        """``log (1/K) sum_k w_k`` per image from ``log_weights_tensor``, over chunks of
-        images and draws with at most ``batch_size`` flow evaluations per call."""
+        """``log (1/K) sum_k w_k`` per image (logsumexp in float64) of ``importance_log_weights``."""
+        log_w = self.importance_log_weights(images, labels, samples=samples, batch_size=batch_size)
+        return log_mean_exp(log_w).astype(np.float32)
+
+    def importance_log_weights(self, images, labels=None, *, samples: int, batch_size: int = 256) -> np.ndarray:
+        """``log p(x + u_k) - log q(u_k | x)`` of draws ``k = 0 .. K-1`` per image, float32 ``[K, N]``.
+
+        The draws of ``log_prob(images, samples=K)``: draw ``k`` depends only on the
+        image and ``k``, so the first ``K'`` rows are the draws of ``samples=K'`` and
+        ``log_mean_exp(weights[:K'])`` is that bound. Batch norm in inference mode.
+
+        Args:
+            images: integer ``[N, H, W, C]`` (or one image) in ``[0, 256)``.
+            labels: for a class-conditional model, integer labels ``[N]`` (or one int).
+            samples: ``K`` (>= 1).
+            batch_size: flow evaluations per compiled call (at least one image's ``K``
+                draws, up to ``batch_size`` of them).
+
+        Raises:
+            ValueError: for float images, or bad images, labels, ``samples`` or ``batch_size``.
+        """
+        samples = check_int(samples, name="samples")
         batch_size = check_int(batch_size, name="batch_size")
+        images = self._image_batch(images)
+        labels = self.check_labels(labels, len(images))
         if not np.issubdtype(images.dtype, np.integer):
             raise ValueError(
                 f"samples={samples} needs integer images (the draws dequantize them); received dtype {images.dtype}."
@@ -113,13 +135,11 @@ class InferenceMixin:
         rows_per_call = max(1, batch_size // per_call)
         keys = noise_seed_keys(noise_seeds(samples))
         keys = _padded(keys, -(-samples // per_call) * per_call)
-        key = "log_weights" if labels is None else "log_weights_labels"
-        compiled = self._compiled_fn(key, self.log_weights_tensor)
-        bounds = []
+        compiled = self._compiled_fn("log_weights" if labels is None else "log_weights_labels", self.log_weights_tensor)
+        out = []
         for start in range(0, len(images), rows_per_call):
-            chunk = [images[start : start + rows_per_call]] + (
-                [] if labels is None else [labels[start : start + rows_per_call]]
-            )
+            stop = start + rows_per_call
+            chunk = [images[start:stop]] + ([] if labels is None else [labels[start:stop]])
             rows = len(chunk[0])
             if not compiled.shape_polymorphic:
                 chunk = [_padded(a, _bucket(rows, rows_per_call)) for a in chunk]
@@ -127,10 +147,8 @@ class InferenceMixin:
                 keras.ops.convert_to_numpy(compiled(chunk[0], keys[k : k + per_call], *chunk[1:]))
                 for k in range(0, len(keys), per_call)
             ]
-            log_w = np.concatenate(log_w, axis=0)[:samples, :rows].astype(np.float64)
-            top = np.max(log_w, axis=0)
-            bounds.append(top + np.log(np.mean(np.exp(log_w - top), axis=0)))
-        return np.concatenate(bounds).astype(np.float32)
+            out.append(np.concatenate(log_w, axis=0)[:samples, :rows])
+        return np.concatenate(out, axis=1).astype(np.float32)
 
     def encode_tensor(self, images, labels=None):
         """``z = f(x)`` on backend tensors, for compiled functions and exported graphs.
@@ -208,6 +226,13 @@ class InferenceMixin:
         if labels is None:
             return self._batched("decode", self.decode_tensor, z, batch_size)
         return self._batched("decode_labels", self.decode_tensor, (z, labels), batch_size)
+
+
+def log_mean_exp(log_w: np.ndarray) -> np.ndarray:
+    """``log (1/K) sum_k exp(log_w[k])`` over the first axis, in float64."""
+    log_w = np.asarray(log_w, dtype=np.float64)
+    top = np.max(log_w, axis=0)
+    return top + np.log(np.mean(np.exp(log_w - top), axis=0))
 
 
 def _bucket(rows: int, batch_size: int) -> int:
