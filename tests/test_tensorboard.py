@@ -12,10 +12,13 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.util import tensor_util
 
 import tiny_runs
+from tfp_realnvp.internal import summary
+from tfp_realnvp.internal.backend import set_tensorboard_summary_module
+from tfp_realnvp.internal.summary import SUMMARY
+from tfp_realnvp.internal.tensorboard import EventWriter
 from tfp_realnvp.model.realnvp import RealNVP
 from tfp_realnvp.training import train
-from tfp_realnvp.training.callbacks import KERAS_TENSORBOARD_NEEDS, TensorBoardLog
-from tfp_realnvp.training.tensorboard import EventWriter
+from tfp_realnvp.training.callbacks import TensorBoardLog
 
 TINY = {"num_scales": 1, "num_filters": 4, "num_blocks": 1, "batch_size": 16, "verbose": 0}
 if tiny_runs.BACKEND == "tensorflow":
@@ -131,10 +134,44 @@ def test_keras_tensorboard_callback_writes_what_the_reader_reads(tmp_path):
     np.testing.assert_allclose(values, history.history["bits_per_dim"], rtol=1e-6)
 
 
-@pytest.mark.skipif(HAS_TENSORFLOW, reason="TensorFlow is installed")
-def test_keras_tensorboard_callback_without_tensorflow_says_what_to_install(tmp_path):
-    with pytest.raises(ImportError) as raised:
-        keras.callbacks.TensorBoard(str(tmp_path))
-    assert str(raised.value) == KERAS_TENSORBOARD_NEEDS and "\n" not in KERAS_TENSORBOARD_NEEDS
-    assert "pip install tensorflow-cpu tensorboard" in str(raised.value)
-    assert not list(tmp_path.iterdir())
+def _keras_tensorboard_with_package_summaries(log_dir, **kwargs) -> keras.callbacks.TensorBoard:
+    """Keras' callback writing through ``internal.summary`` (what ``fit`` does without TensorFlow)."""
+    callback = keras.callbacks.TensorBoard(str(log_dir), **kwargs)
+    assert set_tensorboard_summary_module(callback, SUMMARY)
+    return callback
+
+
+def test_keras_tensorboard_callback_through_the_tensorboard_package(tmp_path):
+    """The stand-in for tf.summary: scalars (train and validation), weight histograms and
+    images that TensorBoard's reader reads back, with fit's values."""
+    model = _tiny_model()
+    callback = _keras_tensorboard_with_package_summaries(tmp_path, histogram_freq=1, write_images=True)
+    images = _images(48)
+    history = model.fit(
+        images[:32], validation_data=images[32:], batch_size=16, epochs=2, callbacks=[callback], verbose=0
+    )
+    train_events, validation_events = _read(tmp_path / "train"), _read(tmp_path / "validation")
+    for events, prefix in ((train_events, ""), (validation_events, "val_")):
+        logged = _scalars(events, "epoch_bits_per_dim")
+        assert [step for step, _ in logged] == [0, 1]
+        np.testing.assert_allclose([v for _, v in logged], history.history[prefix + "bits_per_dim"], rtol=1e-6)
+    rate = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+    np.testing.assert_allclose([v for _, v in _scalars(train_events, "epoch_learning_rate")], [rate, rate], rtol=1e-6)
+    histograms = [tag for tag in train_events.Tags()["tensors"] if tag.endswith("/histogram")]
+    assert len(histograms) >= len(model.weights) // 2
+    assert train_events.Tags()["images"]
+
+
+def test_package_summaries_refuse_profiling_and_write_only_inside_a_writer(tmp_path):
+    assert not summary.scalar("x", 1.0, step=0)
+    writer = summary.create_file_writer(str(tmp_path))
+    with writer.as_default(step=3):
+        assert summary.scalar("x", 1.5)
+        with summary.record_if(lambda: False):
+            assert not summary.scalar("y", 2.0)
+        with pytest.raises(ValueError, match=r"received \[2, 3\]"):
+            summary.image("picture", np.zeros((2, 3)))
+    writer.close()
+    assert _scalars(_read(tmp_path), "x") == [(3, 1.5)]
+    with pytest.raises(ImportError, match="profile_batch"):
+        summary.trace_on(graph=True, profiler=False)

@@ -342,3 +342,35 @@ def directed_metrics(metrics: list, *, direction: str, name: str) -> keras.metri
     for metric in metrics:
         metric._direction = direction
     return _DirectedMetrics(list(metrics), name=name)
+
+
+def set_tensorboard_summary_module(callback: keras.callbacks.TensorBoard, module) -> bool:
+    """Makes ``callback`` write through ``module`` in place of ``tensorflow.summary``.
+
+    ``keras.callbacks.TensorBoard`` (Keras 3.15.1, ``keras/src/callbacks/tensorboard.py``)
+    reads the summary functions from its ``summary`` property, which imports
+    ``tensorflow.summary`` into the private ``_summary_module`` on first use unless that
+    attribute is already set. Setting it before ``fit`` hands the callback to ``module``.
+
+    Args:
+        callback: a ``keras.callbacks.TensorBoard``.
+        module: an object with the ``tf.summary`` functions the callback calls.
+
+    Returns:
+        ``True`` if set; ``False`` if the callback had already chosen its module.
+
+    Raises:
+        ValueError: for anything but a ``keras.callbacks.TensorBoard``, or one of a Keras
+            release without the attribute (named in the message).
+    """
+    if not isinstance(callback, keras.callbacks.TensorBoard):
+        raise ValueError(f"callback must be a keras.callbacks.TensorBoard; received {type(callback).__name__}.")
+    if not hasattr(callback, "_summary_module"):
+        raise ValueError(
+            f"keras {keras.__version__}: keras.callbacks.TensorBoard has no _summary_module; "
+            "its summary functions cannot be replaced."
+        )
+    if callback._summary_module is not None:
+        return False
+    callback._summary_module = module
+    return True

@@ -93,6 +93,10 @@ class EventWriter:
         summary = summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=tag, image=encoded)])
         self._write_event(step=int(step), summary=summary)
 
+    def summary(self, summary, *, step: int) -> None:
+        """Writes a ``Summary`` protocol buffer (``tensorboard.compat.proto.summary_pb2``) at ``step``."""
+        self._write_event(step=int(step), summary=summary)
+
     def flush(self) -> None:
         """Makes what was written visible to TensorBoard."""
         self._file.flush()

@@ -1,22 +1,20 @@
 """Keras callbacks for flow training: sample grids on disk and in TensorBoard, TensorBoard scalars.
 
-TensorBoard files are written by :class:`~tfp_realnvp.training.tensorboard.EventWriter`
+TensorBoard files are written by :class:`~tfp_realnvp.internal.tensorboard.EventWriter`
 (the ``tensorboard`` package, no TensorFlow), the same on every backend.
 """
 
 from __future__ import annotations
 
-import functools
-import importlib.util
 import os
 
 import keras
 import numpy as np
 
 from tfp_realnvp.internal.arguments import check_int
+from tfp_realnvp.internal.tensorboard import EventWriter, require_tensorboard
 from tfp_realnvp.internal.visualize import image_grid, save_png
 from tfp_realnvp.training.run_files import sample_grid_name
-from tfp_realnvp.training.tensorboard import EventWriter, require_tensorboard
 
 #: TensorBoard's directories of a run, as ``keras.callbacks.TensorBoard`` names them.
 TRAIN_RUN, VALIDATION_RUN, SAMPLES_RUN = "train", "validation", "samples"
@@ -174,35 +172,3 @@ class TensorBoardLog(keras.callbacks.Callback):
         for writer in self._writers.values():
             writer.close()
         self._writers = {}
-
-
-#: What ``keras.callbacks.TensorBoard`` says where it cannot work.
-KERAS_TENSORBOARD_NEEDS = (
-    "keras.callbacks.TensorBoard writes through tf.summary and needs TensorFlow, which is not installed "
-    "(pip install tensorflow-cpu tensorboard); tfp_realnvp.training.callbacks.TensorBoardLog logs without it."
-)
-
-
-def refuse_keras_tensorboard_without_tensorflow() -> bool:
-    """Makes ``keras.callbacks.TensorBoard(...)`` raise ``ImportError`` at construction
-    where TensorFlow is not installed (Keras itself fails only at the end of the first
-    epoch, on a missing ``tensorflow`` module). Nothing changes where TensorFlow is
-    installed. Returns whether the constructor is (now) guarded.
-    """
-    tensorboard_class = keras.callbacks.TensorBoard
-    if getattr(tensorboard_class.__init__, "_needs_tensorflow", False):
-        return True
-    if importlib.util.find_spec("tensorflow") is not None:
-        return False
-    original = tensorboard_class.__init__
-
-    @functools.wraps(original)
-    def __init__(self, *args, **kwargs):
-        raise ImportError(KERAS_TENSORBOARD_NEEDS)
-
-    __init__._needs_tensorflow = True
-    tensorboard_class.__init__ = __init__
-    return True
-
-
-refuse_keras_tensorboard_without_tensorflow()
