@@ -12,13 +12,9 @@ From Python, the same run is ``tfp_realnvp.train(**PAPER_DEFAULTS, steps=200000)
 
 from __future__ import annotations
 
-import shlex
 import sys
 
-import tfp_realnvp
-from tfp_realnvp.cli import exit_status
-from tfp_realnvp.cli.parser import FlagParser
-from tfp_realnvp.cli.train import add_train_arguments, training_config
+from tfp_realnvp.cli.preset import run_preset
 
 PAPER_DEFAULTS = {
     "data": "cifar10",
@@ -34,12 +30,7 @@ PAPER_DEFAULTS = {
 
 def main(argv: list[str]) -> int:
     """Trains with the paper's settings, as overridden by the flags in ``argv``; returns the exit status."""
-    parser = FlagParser(description=__doc__.splitlines()[0])
-    add_train_arguments(parser)
-    parser.set_defaults(**PAPER_DEFAULTS)
-    args = parser.parse_args(argv)
-    command = shlex.join(["python", sys.argv[0], *argv])
-    return exit_status(lambda: tfp_realnvp.train(config=training_config(args, parser=parser, command=command)), parser)
+    return run_preset(argv, defaults=PAPER_DEFAULTS, description=__doc__.splitlines()[0])
 
 
 if __name__ == "__main__":

@@ -14,13 +14,9 @@ From Python, the same run is ``tfp_realnvp.train(**DEFAULTS, epochs=20)``.
 
 from __future__ import annotations
 
-import shlex
 import sys
 
-import tfp_realnvp
-from tfp_realnvp.cli import exit_status
-from tfp_realnvp.cli.parser import FlagParser
-from tfp_realnvp.cli.train import add_train_arguments, training_config
+from tfp_realnvp.cli.preset import run_preset
 
 DEFAULTS = {
     "data": "shipped",
@@ -34,12 +30,7 @@ DEFAULTS = {
 
 def main(argv: list[str]) -> int:
     """Trains with these defaults, as overridden by the flags in ``argv``; returns the exit status."""
-    parser = FlagParser(description=__doc__.splitlines()[0])
-    add_train_arguments(parser)
-    parser.set_defaults(**DEFAULTS)
-    args = parser.parse_args(argv)
-    command = shlex.join(["python", sys.argv[0], *argv])
-    return exit_status(lambda: tfp_realnvp.train(config=training_config(args, parser=parser, command=command)), parser)
+    return run_preset(argv, defaults=DEFAULTS, description=__doc__.splitlines()[0])
 
 
 if __name__ == "__main__":

@@ -100,3 +100,10 @@ def test_celeba_example_on_mock_tfds(tmp_path, monkeypatch):
     assert report["image_shape"] == [64, 64, 3]
     assert report["config"]["num_scales"] == 5
     assert np.isfinite(report["test_bits_per_dim"])
+
+
+def test_run_preset_refuses_defaults_that_are_no_train_flag():
+    from tfp_realnvp.cli.preset import run_preset
+
+    with pytest.raises(ValueError, match=r"unknown keys \['num_layers'\]"):
+        run_preset([], defaults={"num_scales": 2, "num_layers": 3}, description="x")
