@@ -19,6 +19,7 @@ from tfp_realnvp.export import ExportExistsError, describe_export, export_saved_
 from tfp_realnvp.internal.backend import tfb, tfd, tfp
 from tfp_realnvp.internal.version import VERSION as __version__  # noqa: F401 (the package version, defined once)
 from tfp_realnvp.model.conditional_base import ConditionalNormal
+from tfp_realnvp.model.ood import OOD_METHODS
 from tfp_realnvp.model.realnvp import RealNVP
 from tfp_realnvp.networks import ContextEmbedding, ResNetConditioner, WeightNormConv2D
 from tfp_realnvp.training import train
@@ -32,6 +33,7 @@ __all__ = [
     "FactorOut",
     "LogitPreprocess",
     "MultiScaleFlow",
+    "OOD_METHODS",
     "RECOMPUTE_MODES",
     "RealNVP",
     "ResNetConditioner",

@@ -1,4 +1,4 @@
-"""Command line: ``python -m tfp_realnvp {train,evaluate,sample,export,demo}``.
+"""Command line: ``python -m tfp_realnvp {train,evaluate,sample,ood,export,demo}``.
 
 ``export`` writes a TF SavedModel (default) or ONNX files (``--format onnx``); it needs
 the TensorFlow backend, and on another backend refuses to parse with a message that says
@@ -18,7 +18,7 @@ into place, and a model already in ``--output-dir`` is replaced only when resumi
 with ``--fresh``.
 
 One module per command, each with its ``add_*_arguments`` and the function that runs
-it: ``train``, ``demo``, ``evaluate``, ``sample``, ``export``; ``train`` and ``demo``
+it: ``train``, ``demo``, ``evaluate``, ``sample``, ``ood``, ``export``; ``train`` and ``demo``
 run :func:`tfp_realnvp.training.train`. Beside them: ``flags`` (the flags several
 commands share) and ``parser`` (the parser that remembers its flags, so errors and
 messages from the library name ``--image-size`` rather than ``image_size``).
@@ -36,6 +36,7 @@ import keras
 from tfp_realnvp.cli.demo import add_demo_arguments, demo
 from tfp_realnvp.cli.evaluate import add_evaluate_arguments, evaluate
 from tfp_realnvp.cli.export import add_export_arguments, add_unavailable_export_arguments, run_export
+from tfp_realnvp.cli.ood import add_ood_arguments, run_ood
 from tfp_realnvp.cli.parser import FlagParser, cli_wording
 from tfp_realnvp.cli.sample import add_sample_arguments, sample
 from tfp_realnvp.cli.train import add_train_arguments, run_train
@@ -71,6 +72,12 @@ def _commands() -> list[tuple[str, str, object, object]]:
         ),
         ("evaluate", "bits/dim of a saved model on a data split", add_evaluate_arguments, evaluate),
         ("sample", "write a PNG grid of samples", add_sample_arguments, sample),
+        (
+            "ood",
+            "out-of-distribution scores of a saved model: AUROC, AUPR and FPR at 95% TPR per method and set",
+            add_ood_arguments,
+            run_ood,
+        ),
     ]
     backend = keras.backend.backend()
     if backend == "tensorflow":

@@ -12,6 +12,12 @@ training precision:
 * ``encode``: ``images`` uint8 -> ``z`` float32 ``[N, H, W, C]``.
 * ``decode``: ``z`` float32 -> ``images`` uint8 ``[N, H, W, C]``.
 
+* ``ood_score`` (models with ``fit_ood`` statistics only): ``images`` uint8 ->
+  ``ood_score`` float32 ``[N]`` (the ``dose`` score, the best one computed in the graph;
+  higher = more anomalous) and one float32 ``[N]`` output per in-graph method
+  (``tfp_realnvp.model.ood.GRAPH_METHODS``: ``dose``, ``bits_per_dim``, ``typicality``,
+  ``last_scale``); the statistics are constants of the graph.
+
 A class-conditional model takes ``labels`` int32 ``[N]`` in every signature, and adds
 ``classify``: ``images`` uint8 -> ``probabilities`` and ``class_log_prob`` float32
 ``[N, K]`` and ``labels`` int32 ``[N]``.
@@ -35,6 +41,9 @@ SIGNATURE_NAMES = ("serving_default", "sample", "encode", "decode")
 
 #: Names of the signatures of a class-conditional model.
 CONDITIONAL_SIGNATURE_NAMES = SIGNATURE_NAMES + ("classify",)
+
+#: The signature added for a model with out-of-distribution statistics (``fit_ood``).
+OOD_SIGNATURE_NAME = "ood_score"
 
 #: Largest ``num_samples`` the served ``sample`` signature accepts, unless the export
 #: sets another bound.
@@ -177,8 +186,29 @@ class _Signatures:
         labels = self._labels(labels, tf.shape(z)[0], "decode")
         return {"images": tf.identity(tf.cast(self.model.decode_tensor(z, labels), tf.uint8), name="images")}
 
+    def ood_score(self, images, labels=None) -> dict:
+        import tensorflow as tf
+
+        images = self.checks.images(images, OOD_SIGNATURE_NAME)
+        labels = self._labels(labels, tf.shape(images)[0], OOD_SIGNATURE_NAME)
+        scores = self.model.ood_score_tensor(images, labels)
+        return {name: tf.identity(tf.cast(value, tf.float32), name=name) for name, value in scores.items()}
+
     def functions(self) -> dict[str, tuple[Callable, list]]:
         """Each signature's name -> (its function, its input ``tf.TensorSpec`` list), in listing order."""
+        functions = self._core_functions()
+        if self.model.ood_statistics is not None:
+            import tensorflow as tf
+
+            images = tf.TensorSpec([None, *self.event], tf.uint8, name="images")
+            if self.model.num_classes is not None:
+                labels = tf.TensorSpec([None], tf.int32, name="labels")
+                functions[OOD_SIGNATURE_NAME] = (self.ood_score, [images, labels])
+            else:
+                functions[OOD_SIGNATURE_NAME] = (lambda images: self.ood_score(images), [images])
+        return functions
+
+    def _core_functions(self) -> dict[str, tuple[Callable, list]]:
         import tensorflow as tf
 
         images = tf.TensorSpec([None, *self.event], tf.uint8, name="images")
@@ -222,7 +252,8 @@ def trace_signatures(model: Any, max_samples: int = DEFAULT_MAX_SAMPLES) -> dict
 
     Returns:
         The ``ConcreteFunction`` of each name in :data:`SIGNATURE_NAMES` (and
-        :data:`CONDITIONAL_SIGNATURE_NAMES` for a class-conditional model).
+        :data:`CONDITIONAL_SIGNATURE_NAMES` for a class-conditional model), plus
+        :data:`OOD_SIGNATURE_NAME` for a model with ``fit_ood`` statistics.
 
     Raises:
         ValueError: for a bad ``max_samples``, naming it.
@@ -232,13 +263,15 @@ def trace_signatures(model: Any, max_samples: int = DEFAULT_MAX_SAMPLES) -> dict
     if not isinstance(cache, dict) or set(cache) & set(CONDITIONAL_SIGNATURE_NAMES):
         cache = {}
         object.__setattr__(model, _TRACE_ATTRIBUTE, cache)
-    if max_samples in cache:
-        return dict(cache[max_samples])
+    # The OOD statistics are constants of the ood_score trace: new statistics, new traces.
+    key = (max_samples, id(getattr(model, "ood_statistics", None)))
+    if key in cache:
+        return dict(cache[key])
     import tensorflow as tf
 
     concrete = {
         name: tf.function(function, input_signature=specs, autograph=False).get_concrete_function()
         for name, (function, specs) in _Signatures(model, max_samples).functions().items()
     }
-    cache[max_samples] = dict(concrete)
+    cache[key] = dict(concrete)
     return concrete

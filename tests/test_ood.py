@@ -1,0 +1,194 @@
+"""Out-of-distribution scores: the per-scale split of log p(x), every method's scores
+(finite, batch-independent, separating a synthetic set), the batch typicality test,
+the detection metrics, saving of the statistics, the ``ood`` command and the
+``ood_score`` signature."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import keras
+import numpy as np
+import pytest
+
+import tfp_realnvp
+from helpers import randomize, to_numpy
+from tfp_realnvp.bijectors.scale_terms import scale_terms
+from tfp_realnvp.model.ood_metrics import aupr, auroc, detection_metrics, fpr_at_tpr
+from tfp_realnvp.model.ood_sets import SYNTHETIC_OOD_SETS, synthetic_ood_images
+
+FIXTURES = pathlib.Path(__file__).resolve().parent / "fixtures" / "release_0_1_0"
+SHAPE = (8, 8, 1)
+
+
+def blobs(count: int, seed: int) -> np.ndarray:
+    """Dark 8x8 images with one bright 3x3 square each: an easy in-distribution set."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 24, (count, *SHAPE))
+    for image, (row, col) in zip(images, rng.integers(0, 6, (count, 2))):
+        image[row : row + 3, col : col + 3] = rng.integers(200, 256)
+    return images.astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    keras.utils.set_random_seed(0)
+    model = tfp_realnvp.RealNVP(SHAPE, num_scales=2, num_filters=4, num_blocks=1, seed=0)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3))
+    model.fit(blobs(512, 1), batch_size=64, epochs=4, verbose=0)
+    summary = model.fit_ood(blobs(256, 2))
+    return model, summary
+
+
+def test_the_scale_terms_add_up_to_log_prob_and_the_latent_is_encode():
+    model = tfp_realnvp.RealNVP(SHAPE, num_scales=3, num_filters=4, num_blocks=1)
+    randomize(model.flow.trainable_variables, seed=3, stddev=0.05)
+    x = np.random.default_rng(4).uniform(0, 256, (5, *SHAPE)).astype(np.float32)
+    terms = scale_terms(model.flow, keras.ops.convert_to_tensor(x))
+    z = to_numpy(terms.latent)
+    index = to_numpy(terms.scale_index)
+    # Scale 0 factors out half of the 64 positions, scales 1 and 2 a quarter each.
+    assert [int(np.sum(index == scale)) for scale in range(3)] == [32, 16, 16]
+    base = (-0.5 * z**2 - 0.5 * np.log(2 * np.pi)).reshape(len(x), -1).sum(axis=1)
+    total = to_numpy(terms.preprocess_log_det) + sum(to_numpy(d) for d in terms.log_dets) + base
+    np.testing.assert_allclose(total, model.log_prob(x), rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(z, model.encode(x), atol=1e-4)
+    features = model.ood_features(x)
+    np.testing.assert_allclose(features[:, 0], model.bits_per_dim(x), rtol=1e-5)
+    assert features.shape == (5, len(model.ood_statistic_names())) == (5, 8)
+
+
+def test_every_method_is_finite_batch_independent_and_flags_noise(trained):
+    model, summary = trained
+    assert summary["num_images"] == 256 and np.isfinite(summary["mean_bits_per_dim"])
+    inside = blobs(64, 5)
+    noise = synthetic_ood_images("noise", inside, seed=1)
+    for method in tfp_realnvp.OOD_METHODS:
+        scores_in = model.ood_scores(inside, method=method)
+        scores_out = model.ood_scores(noise, method=method)
+        assert scores_in.shape == (64,) and scores_in.dtype == np.float32
+        assert np.all(np.isfinite(scores_in)) and np.all(np.isfinite(scores_out))
+        # The same images, alone or among others, in other batch sizes: the same scores.
+        mixed = np.concatenate([noise[:7], inside[:3]])
+        np.testing.assert_allclose(model.ood_scores(mixed, method=method, batch_size=4)[7:], scores_in[:3], rtol=1e-5)
+        np.testing.assert_allclose(model.ood_scores(inside[:1], method=method), scores_in[:1], rtol=1e-5)
+        assert auroc(scores_in, scores_out) > 0.9, method
+
+
+def test_the_default_is_the_first_method_and_bad_arguments_name_what_was_received(trained):
+    model, _ = trained
+    images = blobs(4, 6)
+    np.testing.assert_array_equal(model.ood_scores(images), model.ood_scores(images, method="dose_complexity"))
+    assert tfp_realnvp.OOD_METHODS[0] == "dose_complexity"
+    with pytest.raises(ValueError, match="'likelihood'"):
+        model.ood_scores(images, method="likelihood")
+    with pytest.raises(ValueError, match="'gzip'"):
+        model.ood_scores(images, method="complexity", compressor="gzip")
+    fresh = tfp_realnvp.RealNVP(SHAPE, num_scales=2, num_filters=4, num_blocks=1)
+    with pytest.raises(ValueError, match="fit_ood"):
+        fresh.ood_scores(images, method="typicality")
+    assert np.all(np.isfinite(fresh.ood_scores(images, method="last_scale")))
+    with pytest.raises(ValueError, match="received shape"):
+        fresh.fit_ood(images[:1])
+
+
+def test_the_batch_typicality_test_accepts_in_distribution_batches_and_rejects_noise(trained):
+    model, _ = trained
+    inside = model.ood_test(blobs(32, 7), alpha=0.01)
+    assert not inside["out_of_distribution"] and inside["p_value"] > 0.01
+    outside = model.ood_test(synthetic_ood_images("noise", blobs(32, 7)), alpha=0.01)
+    assert outside["out_of_distribution"] and outside["statistic"] > outside["threshold"]
+    assert outside["p_value"] < 0.01
+    with pytest.raises(ValueError, match="alpha"):
+        model.ood_test(blobs(4, 7), alpha=1.5)
+
+
+def test_the_detection_metrics_on_known_cases():
+    assert auroc([0, 1, 2], [3, 4]) == 1.0 and auroc([3, 4], [0, 1, 2]) == 0.0
+    assert auroc([1, 1], [1, 1]) == 0.5
+    assert auroc([0, 2], [1, 3]) == 0.75
+    assert aupr([0, 1], [2, 3]) == 1.0
+    assert aupr([2, 3], [0, 1]) == pytest.approx(0.5 * (1 / 3 + 2 / 4))
+    assert fpr_at_tpr([0, 1, 2, 3], [2.5, 5], 0.95) == 0.25
+    assert set(detection_metrics([0.0], [1.0])) == {"auroc", "aupr", "fpr_at_95_tpr"}
+    with pytest.raises(ValueError, match="finite"):
+        auroc([np.nan], [1.0])
+
+
+def test_the_synthetic_sets():
+    images = blobs(3, 8)
+    for name in SYNTHETIC_OOD_SETS:
+        made = synthetic_ood_images(name, images)
+        assert made.shape == images.shape and made.dtype == np.uint8
+    np.testing.assert_array_equal(synthetic_ood_images("vflip", images), images[:, ::-1])
+    np.testing.assert_array_equal(synthetic_ood_images("inverted", images), 255 - images)
+    assert np.all(synthetic_ood_images("constant", images).std(axis=(1, 2, 3)) == 0)
+    with pytest.raises(ValueError, match="'blur'"):
+        synthetic_ood_images("blur", images)
+
+
+def test_keras_files_and_training_checkpoints_carry_the_statistics(trained, tmp_path):
+    from tfp_realnvp.training.checkpoints import CheckpointManager
+
+    model, _ = trained
+    images = blobs(6, 9)
+    expected = model.ood_scores(images)
+    model.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras")
+    np.testing.assert_allclose(loaded.ood_scores(images), expected, rtol=1e-5)
+    np.testing.assert_allclose(loaded.ood_statistics.train_bits_per_dim, model.ood_statistics.train_bits_per_dim)
+    manager = CheckpointManager(tmp_path / "checkpoints")
+    checkpoint = manager.save(model)
+    other = tfp_realnvp.RealNVP(SHAPE, num_scales=2, num_filters=4, num_blocks=1, seed=0)
+    other.compile(optimizer=keras.optimizers.Adam(3e-3))
+    other.optimizer.build(other.trainable_variables)
+    manager.restore(other, checkpoint)
+    np.testing.assert_allclose(other.ood_scores(images), expected, rtol=1e-5)
+
+
+def test_files_saved_without_statistics_still_load():
+    model = keras.saving.load_model(FIXTURES / "model.keras", compile=False)
+    assert model.ood_statistics is None
+    images = np.load(FIXTURES / "tiny.npz")["x_test"]
+    model.fit_ood(np.load(FIXTURES / "tiny.npz")["x_train"])
+    assert np.all(np.isfinite(model.ood_scores(images)))
+
+
+def test_the_ood_command_reports_every_method_and_writes_histograms(trained, tmp_path):
+    from tfp_realnvp.cli import main
+
+    model, _ = trained
+    np.savez(tmp_path / "blobs.npz", images=blobs(200, 10))
+    np.savez(tmp_path / "other.npz", images=synthetic_ood_images("inverted", blobs(40, 11)))
+    model.save(tmp_path / "model.keras")
+    out = tmp_path / "report"
+    status = main(
+        ["ood", "--model", str(tmp_path / "model.keras"), "--data", str(tmp_path / "blobs.npz")]
+        + ["--ood", "noise", "--ood", str(tmp_path / "other.npz"), "--output-dir", str(out)]
+    )
+    assert status == 0
+    report = json.loads((out / "ood.json").read_text())
+    assert set(report["ood"]) == {"noise", "other"}
+    assert report["methods"] == list(tfp_realnvp.OOD_METHODS)
+    for result in report["ood"].values():
+        for method in tfp_realnvp.OOD_METHODS:
+            assert 0.0 <= result["methods"][method]["auroc"] <= 1.0
+            assert (out / f"hist_{'other' if 'other' in result['source'] else 'noise'}_{method}.png").stat().st_size
+    assert report["ood"]["noise"]["methods"]["bits_per_dim"]["auroc"] > 0.9
+
+
+@pytest.mark.tf_only
+def test_the_saved_model_serves_ood_scores(trained, tmp_path):
+    import tensorflow as tf
+
+    model, _ = trained
+    images = blobs(5, 12)
+    path = tfp_realnvp.export_saved_model(model, tmp_path / "export", version=1)
+    served = tf.saved_model.load(str(path))
+    outputs = served.signatures["ood_score"](images=tf.constant(images))
+    dose = model.ood_scores(images, method="dose")
+    np.testing.assert_allclose(outputs["ood_score"].numpy(), dose, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(outputs["dose"].numpy(), dose, rtol=1e-4, atol=1e-4)
+    for method in ("bits_per_dim", "typicality", "last_scale"):
+        np.testing.assert_allclose(outputs[method].numpy(), model.ood_scores(images, method=method), rtol=1e-4)
