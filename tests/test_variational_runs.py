@@ -62,6 +62,10 @@ def test_a_conditional_variational_model_trains_evaluates_and_reloads(tmp_path):
     one = model.bits_per_dim(images, labels)
     many = model.bits_per_dim(images, labels, samples=4, batch_size=8)
     assert one.shape == many.shape == (12,) and np.all(np.isfinite(many))
+    # Every class's column of class_log_likelihoods is the same bound as log_prob with that label.
+    by_class = model.class_log_likelihoods(images)
+    for k in range(3):
+        np.testing.assert_allclose(by_class[:, k], model.log_prob(images, np.full(12, k)), rtol=1e-6, atol=1e-4)
     model.save(tmp_path / "conditional.keras")
     loaded = keras.models.load_model(tmp_path / "conditional.keras")
     np.testing.assert_allclose(loaded.bits_per_dim(images, labels, samples=4, batch_size=8), many, rtol=1e-6)

@@ -14,7 +14,7 @@ class ConditionalMixin:
 
     The model provides ``num_classes``, ``prior`` (a ``ConditionalNormal`` or ``None``),
     the flow and its distribution, and the likelihood and batching methods these
-    methods build on (``_pixels``, ``_log_prob_of``, ``_image_batch``, ``_batched``).
+    methods build on (``_dequantize``, ``_pixels``, ``_log_prob_of``, ``_image_batch``, ``_batched``).
     """
 
     @property
@@ -77,11 +77,14 @@ class ConditionalMixin:
         """``log p(x | k)`` ``[N, K]`` for every class ``k`` on backend tensors, in one pass
         over ``N * K`` images (``class_log_likelihoods`` is the checked NumPy version)."""
         k = self.num_classes
-        x = self._pixels(images, training=False)
+        x, log_q = self._dequantize(images, training=False)
         n = ops.shape(x)[0]
         repeated = ops.repeat(x, k, axis=0)
         labels = ops.tile(ops.arange(k, dtype="int32"), [n])
         log_p = self._log_prob_of(repeated, self.context(labels), training=False)
+        if log_q is not None:
+            # The variational bound of each class: the noise and q(u | x) do not depend on the label.
+            log_p = log_p - ops.repeat(log_q, k, axis=0)
         return ops.reshape(log_p, (-1, k))
 
     def class_log_likelihoods(self, images, *, batch_size: int = 32) -> np.ndarray:
