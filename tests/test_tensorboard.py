@@ -175,3 +175,14 @@ def test_package_summaries_refuse_profiling_and_write_only_inside_a_writer(tmp_p
     assert _scalars(_read(tmp_path), "x") == [(3, 1.5)]
     with pytest.raises(ImportError, match="profile_batch"):
         summary.trace_on(graph=True, profiler=False)
+
+
+@pytest.mark.skipif(HAS_TENSORFLOW, reason="with TensorFlow, Keras' callback keeps tf.summary")
+def test_keras_tensorboard_callback_in_fit_without_tensorflow(tmp_path):
+    model = _tiny_model()
+    history = model.fit(
+        _images(32), batch_size=16, epochs=2, callbacks=[keras.callbacks.TensorBoard(str(tmp_path))], verbose=0
+    )
+    logged = _scalars(_read(tmp_path / "train"), "epoch_bits_per_dim")
+    assert [step for step, _ in logged] == [0, 1]
+    np.testing.assert_allclose([v for _, v in logged], history.history["bits_per_dim"], rtol=1e-6)

@@ -7,6 +7,7 @@ from keras import ops
 
 from tfp_realnvp.internal.backend import backend_name
 from tfp_realnvp.internal.replicas import num_replicas_in_sync
+from tfp_realnvp.internal.summary import equip_keras_tensorboard
 from tfp_realnvp.model import labels as labels_lib
 from tfp_realnvp.model.batch_norm_refresh import make_refresh_callback
 from tfp_realnvp.model.inputs import InputKind, classify_fit_input
@@ -107,6 +108,10 @@ class FitMixin:
         ``bits_per_dim``, samples, saved models, exports) describe the weights as
         trained. ``x`` must be a NumPy array or a ``tf.data.Dataset`` for that; other
         sources train as usual, with a warning.
+
+        Where TensorFlow is not installed (JAX), every ``keras.callbacks.TensorBoard`` in
+        ``callbacks`` writes through ``tfp_realnvp.internal.summary`` (the ``tensorboard``
+        package) instead of ``tf.summary``.
         """
         if self.conditional:
             x, y = labels_lib.labelled_fit_input(x, y, num_classes=self.num_classes)
@@ -115,6 +120,8 @@ class FitMixin:
                     kwargs["validation_data"], num_classes=self.num_classes
                 )
         callbacks = list(callbacks or [])
+        # Without TensorFlow, Keras' TensorBoard callbacks write through the tensorboard package.
+        equip_keras_tensorboard(callbacks)
         refresh = make_refresh_callback(
             self, x, batch_size=batch_size, num_batches=self.refresh_batches, seed=self.seed or 0
         )
