@@ -7,7 +7,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONWARNINGS ?= ignore::DeprecationWarning
 PIP_FLAGS := -q --disable-pip-version-check
 DEMO_DIR ?= demo_output
-PYTEST_FLAGS ?= -q -m "not slow" --durations=10 -n 2
+PYTEST_FLAGS ?= -q -m "not slow" --durations=10 -n 2 --dist worksteal
 
 .PHONY: demo test test-tf test-jax lint format venv venv-jax clean
 
