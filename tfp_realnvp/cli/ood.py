@@ -151,8 +151,8 @@ def run_ood(args) -> dict:
 
 
 def _print_table(results: dict, methods: tuple) -> None:
-    print(f"{'set':<16} {'method':<14} {'AUROC':>7} {'AUPR':>7} {'FPR95':>7}")
+    print(f"{'set':<20} {'method':<16} {'AUROC':>7} {'AUPR':>7} {'FPR95':>7}")
     for name, result in results.items():
         for method in methods:
             row = result["methods"][method]
-            print(f"{name:<16} {method:<14} {row['auroc']:7.4f} {row['aupr']:7.4f} {row['fpr_at_95_tpr']:7.4f}")
+            print(f"{name:<20} {method:<16} {row['auroc']:7.4f} {row['aupr']:7.4f} {row['fpr_at_95_tpr']:7.4f}")

@@ -129,10 +129,14 @@ class OutOfDistributionMixin:
         images = self._image_batch(images)
         labels = self.check_labels(labels, len(images))
         if labels is None:
-            return self._batched("ood_features", lambda x: scale_statistics(self, x), images, batch_size)
+            return self._batched("ood_features", lambda x: self._ood_statistics_tensor(x), images, batch_size)
         return self._batched(
-            "ood_features_labels", lambda x, y: scale_statistics(self, x, y), (images, labels), batch_size
+            "ood_features_labels", lambda x, y: self._ood_statistics_tensor(x, y), (images, labels), batch_size
         )
+
+    def _ood_statistics_tensor(self, images, labels=None):
+        """``scale_statistics`` of images (integer ones dequantized as in ``log_prob``)."""
+        return scale_statistics(self, self._pixels(images, training=False), labels)
 
     def fit_ood(self, images, labels=None, *, max_images: int = 10000, batch_size: int = 256, seed: int = 0) -> dict:
         """Measures and stores what the ``"dose"`` and ``"typicality"`` scores and
@@ -261,7 +265,7 @@ class OutOfDistributionMixin:
         ``"ood_score"`` is the first of them (``"dose"``), the best one that needs no
         lossless coder. Needs ``fit_ood``."""
         self._require_ood_statistics("ood_score_tensor")
-        features = scale_statistics(self, images, labels)
+        features = self._ood_statistics_tensor(images, labels)
         scores = {method: self.scores_from_features(features, method) for method in GRAPH_METHODS}
         return {"ood_score": scores[GRAPH_METHODS[0]], **scores}
 

@@ -53,20 +53,21 @@ def _base_log_density(model, z, context):
     return -0.5 * z**2 - 0.5 * math.log(2 * math.pi), z**2
 
 
-def scale_statistics(model, images, labels=None):
+def scale_statistics(model, pixels, labels=None):
     """The per-image statistics named by ``statistic_names``, float32 ``[N, F]``.
 
     Args:
         model: a ``RealNVP``.
-        images: ``[N, H, W, C]`` backend tensor; integer images are dequantized with the
-            model's per-image evaluation noise (as in ``log_prob``).
+        pixels: continuous pixels ``[N, H, W, C]``, backend tensor (the model's
+            ``_pixels`` of integer images: dequantized with the per-image evaluation
+            noise, as in ``log_prob``).
         labels: int ``[N]`` for a class-conditional model, else ``None``.
 
     Returns:
         ``[N, 2 + 2 * num_scales]``, columns as ``statistic_names``; the first is
         ``bits_per_dim`` (equal to ``model.bits_per_dim`` up to float rounding).
     """
-    x = model._pixels(images, training=False)
+    x = pixels
     context = None if labels is None else model.context(labels)
     terms = scale_terms(model.flow, x, training=False, conditional_input=context)
     z = ops.cast(terms.latent, "float32")
