@@ -194,3 +194,33 @@ def test_the_saved_model_serves_ood_scores(trained, tmp_path):
     np.testing.assert_allclose(outputs["dose"].numpy(), dose, rtol=1e-4, atol=1e-4)
     for method in ("bits_per_dim", "typicality", "last_scale"):
         np.testing.assert_allclose(outputs[method].numpy(), model.ood_scores(images, method=method), rtol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def conditional():
+    keras.utils.set_random_seed(1)
+    model = tfp_realnvp.RealNVP(SHAPE, num_scales=2, num_filters=4, num_blocks=1, num_classes=3)
+    randomize(model.flow.trainable_variables + model.prior.trainable_weights, seed=5, stddev=0.05)
+    images, labels = blobs(96, 13), np.arange(96) % 3
+    model.fit_ood(images, labels)
+    return model, images[:6], labels[:6]
+
+
+def test_a_conditional_model_scores_with_its_class_base(conditional):
+    model, images, labels = conditional
+    features = model.ood_features(images, labels)
+    np.testing.assert_allclose(features[:, 0], model.bits_per_dim(images, labels), rtol=1e-5)
+    for method in tfp_realnvp.OOD_METHODS:
+        assert np.all(np.isfinite(model.ood_scores(images, labels, method=method)))
+
+
+@pytest.mark.tf_only
+def test_a_conditional_saved_model_serves_ood_scores(conditional, tmp_path):
+    import tensorflow as tf
+
+    model, images, labels = conditional
+    served = tf.saved_model.load(str(tfp_realnvp.export_saved_model(model, tmp_path / "export", version=1)))
+    outputs = served.signatures["ood_score"](images=tf.constant(images), labels=tf.constant(labels, tf.int32))
+    np.testing.assert_allclose(
+        outputs["ood_score"].numpy(), model.ood_scores(images, labels, method="dose"), rtol=1e-4, atol=1e-4
+    )

@@ -17,6 +17,11 @@ precision:
 * ``encode``: ``images`` uint8 ``[N, H, W, C]`` -> ``z`` float32 ``[N, H, W, C]``.
 * ``decode``: ``z`` float32 ``[N, H, W, C]`` -> ``images`` uint8 ``[N, H, W, C]``.
 
+A model with out-of-distribution statistics (``RealNVP.fit_ood``) adds ``ood_score``:
+``images`` uint8 -> ``ood_score`` float32 ``[N]`` (higher = more anomalous; the ``dose``
+score) and the other scores computed in the graph (``bits_per_dim``, ``typicality``,
+``last_scale``), equal to :meth:`RealNVP.ood_scores` with those methods.
+
 Every signature that takes a batch refuses an empty one with an error that says so.
 
 A class-conditional model (``RealNVP(num_classes=K)``) takes ``labels`` int32 ``[N]``
@@ -130,8 +135,8 @@ def export_saved_model(
 ) -> pathlib.Path:
     """Writes ``model`` as a TF SavedModel with serving signatures.
 
-    The signatures (``serving_default``, ``sample``, ``encode``, ``decode``; see the
-    module docstring) are traced with batch norm in inference mode; their float outputs
+    The signatures (``serving_default``, ``sample``, ``encode``, ``decode``, and
+    ``ood_score`` after ``fit_ood``; see the module docstring) are traced with batch norm in inference mode; their float outputs
     are float32 whatever the model's dtype policy. Loading the export needs only
     TensorFlow. The SavedModel is assembled in a temporary sibling directory and moved
     into place when complete, so a server watching ``path`` never sees half an export.
