@@ -5,11 +5,13 @@ detector: a flow trained on Fashion-MNIST gives MNIST digits *higher* likelihood
 its own test images (Nalisnick et al. 2019). The scores here (``OOD_METHODS``, higher =
 more anomalous, one float per image, independent of the other images of the batch):
 
-* ``"dose_complexity"`` (the default): the DoSE density on two complexity scores,
-  ``-log N((bpd(x) - L_png(x), bpd(x) - L_lzma(x)); mu, Sigma)`` with ``N`` fitted to the
-  training images by ``fit_ood``: two-sided, so it flags images that are too simple
-  for their likelihood as well as too complex, and the two coders see different
-  structure (PNG's row filters reward smooth images, LZMA repeated byte strings).
+* ``"dose_complexity"`` (the default): the DoSE density on the complexity scores of two
+  lossless coders and their code lengths,
+  ``-log N((bpd - L_png, bpd - L_lzma, log L_png, log L_lzma); mu, Sigma)`` (``L`` in bits
+  per dimension) with ``N`` fitted to the training images by ``fit_ood``: two-sided,
+  so it flags images that are too simple for their likelihood as well as too complex,
+  and the two coders see different structure (PNG's row filters reward smooth images,
+  LZMA repeated byte strings).
 * ``"dose"``: the DoSE recipe (Morningstar et al. 2021) on the multi-scale flow's own
   statistics: ``-log N(s(x); mu, Sigma)`` for the per-image statistics ``s(x)`` of
   ``ood_features.statistic_names`` (bits/dim, the logit step's share, each scale's
@@ -63,9 +65,10 @@ _COMPLEXITY_KEYS = ("ood_complexity_mean", "ood_complexity_precision", "ood_comp
 
 
 def complexity_rows(images: np.ndarray, bits_per_dim: np.ndarray) -> np.ndarray:
-    """``[N, 2]``: ``bits_per_dim - L(x)`` for each coder of ``DOSE_COMPRESSORS``."""
-    codes = [compressed_bits_per_dim(images, compressor) for compressor in DOSE_COMPRESSORS]
-    return np.stack([bits_per_dim - code for code in codes], axis=-1)
+    """``[N, 4]``: ``bits_per_dim - L(x)`` and ``log L(x)`` for each coder of
+    ``DOSE_COMPRESSORS`` (``L`` in bits per dimension)."""
+    codes = [compressed_bits_per_dim(images, compressor).astype(np.float64) for compressor in DOSE_COMPRESSORS]
+    return np.stack([bits_per_dim - code for code in codes] + [np.log(code) for code in codes], axis=-1)
 
 
 def check_method(method: str) -> str:
