@@ -74,7 +74,7 @@ def _commands() -> list[tuple[str, str, object, object]]:
         ("sample", "write a PNG grid of samples", add_sample_arguments, sample),
         (
             "ood",
-            "out-of-distribution scores of a saved model: AUROC, AUPR and FPR at 95% TPR per method and set",
+            "out-of-distribution scores of a saved model: AUROC, AUPR and FPR at TPR 0.95 per method and set",
             add_ood_arguments,
             run_ood,
         ),
