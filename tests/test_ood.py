@@ -224,3 +224,12 @@ def test_a_conditional_saved_model_serves_ood_scores(conditional, tmp_path):
     np.testing.assert_allclose(
         outputs["ood_score"].numpy(), model.ood_scores(images, labels, method="dose"), rtol=1e-4, atol=1e-4
     )
+
+
+def test_a_variationally_dequantized_model_reports_its_bound():
+    model = tfp_realnvp.RealNVP(
+        SHAPE, num_scales=2, num_filters=4, num_blocks=1, dequantization="variational", dequantization_filters=4
+    )
+    randomize(model.trainable_variables, seed=6, stddev=0.05)
+    images = blobs(4, 14)
+    np.testing.assert_allclose(model.ood_features(images)[:, 0], model.bits_per_dim(images), rtol=1e-5)

@@ -139,7 +139,8 @@ class OutOfDistributionMixin:
 
     def _ood_statistics_tensor(self, images, labels=None):
         """``scale_statistics`` of images (integer ones dequantized as in ``log_prob``)."""
-        return scale_statistics(self, self._pixels(images, training=False), labels)
+        pixels, log_q = self._dequantize(images, training=False)
+        return scale_statistics(self, pixels, labels, log_q)
 
     def fit_ood(self, images, labels=None, *, max_images: int = 10000, batch_size: int = 256, seed: int = 0) -> dict:
         """Measures and stores what the ``"dose"`` and ``"typicality"`` scores and

@@ -53,7 +53,7 @@ def _base_log_density(model, z, context):
     return -0.5 * z**2 - 0.5 * math.log(2 * math.pi), z**2
 
 
-def scale_statistics(model, pixels, labels=None):
+def scale_statistics(model, pixels, labels=None, log_q=None):
     """The per-image statistics named by ``statistic_names``, float32 ``[N, F]``.
 
     Args:
@@ -62,6 +62,9 @@ def scale_statistics(model, pixels, labels=None):
             ``_pixels`` of integer images: dequantized with the per-image evaluation
             noise, as in ``log_prob``).
         labels: int ``[N]`` for a class-conditional model, else ``None``.
+        log_q: ``log q(u | x)`` ``[N]`` of a variationally dequantized model (its
+            ``bits_per_dim`` is the bound ``-(log p(x + u) - log q(u | x)) / (D ln 2)``),
+            else ``None``; only the ``bits_per_dim`` column includes it.
 
     Returns:
         ``[N, 2 + 2 * num_scales]``, columns as ``statistic_names``; the first is
@@ -81,6 +84,8 @@ def scale_statistics(model, pixels, labels=None):
         log_p = ops.cast(log_det, "float32") + ops.sum(log_base * mask, axis=(1, 2, 3))
         total = total + log_p
         columns += [-log_p / (dims * _LN2), ops.sum(squared * mask, axis=(1, 2, 3)) / dims]
+    if log_q is not None:
+        total = total - ops.cast(log_q, "float32")
     preprocess = -ops.cast(terms.preprocess_log_det, "float32") / (num_dims * _LN2)
     return ops.stack([-total / (num_dims * _LN2), preprocess, *columns], axis=-1)
 
