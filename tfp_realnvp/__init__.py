@@ -20,7 +20,8 @@ from tfp_realnvp.internal.backend import tfb, tfd, tfp
 from tfp_realnvp.internal.version import VERSION as __version__  # noqa: F401 (the package version, defined once)
 from tfp_realnvp.model.conditional_base import ConditionalNormal
 from tfp_realnvp.model.ood import OOD_METHODS
-from tfp_realnvp.model.realnvp import RealNVP
+from tfp_realnvp.model.realnvp import DEQUANTIZATIONS, RealNVP
+from tfp_realnvp.model.variational import VariationalDequantizer
 from tfp_realnvp.networks import ContextEmbedding, ResNetConditioner, WeightNormConv2D
 from tfp_realnvp.training import train
 
@@ -29,6 +30,7 @@ __all__ = [
     "BatchNormalization",
     "ConditionalNormal",
     "ContextEmbedding",
+    "DEQUANTIZATIONS",
     "ExportExistsError",
     "FactorOut",
     "LogitPreprocess",
@@ -38,6 +40,7 @@ __all__ = [
     "RealNVP",
     "ResNetConditioner",
     "Squeeze",
+    "VariationalDequantizer",
     "WeightNormConv2D",
     "data",
     "describe_export",
