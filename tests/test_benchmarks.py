@@ -276,7 +276,7 @@ def _check_stats(stats, batch):
 
 # The same harness runs in the TensorFlow suite; on JAX it compiles both models for a
 # minute, so there it runs with the slow tests.
-@(pytest.mark.slow if keras.backend.backend() == "jax" else pytest.mark.usefixtures())
+@(pytest.mark.slow if keras.backend.backend() == "jax" else (lambda test: test))
 def test_throughput_cli_writes_complete_report(tmp_path):
     output = tmp_path / "tiny.json"
     env = dict(os.environ, KERAS_BACKEND=keras.backend.backend(), TF_CPP_MIN_LOG_LEVEL="3")

@@ -9,7 +9,7 @@ import pytest
 
 
 # Runs in the TensorFlow suite; on JAX with the slow tests (it compiles for long there).
-@(pytest.mark.slow if keras.backend.backend() == "jax" else pytest.mark.usefixtures())
+@(pytest.mark.slow if keras.backend.backend() == "jax" else (lambda test: test))
 def test_bits_per_dim_benchmark_writes_measured_json(tmp_path):
     module = importlib.import_module("benchmarks.bits_per_dim")
     out = tmp_path / "bpd.json"
