@@ -1,5 +1,5 @@
-# Sourced by gpu_check.sh and gpu_profile.sh: installs the carried wheels (.whl/, see
-# benchmarks/README.md) into /tmp/site, selects the Keras JAX backend and prints the
+# Sourced by the GPU scripts (gpu_check.sh, gpu_profile.sh, gpu_bounds.sh): installs the
+# carried wheels (.whl/, see benchmarks/README.md) into /tmp/site, selects the Keras JAX backend and prints the
 # GPU and the JAX devices. Expects PYTHON and start (= $SECONDS at the script's start).
 #   GPU_CHECK_SKIP_INSTALL   1: use the installed keras/tfp instead of installing .whl/*.whl
 

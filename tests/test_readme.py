@@ -301,7 +301,7 @@ COMMAND_RULES = [
     Rule(r"^python -m tfp_realnvp export ", "run", backend="tensorflow"),
     Rule(r"^curl ", "check", reason=SERVING),
     Rule(r"-m pip download ", "check", reason="downloads wheels: the pins it names are constraints-jax.txt's"),
-    Rule(r"^bash benchmarks/gpu_\w+\.sh$", "check", reason=GPU),
+    Rule(r"^(GPU_\w+=\S+ )*bash benchmarks/gpu_\w+\.sh$", "check", reason=GPU),
     Rule(
         r"GPU_CHECK_SKIP_INSTALL=1 .* bash benchmarks/gpu_\w+\.sh$",
         "run",
