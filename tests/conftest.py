@@ -1,4 +1,4 @@
-"""Shared pytest setup: Keras backend, JAX float64, seeding, tf_only marker."""
+"""Shared pytest setup: Keras backend, JAX float64, seeding, the tf_only and backend_independent markers."""
 
 import os
 
@@ -31,9 +31,12 @@ def pytest_collection_modifyitems(config, items):
     if BACKEND == "tensorflow":
         return
     skip = pytest.mark.skip(reason=f"needs the TensorFlow backend; running on {BACKEND}")
+    once = pytest.mark.skip(reason="runs no backend op: checked once, in the TensorFlow suite")
     for item in items:
         if "tf_only" in item.keywords:
             item.add_marker(skip)
+        elif "backend_independent" in item.keywords:
+            item.add_marker(once)
 
 
 @pytest.fixture(autouse=True)
