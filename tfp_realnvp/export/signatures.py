@@ -11,6 +11,12 @@ training precision:
   most ``max_samples``, a bound fixed at export.
 * ``encode``: ``images`` uint8 -> ``z`` float32 ``[N, H, W, C]``.
 * ``decode``: ``z`` float32 -> ``images`` uint8 ``[N, H, W, C]``.
+* ``log_prob_bound``: ``images`` uint8 and ``samples`` int32 scalar ``K`` -> ``log_prob``
+  and ``bits_per_dim`` float32 ``[N]``: the importance-weighted bound
+  ``log (1/K) sum_k p(x + u_k) / q(u_k | x)`` of :meth:`RealNVP.log_prob` with
+  ``samples=K`` (``q = 1`` for uniform noise), the same seeded draws; ``K = 1`` is
+  ``serving_default``. ``K`` is at most ``MAX_BOUND_SAMPLES``; the draws run
+  ``BOUND_CHUNK`` at a time, so memory does not grow with ``K``.
 
 * ``ood_score`` (models with ``fit_ood`` statistics only): ``images`` uint8 ->
   ``ood_score`` float32 ``[N]`` (the ``dose`` score, the best one computed in the graph;
@@ -37,7 +43,13 @@ from tfp_realnvp.export.metadata import METADATA_PATH
 from tfp_realnvp.internal.arguments import check_int
 
 #: Names of the exported signatures, in the order they are listed.
-SIGNATURE_NAMES = ("serving_default", "sample", "encode", "decode")
+SIGNATURE_NAMES = ("serving_default", "sample", "encode", "decode", "log_prob_bound")
+
+#: Largest ``samples`` of the ``log_prob_bound`` signature (its seed keys are constants).
+MAX_BOUND_SAMPLES = 4096
+
+#: Draws per flow evaluation in ``log_prob_bound``.
+BOUND_CHUNK = 16
 
 #: Names of the signatures of a class-conditional model.
 CONDITIONAL_SIGNATURE_NAMES = SIGNATURE_NAMES + ("classify",)
@@ -106,6 +118,19 @@ class _RequestChecks:
         with tf.control_dependencies(checks):
             return tf.identity(labels)
 
+    def bound_samples(self, samples):
+        """``samples`` of its shape, once its value is checked to lie in ``[1, MAX_BOUND_SAMPLES]``."""
+        import tensorflow as tf
+
+        samples = tf.ensure_shape(samples, [], name="check_samples_shape")
+        message = f"log_prob_bound: samples must be an int32 scalar in [1, {MAX_BOUND_SAMPLES}]"
+        checks = [
+            tf.debugging.assert_positive(samples, message=message),
+            tf.debugging.assert_less_equal(samples, tf.constant(MAX_BOUND_SAMPLES, tf.int32), message=message),
+        ]
+        with tf.control_dependencies(checks):
+            return tf.identity(samples)
+
     def sample_arguments(self, num_samples, seed, temperature, max_samples: int) -> tuple:
         """``num_samples``, ``seed``, ``temperature`` of their shapes, and the checks of their values."""
         import tensorflow as tf
@@ -145,6 +170,34 @@ class _Signatures:
         images = self.checks.images(images, "serving_default")
         labels = self._labels(labels, tf.shape(images)[0], "serving_default")
         log_p = tf.cast(self.model(images if labels is None else (images, labels), training=False), tf.float32)
+        bits = tf.cast(self.model.to_bits_per_dim(log_p), tf.float32)
+        return {"log_prob": tf.identity(log_p, name="log_prob"), "bits_per_dim": tf.identity(bits, name="bits_per_dim")}
+
+    def log_prob_bound(self, images, samples, labels=None) -> dict:
+        import numpy as np
+        import tensorflow as tf
+
+        from tfp_realnvp.model.dequantization import noise_seed_keys, noise_seeds
+
+        images = self.checks.images(images, "log_prob_bound")
+        labels = self._labels(labels, tf.shape(images)[0], "log_prob_bound")
+        samples = self.checks.bound_samples(samples)
+        chunks = -(-MAX_BOUND_SAMPLES // BOUND_CHUNK)
+        keys = noise_seed_keys(noise_seeds(chunks * BOUND_CHUNK)).reshape(chunks, BOUND_CHUNK)
+        keys = tf.constant(keys.astype(np.uint32))
+        draw = tf.reshape(tf.range(BOUND_CHUNK), [BOUND_CHUNK, 1])
+
+        def body(chunk, total):
+            log_w = tf.cast(self.model.log_weights_tensor(images, keys[chunk], labels), tf.float32)
+            used = chunk * BOUND_CHUNK + draw < samples  # [BOUND_CHUNK, 1]: draws beyond K count zero
+            log_w = tf.where(used, log_w, tf.constant(-np.inf, tf.float32))
+            return chunk + 1, tf.reduce_logsumexp(tf.stack([total, tf.reduce_logsumexp(log_w, axis=0)]), axis=0)
+
+        start = tf.fill(tf.shape(images)[:1], tf.constant(-np.inf, tf.float32))
+        _, total = tf.while_loop(
+            lambda chunk, total: chunk * BOUND_CHUNK < samples, body, (tf.constant(0), start), maximum_iterations=chunks
+        )
+        log_p = total - tf.math.log(tf.cast(samples, tf.float32))
         bits = tf.cast(self.model.to_bits_per_dim(log_p), tf.float32)
         return {"log_prob": tf.identity(log_p, name="log_prob"), "bits_per_dim": tf.identity(bits, name="bits_per_dim")}
 
@@ -218,6 +271,7 @@ class _Signatures:
             tf.TensorSpec([], tf.float32, name="temperature"),
         ]
         z = tf.TensorSpec([None, *self.event], tf.float32, name="z")
+        samples = tf.TensorSpec([], tf.int32, name="samples")
         if self.model.num_classes is not None:
             labels = tf.TensorSpec([None], tf.int32, name="labels")
             return {
@@ -225,6 +279,7 @@ class _Signatures:
                 "sample": (self.sample, [*sample_specs, labels]),
                 "encode": (self.encode, [images, labels]),
                 "decode": (self.decode, [z, labels]),
+                "log_prob_bound": (self.log_prob_bound, [images, samples, labels]),
                 "classify": (self.classify, [images]),
             }
         # The unconditional signatures take exactly their own inputs (no labels argument).
@@ -236,6 +291,7 @@ class _Signatures:
             ),
             "encode": (lambda images: self.encode(images), [images]),
             "decode": (lambda z: self.decode(z), [z]),
+            "log_prob_bound": (lambda images, samples: self.log_prob_bound(images, samples), [images, samples]),
         }
 
 

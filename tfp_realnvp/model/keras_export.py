@@ -55,8 +55,8 @@ class KerasExportMixin:
         That is the Keras-standard artifact, for tools that expect what
         ``keras.Model.export`` writes. ``tfp_realnvp.export_saved_model`` writes the
         full serving set instead: ``serving_default`` with both ``log_prob`` and
-        ``bits_per_dim``, ``sample``, ``encode`` and ``decode`` (and ``classify`` for
-        a class-conditional model), in-graph request checks, version directories and
+        ``bits_per_dim``, ``sample``, ``encode``, ``decode``, ``log_prob_bound`` (the
+        ``K``-sample bound) and ``classify`` for a class-conditional model, in-graph request checks, version directories and
         ``assets/realnvp.json`` metadata. Both need the TensorFlow backend.
 
         Args:
