@@ -186,6 +186,13 @@ def add_output_arguments(p: argparse.ArgumentParser, name: str) -> None:
     )
     p.add_argument("--tensorboard", default=None, help="TensorBoard log directory (losses and sample images).")
     p.add_argument(
+        "--fit-ood",
+        type=int,
+        default=TRAINING_DEFAULTS.fit_ood,
+        metavar="N",
+        help="at the end, fit the out-of-distribution statistics (RealNVP.fit_ood) on up to N training images, so the saved model scores novel inputs (ood_scores, the SavedModel's ood_score signature); 0 = not (default).",
+    )
+    p.add_argument(
         "--verbose",
         type=int,
         default=None,

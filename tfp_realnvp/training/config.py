@@ -50,6 +50,11 @@ class TrainingConfig(DataSource):
         seed: random seed of the data order, the noise and the samples.
         output_dir: where the model, the sample grids, ``report.json`` and ``checkpoints/`` go.
         tensorboard: a TensorBoard log directory, or ``None``.
+        fit_ood: at the end, fit the out-of-distribution statistics
+            (``RealNVP.fit_ood``) on up to this many training images, so that the saved
+            model (and its SavedModel's ``ood_score`` signature) scores novel inputs;
+            0: not (``ood --save-model`` can add them later). Needs the images in
+            memory (not ``stream``).
         verbose: Keras progress output (0, 1 or 2; ``None``: 1 on a terminal, else 2).
         resume: resume from the newest checkpoint in ``output_dir`` and fail if there is
             none (without it a checkpoint is resumed when present).
@@ -87,6 +92,7 @@ class TrainingConfig(DataSource):
     seed: int = 0
     output_dir: str = "realnvp_output"
     tensorboard: str | None = None
+    fit_ood: int = 0
     verbose: int | None = None
     resume: bool = False
     fresh: bool = False
@@ -101,6 +107,14 @@ class TrainingConfig(DataSource):
             check_int(getattr(self, name), name=name, allow_none=True)
         check_int(self.default_epochs, name="default_epochs")
         check_int(self.keep_checkpoints, name="keep_checkpoints")
+        check_int(self.fit_ood, name="fit_ood", low=0)
+        if self.fit_ood == 1:
+            raise ValueError("fit_ood needs at least 2 images (or 0: not fitted); received 1.")
+        if self.fit_ood and self.stream:
+            raise ValueError(
+                f"fit_ood={self.fit_ood} needs the training images in memory; stream=True reads them from disk. "
+                "Fit the statistics afterwards on a sample: python -m tfp_realnvp ood --save-model."
+            )
         check_number(self.checkpoint_every, name="checkpoint_every", low=0)
         check_number(self.learning_rate, name="learning_rate", low=0)
         if self.time_budget:

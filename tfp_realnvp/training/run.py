@@ -353,8 +353,17 @@ class _Run:
             raise self._interrupted()
         config, chief, model = self.config, self.topology.is_chief, self.model
         model_path = self.out / MODEL_FILENAME
+        ood = None
         if chief:
             with without_distribution():
+                if config.fit_ood:
+                    ood = model.fit_ood(
+                        self.data.train_images, self.data.train_labels, max_images=config.fit_ood, seed=config.seed
+                    )
+                    config.log(
+                        f"fitted the OOD statistics on {ood['num_images']} training images "
+                        f"(bits/dim {ood['mean_bits_per_dim']:.4f} +- {ood['std_bits_per_dim']:.4f})"
+                    )
                 save_realnvp(model, model_path)
         last = self.checkpoints.last
         report = finished_report(
@@ -371,6 +380,8 @@ class _Run:
             topology=self.topology,
             batch_size=config.batch_size,
         )
+        if ood is not None:
+            report["ood_statistics"] = ood
         if chief:
             write_json(self.out / REPORT_FILENAME, report)
             config.log(
