@@ -7,9 +7,11 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONWARNINGS ?= ignore::DeprecationWarning
 PIP_FLAGS := -q --disable-pip-version-check
 DEMO_DIR ?= demo_output
-PYTEST_FLAGS ?= -q -m "not slow" --durations=10 -n 2 --dist worksteal
+# Three workers on two cores: many tests wait for a command-line subprocess, and the third
+# worker uses the core that waiting leaves idle.
+PYTEST_FLAGS ?= -q -m "not slow" --durations=10 -n 3 --dist worksteal
 
-.PHONY: demo test test-tf test-jax lint format venv venv-jax clean
+.PHONY: demo test test-tf test-jax test-slow lint format venv venv-jax clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +47,11 @@ test-tf: $(VENV)/.installed
 
 test-jax: $(VENV_JAX)/.installed
 	KERAS_BACKEND=jax $(VENV_JAX)/bin/python -m pytest $(PYTEST_FLAGS) -m "not slow and not tf_only"
+
+# The tests marked slow (longer runs, heavier variants of fast checks), on both backends.
+test-slow: $(VENV)/.installed $(VENV_JAX)/.installed
+	KERAS_BACKEND=tensorflow $(VENV)/bin/python -m pytest -q -m slow --durations=10 -n 3 --dist worksteal
+	KERAS_BACKEND=jax $(VENV_JAX)/bin/python -m pytest -q -m "slow and not tf_only" --durations=10 -n 3 --dist worksteal
 
 clean:
 	rm -rf $(VENV) $(VENV_JAX) $(DEMO_DIR) .pytest_cache
