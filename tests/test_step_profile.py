@@ -292,7 +292,8 @@ def test_step_profile_refuses_other_backends(capsys):
 
 @pytest.mark.skipif(keras.backend.backend() != "jax", reason="the profile runs on the JAX backend")
 def test_step_profile_end_to_end(tmp_path):
-    """mixed_bfloat16, where precision casts could differ between the two programs."""
+    """mixed_bfloat16, where precision casts could differ between the two programs; with
+    the flag that benchmarks/gpu_profile.sh passes."""
     output = tmp_path / "profile.json"
     env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
     env.pop("JAX_ENABLE_X64", None)
@@ -315,6 +316,7 @@ def test_step_profile_end_to_end(tmp_path):
             "2",
             "--profile-steps",
             "2",
+            "--no-command-buffers",
             "--hlo-dir",
             str(tmp_path / "hlo"),
             "--output",
@@ -351,6 +353,9 @@ def test_step_profile_end_to_end(tmp_path):
     converts = [report["results"][impl]["static"]["converts_anywhere"] for impl in ("package", "baseline")]
     assert converts[0] == converts[1] > 0
     assert "package/baseline: wall" in proc.stdout
+    assert "compiled programs:" in proc.stdout
+    # --no-command-buffers, as benchmarks/gpu_profile.sh passes it, reaches XLA's flags.
+    assert "--xla_gpu_enable_command_buffer=" in report["xla_flags"]
 
 
 def _gpu_profile_env(tmp_path, **settings):
@@ -364,6 +369,7 @@ def _gpu_profile_env(tmp_path, **settings):
     )
 
 
+@pytest.mark.backend_independent
 def test_gpu_profile_script_skips_what_does_not_fit(tmp_path):
     proc = subprocess.run(
         ["bash", str(REPO / "benchmarks" / "gpu_profile.sh")],
@@ -378,6 +384,55 @@ def test_gpu_profile_script_skips_what_does_not_fit(tmp_path):
     assert "== total" in proc.stdout
 
 
+# An interpreter for gpu_profile.sh that records each step_profile.py command line (one
+# line, tab-separated) and runs nothing.
+FAKE_PYTHON = """#!/usr/bin/env bash
+if [[ "$1" == "-m" && "$2" == "benchmarks.step_profile" ]]; then
+  shift 2
+  (IFS=$'\\t'; echo "$*") >> "$COMMANDS"
+  exit 0
+fi
+exit 1
+"""
+
+
+@pytest.mark.backend_independent
+def test_gpu_profile_script_runs_step_profile_with_valid_flags(tmp_path):
+    """Every run of the script is a command line that step_profile.py's parser accepts,
+    with CUDA graphs off; test_step_profile_end_to_end runs such a command on JAX."""
+    fake = tmp_path / "python"
+    fake.write_text(FAKE_PYTHON)
+    fake.chmod(0o755)
+    commands = tmp_path / "commands.txt"
+    env = _gpu_profile_env(tmp_path, GPU_PROFILE_BUDGET_S="1000", GPU_PROFILE_MIN_RUN_S="1")
+    env.update(PYTHON=str(fake), COMMANDS=str(commands))
+    proc = subprocess.run(
+        ["bash", str(REPO / "benchmarks" / "gpu_profile.sh")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    runs = [step_profile.build_parser().parse_args(line.split("\t")) for line in commands.read_text().splitlines()]
+    assert [(r.precision, r.batch_size) for r in runs] == [
+        ("float32", 64),
+        ("mixed_bfloat16", 256),
+        ("float32", 256),
+        ("mixed_bfloat16", 64),
+    ]
+    for r in runs:
+        assert r.config == "tiny" and r.no_command_buffers, r
+        assert r.output == tmp_path / "out" / f"tiny_{r.precision}_b{r.batch_size}.json", r
+        assert r.hlo_dir == tmp_path / "out" / "hlo", r
+    assert "== total" in proc.stdout
+
+
+# The script's real run on a CPU: a heavier variant of test_step_profile_end_to_end (the
+# profile, with the script's --no-command-buffers) and of
+# test_gpu_profile_script_runs_step_profile_with_valid_flags (the script's commands).
+@pytest.mark.slow
 @pytest.mark.skipif(keras.backend.backend() != "jax", reason="the profile runs on the JAX backend")
 def test_gpu_profile_script_writes_a_report(tmp_path):
     env = _gpu_profile_env(tmp_path, GPU_PROFILE_RUNS="1", JAX_PLATFORMS="cpu")
