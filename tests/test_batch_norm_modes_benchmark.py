@@ -47,6 +47,8 @@ def test_momentum_zero_leaves_the_batch_statistics():
 
 @pytest.mark.tf_only
 def test_tiny_run_writes_report_and_plot(tmp_path):
+    """One command trains two runs: "shared" (the candidates' shadow averages) and
+    "default" (the model as fit leaves it)."""
     out, png = tmp_path / "bn.json", tmp_path / "bn.png"
     steps, every = 4, 2
     argv = [
@@ -71,7 +73,7 @@ def test_tiny_run_writes_report_and_plot(tmp_path):
         "--num-filters",
         "4",
         "--runs",
-        "shared",
+        "shared,default",
         "--verbose",
         "0",
         "--output",
@@ -86,20 +88,21 @@ def test_tiny_run_writes_report_and_plot(tmp_path):
     assert settings["steps"] == steps and settings["train_images"] == 256 and settings["test_images"] == 64
     assert report["machine"]["cores"] >= 1 and report["versions"]["backend"] == "tensorflow"
     assert report["wall_seconds"] > 0
+    assert set(report["runs"]) == {"shared", "default"}
     shared = report["runs"]["shared"]
     assert shared["steps_trained"] == steps
     assert shared["num_updates_after_training"] == [float(steps)]  # one update per batch norm per step
     assert shared["eval_steps"] == list(range(every, steps + 1, every))
     assert shared["epoch_end_reestimations"] == steps // 2
-    names = [c["name"] for c in report["candidates"]]
-    assert names == [c["name"] for c in SHADOW_CANDIDATES]
-    for c in report["candidates"]:
+    candidates = [c for c in report["candidates"] if c["run"] == "shared"]
+    assert [c["name"] for c in candidates] == [c["name"] for c in SHADOW_CANDIDATES]
+    for c in candidates:
         curve = c["inference_bits_per_dim"]
         assert len(curve) == len(c["gap"]) == len(shared["eval_steps"])
         assert all(math.isfinite(v) and v > 0 for v in curve)
         assert c["final_gap"] == pytest.approx(c["final_inference_bits_per_dim"] - c["final_reference_bits_per_dim"])
         assert c["within_threshold_at_end"] == (abs(c["final_gap"]) <= THRESHOLD)
-    by_name = {c["name"]: c for c in report["candidates"]}
+    by_name = {c["name"]: c for c in candidates}
     old = by_name["momentum_0.99_no_warm_start"]
     reference = shared["reference_bits_per_dim"][-1]
     # Averages that still hold most of their 0/1 start are far off; re-estimated ones are not.
@@ -109,50 +112,17 @@ def test_tiny_run_writes_report_and_plot(tmp_path):
     # Re-estimated statistics and each test batch's own statistics describe the same weights.
     assert abs(shared["batch_mode_bits_per_dim"][-1] - reference) < 0.05
 
+    # The default run measures the model as fit leaves it.
+    run = report["runs"]["default"]
+    assert run["model"]["conditioner_batch_norm"] is True
+    # fit re-estimated the averages at the end: the counters hold its batches, not the steps.
+    assert run["num_updates_after_training"] == [8.0]
+    (candidate,) = [c for c in report["candidates"] if c["run"] == "default"]
+    assert candidate["name"] == "defaults" and len(candidate["inference_bits_per_dim"]) == 2
+    assert abs(candidate["final_gap"]) < 0.5
+
     from PIL import Image
 
     data = png.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     assert Image.open(io.BytesIO(data)).size == (1500, 720)
-
-
-@pytest.mark.tf_only
-def test_default_run_measures_the_model_as_fit_leaves_it(tmp_path):
-    out = tmp_path / "bn.json"
-    argv = [
-        "--steps",
-        "4",
-        "--eval-every",
-        "2",
-        "--steps-per-epoch",
-        "2",
-        "--data",
-        "shipped",
-        "--max-train",
-        "256",
-        "--max-test",
-        "64",
-        "--reestimate-batches",
-        "2",
-        "--reestimate-batch-size",
-        "32",
-        "--num-scales",
-        "1",
-        "--num-filters",
-        "4",
-        "--runs",
-        "default",
-        "--verbose",
-        "0",
-        "--output",
-        str(out),
-    ]
-    assert batch_norm_modes.main(argv) == 0
-    report = json.loads(out.read_text())
-    run = report["runs"]["default"]
-    assert run["model"]["conditioner_batch_norm"] is True
-    # fit re-estimated the averages at the end: the counters hold its batches, not the steps.
-    assert run["num_updates_after_training"] == [8.0]
-    (candidate,) = report["candidates"]
-    assert candidate["name"] == "defaults" and len(candidate["inference_bits_per_dim"]) == 2
-    assert abs(candidate["final_gap"]) < 0.5
