@@ -12,6 +12,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.util import tensor_util
 
 import tiny_runs
+from helpers import fast_jax_compilation  # noqa: F401  (autouse: quicker XLA compiles on JAX)
 from tfp_realnvp.internal import summary
 from tfp_realnvp.internal.backend import set_tensorboard_summary_module
 from tfp_realnvp.internal.summary import SUMMARY
@@ -86,12 +87,20 @@ def _tiny_model() -> RealNVP:
     return model
 
 
+@pytest.fixture(scope="module")
+def tiny_model() -> RealNVP:
+    """One compiled model for the tests of the callbacks: each fits it anew for two
+    epochs and compares the logs with that fit's history, so its train and test steps
+    are traced once for them all."""
+    return _tiny_model()
+
+
 def _images(count: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (count, 8, 8, 1)).astype(np.uint8)
 
 
-def test_tensorboard_log_writes_fit_validation_metrics(tmp_path):
-    model = _tiny_model()
+def test_tensorboard_log_writes_fit_validation_metrics(tiny_model, tmp_path):
+    model = tiny_model
     history = model.fit(
         _images(32),
         batch_size=16,
@@ -122,8 +131,8 @@ def test_event_writer_refuses_what_is_not_an_image(tmp_path):
 
 
 @pytest.mark.skipif(not HAS_TENSORFLOW, reason="keras.callbacks.TensorBoard writes through TensorFlow")
-def test_keras_tensorboard_callback_writes_what_the_reader_reads(tmp_path):
-    model = _tiny_model()
+def test_keras_tensorboard_callback_writes_what_the_reader_reads(tiny_model, tmp_path):
+    model = tiny_model
     history = model.fit(
         _images(32), batch_size=16, epochs=2, callbacks=[keras.callbacks.TensorBoard(str(tmp_path))], verbose=0
     )
@@ -141,10 +150,10 @@ def _keras_tensorboard_with_package_summaries(log_dir, **kwargs) -> keras.callba
     return callback
 
 
-def test_keras_tensorboard_callback_through_the_tensorboard_package(tmp_path):
+def test_keras_tensorboard_callback_through_the_tensorboard_package(tiny_model, tmp_path):
     """The stand-in for tf.summary: scalars (train and validation), weight histograms and
     images that TensorBoard's reader reads back, with fit's values."""
-    model = _tiny_model()
+    model = tiny_model
     callback = _keras_tensorboard_with_package_summaries(tmp_path, histogram_freq=1, write_images=True)
     images = _images(48)
     history = model.fit(
@@ -178,8 +187,8 @@ def test_package_summaries_refuse_profiling_and_write_only_inside_a_writer(tmp_p
 
 
 @pytest.mark.skipif(HAS_TENSORFLOW, reason="with TensorFlow, Keras' callback keeps tf.summary")
-def test_keras_tensorboard_callback_in_fit_without_tensorflow(tmp_path):
-    model = _tiny_model()
+def test_keras_tensorboard_callback_in_fit_without_tensorflow(tiny_model, tmp_path):
+    model = tiny_model
     history = model.fit(
         _images(32), batch_size=16, epochs=2, callbacks=[keras.callbacks.TensorBoard(str(tmp_path))], verbose=0
     )
