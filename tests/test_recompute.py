@@ -75,27 +75,41 @@ def worst_relative_error(grads, reference) -> float:
 
 
 # The suite runs the configuration with conditioner batch norm (the default, and the one
-# with the most state); plain conditioners run with the slow tests.
+# with the most state); plain conditioners run with the slow tests. Both levels compare
+# with one reference step.
 @pytest.mark.parametrize(
     "conditioner_batch_norm",
     [pytest.param(False, marks=pytest.mark.slow), True],
     ids=["plain_conditioners", "conditioner_batch_norm"],
 )
-@pytest.mark.parametrize("recompute", LEVELS)
-def test_float64_gradients_loss_and_moving_averages_match(recompute, conditioner_batch_norm):
+def test_float64_gradients_loss_and_moving_averages_match(conditioner_batch_norm):
     x = pixels(np.random.default_rng(0), (4,) + IMAGE)
     options = {"image": IMAGE, "seed": 1, "conditioner_batch_norm": conditioner_batch_norm}
     loss, grads, state = training_step(make_flow(2, True, **options), x)
-    flow = make_flow(2, True, recompute=recompute, **options)
-    assert flow.recompute == recompute
-    loss_r, grads_r, state_r = training_step(flow, x)
-    assert abs(loss_r - loss) <= 1e-10 * abs(loss)
-    assert len(grads_r) == len(grads) and all(np.all(np.isfinite(g)) for g in grads_r)
-    assert worst_relative_error(grads_r, grads) < 1e-8
-    # The moving averages (and update counts) after the step: updated exactly once.
-    assert len(state_r) == len(state)
-    for a, b, variable in zip(state_r, state, flow.non_trainable_variables):
-        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12, err_msg=variable.path)
+    for recompute in LEVELS:
+        flow = make_flow(2, True, recompute=recompute, **options)
+        assert flow.recompute == recompute
+        before = {v.path: to_numpy(v) for v in flow.non_trainable_variables}
+        loss_r, grads_r, state_r = training_step(flow, x)
+        assert abs(loss_r - loss) <= 1e-10 * abs(loss), recompute
+        assert len(grads_r) == len(grads) and all(np.all(np.isfinite(g)) for g in grads_r), recompute
+        assert worst_relative_error(grads_r, grads) < 1e-8, recompute
+        # The moving averages (and update counts) after the step: updated exactly once.
+        assert len(state_r) == len(state)
+        for a, b, variable in zip(state_r, state, flow.non_trainable_variables):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12, err_msg=f"{recompute} {variable.path}")
+        check_every_moving_average_moved_once(flow, before, state_r)
+
+
+def check_every_moving_average_moved_once(flow, before, state):
+    """Recomputation runs the networks again in the backward pass; the counts show
+    that only the forward pass updated the statistics."""
+    counts = [(v.path, s) for v, s in zip(flow.non_trainable_variables, state) if "num_updates" in v.path]
+    assert len(counts) == len(flow.batch_norms) + sum(
+        len(c.conditioner.non_trainable_weights) // 3 for c in flow.couplings
+    )
+    for path, value in counts:
+        assert float(value) == float(before[path]) + 1.0, path
 
 
 # Level 1 recomputes inside the coupling's ordinary path; level 2 carries the context
@@ -115,21 +129,6 @@ def test_conditional_flow_gradients_match_for_weights_and_context(recompute):
     assert worst_relative_error(grads_r, grads) < 1e-8
     for a, b in zip(state_r, state):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
-
-
-@pytest.mark.parametrize("recompute", [pytest.param("conditioner", marks=pytest.mark.slow), "invertible"])
-def test_every_moving_average_moves_once_per_step(recompute):
-    """Recomputation runs the networks again in the backward pass; the counts show
-    that only the forward pass updated the statistics."""
-    flow = make_flow(2, True, image=IMAGE, seed=2, conditioner_batch_norm=True, recompute=recompute)
-    before = {v.path: to_numpy(v) for v in flow.non_trainable_variables}
-    _, _, state = training_step(flow, pixels(np.random.default_rng(1), (4,) + IMAGE))
-    counts = [(v.path, s) for v, s in zip(flow.non_trainable_variables, state) if "num_updates" in v.path]
-    assert len(counts) == len(flow.batch_norms) + sum(
-        len(c.conditioner.non_trainable_weights) // 3 for c in flow.couplings
-    )
-    for path, value in counts:
-        assert float(value) == float(before[path]) + 1.0, path
 
 
 def test_compiled_step_matches_the_compiled_reference():
@@ -192,9 +191,10 @@ def train_losses(model: RealNVP, images: np.ndarray, steps: int = 3) -> list[flo
 
 
 @pytest.mark.parametrize("levels", [pytest.param(LEVELS, marks=pytest.mark.slow, id="both_levels"), ("invertible",)])
-def test_float32_training_agrees_over_a_few_steps(levels):
+def test_float32_training_agrees_over_a_few_steps(levels, tmp_path):
     """``fit`` (compiled, Keras' own train step) agrees across modes; level 1 alone runs
-    with the slow tests (its float64 gradients are checked above)."""
+    with the slow tests (its float64 gradients are checked above). The trained model
+    keeps its mode through save and load."""
     images = np.random.default_rng(6).integers(0, 256, size=(16, 8, 8, 1), dtype=np.uint8)
     reference = small_model("none")
     losses = train_losses(reference, images)
@@ -206,6 +206,7 @@ def test_float32_training_agrees_over_a_few_steps(levels):
         # The weights and batch-norm statistics after the steps.
         for a, b in zip(model.variables, reference.variables):
             np.testing.assert_allclose(to_numpy(a), to_numpy(b), atol=5e-4, err_msg=f"{recompute} {a.path}")
+        check_config_round_trip(model, tmp_path / f"{recompute}.keras")
 
 
 def test_mixed_bfloat16_gradients_match_within_its_precision():
@@ -229,16 +230,18 @@ def test_mixed_bfloat16_gradients_match_within_its_precision():
     assert max(float(np.max(np.abs(a - b))) for a, b in zip(grads_r, grads)) < 0.05 * scale
 
 
-def test_config_round_trip_keeps_the_mode(tmp_path):
-    model = small_model("invertible")
-    path = tmp_path / "model.keras"
+def check_config_round_trip(model, path):
     model.save(path)
     loaded = keras.saving.load_model(path)
-    assert loaded.flow.recompute == "invertible"
-    assert all(c.rematerialize is False for c in loaded.flow.couplings)
+    assert loaded.flow.recompute == model.flow.recompute
+    assert all(c.rematerialize is (model.flow.recompute == "conditioner") for c in loaded.flow.couplings)
+
+
+def test_conditioner_level_rematerializes_every_coupling():
     assert all(c.rematerialize for c in small_model("conditioner").flow.couplings)
 
 
+@pytest.mark.backend_independent
 def test_bad_values_are_refused_by_name():
     with pytest.raises(
         ValueError, match=r"recompute must be one of \['none', 'conditioner', 'invertible'\]; received 'full'"
