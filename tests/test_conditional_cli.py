@@ -28,16 +28,14 @@ if keras.backend.backend() == "tensorflow":
     TINY += ["--jit-compile", "false"]
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    out = tmp_path_factory.mktemp("conditional_run")
-    assert main(["train", "--conditional", *TINY, "--steps", "2", "--output-dir", str(out)]) == 0
-    return out
-
-
-def test_train_conditional_reports_bits_and_accuracy(trained):
+def test_train_conditional_then_evaluate_and_sample_by_label(tmp_path, capsys):
+    """One conditional run: its report and grid; ``evaluate`` and ``sample --label`` of its model."""
     from PIL import Image
 
+    trained = tmp_path / "conditional_run"
+    assert main(["train", "--conditional", *TINY, "--steps", "2", "--output-dir", str(trained)]) == 0
+
+    # The report: bits/dim given the labels and the accuracy of classify.
     report = json.loads((trained / "report.json").read_text())
     assert report["num_classes"] == 10 and report["config"]["num_classes"] == 10
     assert np.isfinite(report["test_bits_per_dim"])
@@ -46,9 +44,8 @@ def test_train_conditional_reports_bits_and_accuracy(trained):
     # One row per class, 8 samples each: 10 x 8 tiles of 28 pixels with 1-pixel padding, scale 2.
     assert grid.shape == (2 * (10 * 29 + 1), 2 * (8 * 29 + 1))
 
-
-def test_evaluate_conditional_matches_report(trained, capsys):
-    report = json.loads((trained / "report.json").read_text())
+    # evaluate: the conditional bits/dim and the accuracy of the report.
+    capsys.readouterr()
     assert main(["evaluate", "--model", str(trained / "model.keras"), "--max-images", "96"]) == 0
     printed = capsys.readouterr().out
     assert float(printed.split("conditional bits/dim:")[1].split()[0]) == pytest.approx(
@@ -57,55 +54,28 @@ def test_evaluate_conditional_matches_report(trained, capsys):
     accuracy = float(printed.split("classification accuracy:")[1].split()[0])
     assert accuracy == pytest.approx(report["test_classify_accuracy"], abs=1e-4)
 
-
-def test_sample_label_and_rows_per_class(trained, tmp_path, capsys):
-    from PIL import Image
-
+    # sample --label: one class; without it, one row per class.
+    model = str(trained / "model.keras")
     one = tmp_path / "one.png"
     assert (
-        main(
-            [
-                "sample",
-                "--model",
-                str(trained / "model.keras"),
-                "--num-samples",
-                "4",
-                "--label",
-                "3",
-                "--output",
-                str(one),
-                "--scale",
-                "1",
-            ]
-        )
+        main(["sample", "--model", model, "--num-samples", "4", "--label", "3", "--output", str(one), "--scale", "1"])
         == 0
     )
     assert np.asarray(Image.open(one)).shape == (2 * 29 + 1, 2 * 29 + 1)
     rows = tmp_path / "rows.png"
-    assert (
-        main(
-            [
-                "sample",
-                "--model",
-                str(trained / "model.keras"),
-                "--num-samples",
-                "20",
-                "--output",
-                str(rows),
-                "--scale",
-                "1",
-            ]
-        )
-        == 0
-    )
+    assert main(["sample", "--model", model, "--num-samples", "20", "--output", str(rows), "--scale", "1"]) == 0
     assert np.asarray(Image.open(rows)).shape == (10 * 29 + 1, 2 * 29 + 1)
     capsys.readouterr()
-    assert main(["sample", "--model", str(trained / "model.keras"), "--label", "10", "--output", str(rows)]) == 2
+    assert main(["sample", "--model", model, "--label", "10", "--output", str(rows)]) == 2
     assert "--label must lie in [0, 10); received --label 10" in capsys.readouterr().err
 
 
+# Resuming a conditional run is the resume of any run (tests/test_cli_resume.py) with the
+# number of classes among the compared settings: slow.
 @pytest.mark.slow
-def test_resume_keeps_the_classes(trained, capsys):
+def test_resume_keeps_the_classes(tmp_path, capsys):
+    trained = tmp_path / "conditional_run"
+    assert main(["train", "--conditional", *TINY, "--steps", "2", "--output-dir", str(trained)]) == 0
     assert main(["train", "--conditional", *TINY, "--steps", "3", "--output-dir", str(trained)]) == 0
     assert json.loads((trained / "report.json").read_text())["steps"] == 3
     assert "resuming from" in capsys.readouterr().out
@@ -114,6 +84,7 @@ def test_resume_keeps_the_classes(trained, capsys):
     assert "num_classes" in capsys.readouterr().err
 
 
+@pytest.mark.backend_independent
 def test_labels_from_class_subdirectories(tmp_path):
     from PIL import Image
 
@@ -132,6 +103,7 @@ def test_labels_from_class_subdirectories(tmp_path):
         load_labelled_images(tmp_path, split="all")
 
 
+@pytest.mark.backend_independent
 def test_labels_from_npz(tmp_path):
     from tfp_realnvp.data import load_labelled_images
 
