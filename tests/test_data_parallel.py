@@ -23,7 +23,7 @@ import tiny_runs
 
 pytestmark = pytest.mark.skipif(keras.backend.backend() != "jax", reason="data parallelism runs on the JAX backend")
 
-STEPS = 6
+STEPS = 4
 #: train's default Adam learning rate, which these runs use.
 LEARNING_RATE = 1e-3
 FLAGS = ["--steps", str(STEPS), "--steps-per-epoch", "1", "--verbose", "2", "--seed", "3"]
