@@ -8,7 +8,10 @@ import keras
 import numpy as np
 import pytest
 
-from helpers import randomize
+from helpers import (
+    fast_jax_compilation,  # noqa: F401  (autouse: quicker XLA compiles on JAX)
+    randomize,
+)
 from tfp_realnvp import ConditionalNormal, RealNVP
 from tfp_realnvp.model.labels import check_prior, posterior
 

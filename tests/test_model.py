@@ -9,13 +9,19 @@ tracing a flow is what costs time here.
 from __future__ import annotations
 
 import math
+import os
+import time
 
 import keras
 import numpy as np
 import pytest
 
 import tfp_realnvp
-from helpers import perturb, to_numpy
+from helpers import (
+    fast_jax_compilation,  # noqa: F401  (autouse: quicker XLA compiles on JAX)
+    perturb,
+    to_numpy,
+)
 from tfp_realnvp.internal.compiled import CompiledFunction
 from tfp_realnvp.model.baselines import independent_pixel_bits_per_dim
 from tfp_realnvp.model.dequantization import dequantization_noise
@@ -76,9 +82,7 @@ def train_images():
     return structured_images(np.random.default_rng(4), 128)
 
 
-@pytest.fixture(scope="module")
-def trained(train_images):
-    """A one-scale model trained 48 steps on structured images, and what it logged."""
+def _train(train_images) -> dict:
     keras.utils.set_random_seed(5)
     model = tfp_realnvp.RealNVP((8, 8, 1), num_scales=1, seed=5, **TINY)
     model.compile(**COMPILE)
@@ -90,6 +94,46 @@ def trained(train_images):
         "initial_bn": initial_bn,
         "iterations": int(to_numpy(model.optimizer.iterations)),
     }
+
+
+@pytest.fixture(scope="module")
+def trained(train_images, tmp_path_factory):
+    """A one-scale model trained 48 steps on structured images, and what it logged.
+
+    Trained once per test session: when the tests run in several processes (xdist),
+    the first to need it trains and saves it (with its optimizer state), the others
+    load that ``.keras`` file instead of training their own.
+    """
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    path, logs, failed = (shared / f"model_trained.{end}" for end in ("keras", "npz", "failed"))
+    try:
+        os.close(os.open(shared / "model_trained.lock", os.O_CREAT | os.O_EXCL))
+    except FileExistsError:  # another process trains it: wait for its files
+        deadline = time.monotonic() + 1800
+        while not logs.exists():
+            assert not failed.exists(), "training the shared model failed in another test process"
+            assert time.monotonic() < deadline, "no shared model after 30 minutes"
+            time.sleep(0.2)
+        with np.load(logs) as saved:
+            return {
+                "model": keras.models.load_model(path),
+                "history": {key[len("history/") :]: list(saved[key]) for key in saved if key.startswith("history/")},
+                "initial_bn": [saved[f"initial_bn/{i}"] for i in range(int(saved["num_bn"]))],
+                "iterations": int(saved["iterations"]),
+            }
+    try:
+        result = _train(train_images)
+        result["model"].save(path)
+        arrays = {f"history/{key}": np.asarray(values) for key, values in result["history"].items()}
+        arrays.update({f"initial_bn/{i}": value for i, value in enumerate(result["initial_bn"])})
+        partial = shared / "model_trained.partial.npz"
+        np.savez(partial, num_bn=len(result["initial_bn"]), iterations=result["iterations"], **arrays)
+        os.replace(partial, logs)
+    except BaseException:
+        failed.touch()
+        raise
+    return result
 
 
 # Likelihood API ---------------------------------------------------------------------

@@ -8,6 +8,7 @@ process with warnings as errors and TensorFlow's log captured.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -20,6 +21,7 @@ import numpy as np
 import pytest
 
 import tfp_realnvp
+from helpers import fast_jax_compilation  # noqa: F401  (autouse: quicker XLA compiles on JAX)
 
 BACKEND = keras.backend.backend()
 
@@ -39,27 +41,73 @@ def noise(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if _NOISE.search(line) and line.strip() != _RUNTIME_BANNER]
 
 
-def cli(*argv: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    """``python -W error -m tfp_realnvp ...`` on this backend; returns the finished process."""
+#: Runs several commands of ``python -m tfp_realnvp`` one after the other in one
+#: process (one start-up instead of one each), each preceded on stderr by a marker line;
+#: a command that fails ends the process with its status.
+_COMMANDS = """
+import json, sys
+from tfp_realnvp.cli import main
+for argv in json.loads(sys.argv[1]):
+    print(MARKER + argv[0], file=sys.stderr, flush=True)
+    status = main(argv)
+    if status:
+        raise SystemExit(status)
+"""
+MARKER = "--- command: "
+
+
+def cli(*commands: list[str], timeout: float = 900) -> subprocess.CompletedProcess:
+    """``python -m tfp_realnvp`` commands, with Python warnings as errors, in one process
+    on this backend; returns the finished process."""
     env = dict(os.environ, KERAS_BACKEND=BACKEND, TF_CPP_MIN_LOG_LEVEL="3", PYTHONWARNINGS=PYTHON_WARNINGS)
-    command = [sys.executable, "-m", "tfp_realnvp", *argv]
+    # On JAX, quicker XLA compiles (as ``helpers.fast_jax_compilation`` in this process).
+    env["JAX_DISABLE_MOST_OPTIMIZATIONS"] = "1"
+    script = f"MARKER = {MARKER!r}\n{_COMMANDS}"
+    command = [sys.executable, "-c", script, json.dumps([list(argv) for argv in commands])]
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout, check=False)
 
 
-def assert_quiet(done: subprocess.CompletedProcess) -> None:
+def sections(stderr: str) -> dict[str, str]:
+    """The stderr of each command, by its name; what a process writes as it exits
+    belongs to its last command."""
+    parts = stderr.split(MARKER)
+    return {part.split("\n", 1)[0]: part for part in parts[1:]}
+
+
+def assert_quiet(done: subprocess.CompletedProcess, command: str | None = None) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
-    assert noise(done.stderr) == [], done.stderr[-3000:]
+    stderr = done.stderr if command is None else sections(done.stderr)[command]
+    assert noise(stderr) == [], stderr[-3000:]
 
 
 JIT = ["--jit-compile", "false"] if BACKEND == "tensorflow" else []
+TINY_FLAGS = ["--num-scales", "1", "--num-filters", "4", "--num-blocks", "1", "--batch-size", "8", *JIT]
 
 
-def test_demo_then_sample_and_evaluate_are_quiet(tmp_path):
+def test_demo_sample_and_a_streamed_run_are_quiet(tmp_path):
+    """``demo --steps 3`` and ``sample`` of its model; on TensorFlow then ``train --stream``
+    on shards written with ``write_npz_shards``' defaults: no warning, and no "Error
+    occurred when finalizing GeneratorDataset iterator" at exit. One process runs them all."""
     out = tmp_path / "demo"
-    assert_quiet(cli("demo", "--steps", "3", "--batch-size", "16", *JIT, "--verbose", "2", "--output-dir", str(out)))
-    model = str(out / "model.keras")
-    assert_quiet(cli("sample", "--model", model, "--num-samples", "5", "--output", str(tmp_path / "grid.png")))
-    assert (tmp_path / "grid.png").exists()
+    argv = [
+        ["demo", "--steps", "3", "--batch-size", "16", *JIT, "--verbose", "2", "--output-dir", str(out)],
+        ["sample", "--model", str(out / "model.keras"), "--num-samples", "5", "--output", str(tmp_path / "grid.png")],
+    ]
+    if BACKEND == "tensorflow":  # streaming reads through tf.data
+        from tfp_realnvp import data
+
+        images = np.random.default_rng(0).integers(0, 256, (48, 8, 8, 1)).astype(np.uint8)
+        data.write_npz_shards(images, tmp_path / "shards", images_per_shard=8)
+        stream = ["train", "--data", str(tmp_path / "shards"), "--stream", "--steps", "4", "--steps-per-epoch", "2"]
+        # Last: the iterator finalizer errors this checks for come as the process exits.
+        argv.append([*stream, *TINY_FLAGS, "--verbose", "2", "--output-dir", str(tmp_path / "run")])
+    done = cli(*argv)
+    assert_quiet(done, "demo")
+    assert_quiet(done, "sample")
+    assert (out / "model.keras").exists() and (tmp_path / "grid.png").exists()
+    if BACKEND == "tensorflow":
+        assert_quiet(done, "train")
+        assert (tmp_path / "run" / "model.keras").exists()
 
 
 class _Records(logging.Handler):
@@ -116,20 +164,6 @@ def test_conditional_classify_and_bits_per_dim_are_quiet(strict):
         assert model.bits_per_dim(images, labels, batch_size=2).shape == (count,)
         assert model.sample(count, labels=labels, seed=0).shape == (count, 8, 8, 1)
     assert strict == []
-
-
-@pytest.mark.tf_only
-def test_a_streamed_run_on_default_shards_exits_quietly(tmp_path):
-    """``write_npz_shards`` with its defaults, then ``train --stream`` on the folder: no
-    warning, and no "Error occurred when finalizing GeneratorDataset iterator" at exit."""
-    from tfp_realnvp import data
-
-    images = np.random.default_rng(0).integers(0, 256, (48, 8, 8, 1)).astype(np.uint8)
-    data.write_npz_shards(images, tmp_path / "shards", images_per_shard=8)
-    argv = ["train", "--data", str(tmp_path / "shards"), "--stream", "--steps", "4", "--steps-per-epoch", "2"]
-    tiny = ["--num-scales", "1", "--num-filters", "4", "--num-blocks", "1", "--batch-size", "8", *JIT]
-    assert_quiet(cli(*argv, *tiny, "--verbose", "2", "--output-dir", str(tmp_path / "run")))
-    assert (tmp_path / "run" / "model.keras").exists()
 
 
 @pytest.mark.tf_only

@@ -15,7 +15,13 @@ import keras
 import numpy as np
 import pytest
 
-from helpers import jacobian_log_det, randomize, tensor, to_numpy
+from helpers import (
+    fast_jax_compilation,  # noqa: F401  (autouse: quicker XLA compiles on JAX)
+    jacobian_log_det,
+    randomize,
+    tensor,
+    to_numpy,
+)
 from tfp_realnvp.model.dequantization import (
     dequantization_noise,
     dequantization_noise_keys,
