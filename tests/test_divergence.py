@@ -33,7 +33,8 @@ def _train(data, out, *extra):
     return ["train", "--data", str(data), *tiny_runs.MODEL_FLAGS, "--output-dir", str(out), "--verbose", "0", *extra]
 
 
-def test_a_huge_learning_rate_stops_training_at_once_with_a_clear_error(data, tmp_path, capsys):
+def test_divergence_stops_at_once_and_keeps_the_last_good_checkpoint_and_model(data, tmp_path, capsys):
+    # A fresh run with a huge learning rate stops at the first non-finite loss.
     assert main(_train(data, tmp_path, "--steps", "50", "--learning-rate", "100")) == EXIT_DIVERGED
     err = capsys.readouterr().err
     assert "training diverged at step" in err and "No model was saved" in err and "--learning-rate" in err
@@ -43,16 +44,14 @@ def test_a_huge_learning_rate_stops_training_at_once_with_a_clear_error(data, tm
     assert tiny_runs.checkpoint_steps(tmp_path) == [], "no checkpoint of NaN weights"
     report = _strict_json(tmp_path / "report.json")
     assert report["status"] == "diverged" and report["diverged_at_step"] == step and report["model"] is None
+
     # The same command may run again (the report of a run without a model blocks nothing).
-    assert main(_train(data, tmp_path, "--steps", "2")) == 0
-    assert _strict_json(tmp_path / "report.json")["status"] == "finished"
-
-
-def test_divergence_after_resuming_keeps_the_last_good_checkpoint_and_model(data, tmp_path, capsys):
     assert main(_train(data, tmp_path, "--steps", "8", "--steps-per-epoch", "4")) == 0
+    assert _strict_json(tmp_path / "report.json")["status"] == "finished"
     model_bytes = (tmp_path / "model.keras").read_bytes()
     report_text = (tmp_path / "report.json").read_text()
     capsys.readouterr()
+
     # Resume at step 8 with a learning rate that diverges long before the next epoch end.
     assert (
         main(_train(data, tmp_path, "--steps", "60", "--steps-per-epoch", "50", "--learning-rate", "100"))

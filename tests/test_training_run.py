@@ -22,16 +22,10 @@ def data(tmp_path_factory):
     return tiny_runs.write_tiny_npz(tmp_path_factory.mktemp("data") / "tiny.npz")
 
 
-@pytest.fixture(scope="module")
-def run(data, tmp_path_factory):
-    out = tmp_path_factory.mktemp("run")
+def test_train_writes_the_files_of_the_command_returns_its_report_and_resumes_with_more_steps(data, tmp_path):
+    out = tmp_path / "run"
     messages = []
     report = train(data=str(data), steps=6, output_dir=str(out), log=messages.append, **TINY)
-    return out, report, messages
-
-
-def test_train_writes_the_files_of_the_command_and_returns_its_report(run):
-    out, report, messages = run
     assert json.loads((out / REPORT_FILENAME).read_text()) == json.loads(json.dumps(report))
     assert report["status"] == "finished" and report["steps"] == report["requested_steps"] == 6
     assert report["image_shape"] == [8, 8, 1] and report["resumed_from_step"] is None
@@ -41,9 +35,7 @@ def test_train_writes_the_files_of_the_command_and_returns_its_report(run):
     assert any(message.startswith("test bits/dim:") for message in messages)
     assert tfp_realnvp.train is train
 
-
-def test_train_again_with_more_steps_resumes_from_the_checkpoint(run, data):
-    out, _, _ = run
+    # train again with more steps: it resumes from the checkpoint.
     messages = []
     config = TrainingConfig(data=str(data), steps=6, output_dir=str(out), log=messages.append, **TINY)
     report = train(config=config, steps=8)
@@ -59,6 +51,7 @@ def test_a_finished_model_is_not_replaced_without_fresh(data, tmp_path):
         train(data=str(data), steps=2, output_dir=str(tmp_path / "empty"), resume=True, **TINY)
 
 
+@pytest.mark.backend_independent
 @pytest.mark.parametrize(
     ("options", "message"),
     [
@@ -76,6 +69,7 @@ def test_bad_options_are_refused_before_anything_runs(options, message, tmp_path
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.backend_independent
 def test_unknown_options_are_a_type_error(tmp_path):
     with pytest.raises(TypeError, match="num_filter"):
         train(output_dir=str(tmp_path), num_filter=4)
