@@ -6,14 +6,20 @@ the detection metrics, saving of the statistics, the ``ood`` command and the
 from __future__ import annotations
 
 import json
+import os
 import pathlib
+import time
 
 import keras
 import numpy as np
 import pytest
 
 import tfp_realnvp
-from helpers import randomize, to_numpy
+from helpers import (
+    fast_jax_compilation,  # noqa: F401  (autouse: quicker XLA compiles on JAX)
+    randomize,
+    to_numpy,
+)
 from tfp_realnvp.bijectors.scale_terms import scale_terms
 from tfp_realnvp.model.ood_metrics import aupr, auroc, detection_metrics, fpr_at_tpr
 from tfp_realnvp.model.ood_sets import SYNTHETIC_OOD_SETS, synthetic_ood_images
@@ -31,13 +37,43 @@ def blobs(count: int, seed: int) -> np.ndarray:
     return images.astype(np.uint8)
 
 
-@pytest.fixture(scope="module")
-def trained():
+def _train():
     keras.utils.set_random_seed(0)
     model = tfp_realnvp.RealNVP(SHAPE, num_scales=2, num_filters=4, num_blocks=1, seed=0)
     model.compile(optimizer=keras.optimizers.Adam(3e-3))
     model.fit(blobs(384, 1), batch_size=64, epochs=3, verbose=0)
     summary = model.fit_ood(blobs(256, 2))
+    return model, summary
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """The model trained on blobs, with its ``fit_ood`` statistics, and their summary.
+
+    Trained once per test session: when the tests run in several processes (xdist),
+    the first to need it trains and saves it, the others load its ``.keras`` file (which
+    carries the statistics) instead of training their own.
+    """
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    path, summary_path, failed = (shared / f"ood_trained.{end}" for end in ("keras", "json", "failed"))
+    try:
+        os.close(os.open(shared / "ood_trained.lock", os.O_CREAT | os.O_EXCL))
+    except FileExistsError:  # another process trains it: wait for its files
+        deadline = time.monotonic() + 1800
+        while not summary_path.exists():
+            assert not failed.exists(), "training the shared model failed in another test process"
+            assert time.monotonic() < deadline, "no shared model after 30 minutes"
+            time.sleep(0.2)
+        return keras.saving.load_model(path), json.loads(summary_path.read_text())
+    try:
+        model, summary = _train()
+        model.save(path)
+        summary_path.with_suffix(".partial").write_text(json.dumps(summary, default=float))
+        os.replace(summary_path.with_suffix(".partial"), summary_path)
+    except BaseException:
+        failed.touch()
+        raise
     return model, summary
 
 
