@@ -102,9 +102,9 @@ SCRIPT = textwrap.dedent(
 )
 
 
-@pytest.fixture(scope="module")
-def results(tmp_path_factory):
-    script = tmp_path_factory.mktemp("distribute") / "mirrored.py"
+def run_script(tmp_path) -> dict:
+    """Runs ``SCRIPT`` in a fresh interpreter; returns its results."""
+    script = tmp_path / "mirrored.py"
     script.write_text(SCRIPT)
     env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
@@ -114,7 +114,7 @@ def results(tmp_path_factory):
     return json.loads(lines[-1][len("RESULTS ") :])
 
 
-def test_replicas_draw_different_dequantization_noise(results):
+def check_replicas_draw_different_dequantization_noise(results):
     (first_a, first_b), (second_a, _) = (np.asarray(step) for step in results["replica_noise"])
     for noise in (first_a, first_b, second_a):
         assert noise.shape == (4, 8, 8, 1)
@@ -126,7 +126,7 @@ def test_replicas_draw_different_dequantization_noise(results):
     assert np.mean(first_a == second_a) < 0.01
 
 
-def test_two_replicas_really_run(results):
+def check_two_replicas_really_run(results):
     for name in ("plain", "batch_norm"):
         config = results[name]
         assert config["one"]["replicas"] == 1
@@ -134,7 +134,7 @@ def test_two_replicas_really_run(results):
         assert config["one"]["iterations"] == config["two"]["iterations"] == 4
 
 
-def test_without_batch_norm_two_replicas_train_like_one_device(results):
+def check_without_batch_norm_two_replicas_train_like_one_device(results):
     one, two = results["plain"]["one"], results["plain"]["two"]
     # The logged loss is the global-batch loss, not the sum over replicas.
     np.testing.assert_allclose(two["history"]["loss"], one["history"]["loss"], rtol=0, atol=1e-5)
@@ -149,7 +149,7 @@ def test_without_batch_norm_two_replicas_train_like_one_device(results):
     assert one["history"]["loss"][1] < one["history"]["loss"][0]
 
 
-def test_with_batch_norm_two_replicas_stay_close_to_one_device(results):
+def check_with_batch_norm_two_replicas_stay_close_to_one_device(results):
     one, two = results["batch_norm"]["one"], results["batch_norm"]["two"]
     for key in ("loss", "bits_per_dim"):
         assert np.all(np.isfinite(two["history"][key]))
@@ -167,3 +167,12 @@ def test_with_batch_norm_two_replicas_stay_close_to_one_device(results):
         np.testing.assert_allclose(a, b, rtol=0, atol=0.005)
     for a, b in zip(two["moving_variance"], one["moving_variance"]):
         np.testing.assert_allclose(a, b, rtol=0.01, atol=0)
+
+
+def test_fit_under_a_mirrored_strategy(tmp_path):
+    """One run of the script (its interpreter and four trainings are the cost), every check."""
+    results = run_script(tmp_path)
+    check_replicas_draw_different_dequantization_noise(results)
+    check_two_replicas_really_run(results)
+    check_without_batch_norm_two_replicas_train_like_one_device(results)
+    check_with_batch_norm_two_replicas_stay_close_to_one_device(results)

@@ -109,11 +109,17 @@ def test_overwrite_that_fails_keeps_the_old_export(model, tmp_path, monkeypatch)
     export_lib.export_saved_model(model, target, overwrite=True, measured_bits_per_dim=2.0)
     assert export_lib.load_metadata(target)["bits_per_dim"] == 2.0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]
+    # Without max_samples, the export records the default bound.
+    assert export_lib.load_metadata(target)["max_samples"] == DEFAULT_MAX_SAMPLES == 1024
 
 
 def test_cli_names_the_overwrite_flag(model_file, tmp_path, capsys):
     out = tmp_path / "export"
-    assert main(["export", "--model", str(model_file), "--output", str(out), "--no-describe"]) == 0
+    assert (
+        main(["export", "--model", str(model_file), "--output", str(out), "--no-describe", "--max-samples", "64"]) == 0
+    )
+    # (The export also shows that the command records --max-samples.)
+    assert json.loads((out / "assets" / "realnvp.json").read_text())["max_samples"] == 64
     capsys.readouterr()
     assert main(["export", "--model", str(model_file), "--output", str(out), "--no-describe"]) == 2
     err = capsys.readouterr().err
@@ -142,9 +148,7 @@ def test_sample_is_bounded_by_the_value_fixed_at_export(served, model, tmp_path)
         tf.errors.InvalidArgumentError, match="num_samples must be at most 5, the bound fixed at export"
     ):
         _sample(loaded, 1_000_000)
-    # The default bound.
-    default = export_lib.export_saved_model(model, tmp_path / "default")
-    assert export_lib.load_metadata(default)["max_samples"] == DEFAULT_MAX_SAMPLES == 1024
+    # (The default bound: test_overwrite_that_fails_keeps_the_old_export.)
     with pytest.raises(ValueError, match=r"max_samples must be an integer >= 1 and <= 2147483647; received 0\."):
         export_lib.export_saved_model(model, tmp_path / "bad", max_samples=0)
 
@@ -163,38 +167,10 @@ def test_every_signature_refuses_an_empty_batch_clearly(served):
         _sample(loaded, 0)
 
 
-def test_export_cli_records_max_samples(model_file, tmp_path, capsys):
-    assert (
-        main(
-            [
-                "export",
-                "--model",
-                str(model_file),
-                "--output",
-                str(tmp_path / "e"),
-                "--no-describe",
-                "--max-samples",
-                "64",
-            ]
-        )
-        == 0
-    )
-    assert json.loads((tmp_path / "e" / "assets" / "realnvp.json").read_text())["max_samples"] == 64
-    assert (
-        main(
-            [
-                "export",
-                "--model",
-                str(model_file),
-                "--output",
-                str(tmp_path / "f"),
-                "--no-describe",
-                "--max-samples",
-                "0",
-            ]
-        )
-        == 2
-    )
+def test_export_cli_refuses_a_max_samples_of_zero(model_file, tmp_path, capsys):
+    # A bound the command records: test_cli_names_the_overwrite_flag exports with --max-samples 64.
+    argv = ["export", "--model", str(model_file), "--output", str(tmp_path / "f"), "--no-describe"]
+    assert main([*argv, "--max-samples", "0"]) == 2
     err = capsys.readouterr().err
     assert "--max-samples must be an integer >= 1 and <= 2147483647; received 0." in err
 

@@ -25,15 +25,13 @@ BATCH = 32
 pytestmark = [pytest.mark.slow] if keras.backend.backend() == "jax" else []
 
 
-@pytest.fixture(scope="module")
-def shipped():
+def shipped_images():
     train = load_images("shipped", split="train")[:2048]
     test = load_images("shipped", split="test")[:256]
     return train, test
 
 
-@pytest.fixture(scope="module")
-def fitted(shipped):
+def fit_briefly(shipped):
     train, test = shipped
     keras.utils.set_random_seed(3)
     model = tfp_realnvp.RealNVP((28, 28, 1), num_scales=2, num_filters=8, num_blocks=1, seed=3)
@@ -66,7 +64,7 @@ def batch_statistics_bits_per_dim(model, images: np.ndarray) -> float:
     return float(np.mean(model.to_bits_per_dim(log_p)))
 
 
-def test_inference_mode_matches_batch_statistics_after_a_short_fit(fitted, shipped):
+def check_inference_mode_matches_batch_statistics_after_a_short_fit(fitted, shipped):
     model = fitted["model"]
     _, test = shipped
     inference = float(np.mean(model.bits_per_dim(test)))
@@ -77,21 +75,21 @@ def test_inference_mode_matches_batch_statistics_after_a_short_fit(fitted, shipp
     assert inference - with_batch_stats <= 0.05, (inference, with_batch_stats)
 
 
-def test_validation_bits_per_dim_equals_bits_per_dim_after_the_epoch(fitted, shipped):
+def check_validation_bits_per_dim_equals_bits_per_dim_after_the_epoch(fitted, shipped):
     model = fitted["model"]
     _, test = shipped
     reported = fitted["history"]["val_bits_per_dim"][-1]
     assert reported == pytest.approx(float(np.mean(model.bits_per_dim(test))), abs=1e-4)
 
 
-def test_evaluate_and_log_prob_agree_right_after_fit(fitted, shipped):
+def check_evaluate_and_log_prob_agree_right_after_fit(fitted, shipped):
     model = fitted["model"]
     _, test = shipped
     result = model.evaluate(test, batch_size=100, verbose=0, return_dict=True)
     assert result["bits_per_dim"] == pytest.approx(float(np.mean(model.bits_per_dim(test))), abs=1e-4)
 
 
-def test_validation_curve_does_not_look_like_overfitting(fitted):
+def check_validation_curve_does_not_look_like_overfitting(fitted):
     history = fitted["history"]
     # Inference-mode validation bits/dim track training bits/dim (the old moving averages
     # put validation several bits/dim above training early on).
@@ -99,7 +97,7 @@ def test_validation_curve_does_not_look_like_overfitting(fitted):
         assert val_bpd < train_bpd + 0.25, history
 
 
-def test_saved_and_reloaded_model_reports_the_same_numbers(fitted, shipped, tmp_path):
+def check_saved_and_reloaded_model_reports_the_same_numbers(fitted, shipped, tmp_path):
     model = fitted["model"]
     _, test = shipped
     path = str(tmp_path / "model.keras")
@@ -108,7 +106,7 @@ def test_saved_and_reloaded_model_reports_the_same_numbers(fitted, shipped, tmp_
     np.testing.assert_allclose(restored.bits_per_dim(test[:32]), model.bits_per_dim(test[:32]), rtol=1e-6)
 
 
-def test_recalibrating_by_hand_gives_the_statistics_fit_leaves(fitted, shipped):
+def check_recalibrating_by_hand_gives_the_statistics_fit_leaves(fitted, shipped):
     model = fitted["model"]
     train, test = shipped
     before = float(np.mean(model.bits_per_dim(test)))
@@ -123,3 +121,16 @@ def test_recalibrating_by_hand_gives_the_statistics_fit_leaves(fitted, shipped):
     finally:
         for variable, value in zip(model.flow.non_trainable_variables, saved):
             variable.assign(value)
+
+
+def test_inference_mode_numbers_right_after_fit(tmp_path):
+    """One short fit (its cost is the test's), every check of what it leaves."""
+    shipped = shipped_images()
+    fitted = fit_briefly(shipped)
+    check_inference_mode_matches_batch_statistics_after_a_short_fit(fitted, shipped)
+    check_validation_bits_per_dim_equals_bits_per_dim_after_the_epoch(fitted, shipped)
+    check_evaluate_and_log_prob_agree_right_after_fit(fitted, shipped)
+    check_validation_curve_does_not_look_like_overfitting(fitted)
+    check_saved_and_reloaded_model_reports_the_same_numbers(fitted, shipped, tmp_path)
+    # Last: it moves the averages (and puts them back).
+    check_recalibrating_by_hand_gives_the_statistics_fit_leaves(fitted, shipped)
