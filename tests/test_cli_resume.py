@@ -29,97 +29,114 @@ def _report(out):
     return json.loads((out / "report.json").read_text())
 
 
-class _Reference:
-    """An uninterrupted run of ``TOTAL`` steps, started once, in the background."""
-
-    def __init__(self, data, out):
-        self.out = out
-        self.process = tiny_runs.start(tiny_runs.train_argv(data, out, *TOTAL))
-        self._weights = None
-
-    def weights(self) -> dict:
-        if self._weights is None:
-            stdout, stderr = self.process.communicate(timeout=240)
-            assert self.process.returncode == 0, stderr[-3000:]
-            assert _report(self.out)["steps"] == 40
-            self._weights = tiny_runs.trainable_weights(self.out / "model.keras")
-        return self._weights
-
-    def stop(self):
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.communicate()
-
-
 @pytest.fixture(scope="module")
 def reference(data, tmp_path_factory):
-    run = _Reference(data, tmp_path_factory.mktemp("reference"))
-    yield run
-    run.stop()
+    """An uninterrupted run of ``TOTAL`` steps, trained in this process: its folder, its
+    command (without the executable) and the trainable weights of its model."""
+    out = tmp_path_factory.mktemp("reference")
+    argv = ["train", "--data", str(data), *tiny_runs.MODEL_FLAGS, *TOTAL, "--output-dir", str(out), "--verbose", "0"]
+    assert main(argv) == 0
+    assert _report(out)["steps"] == 40
+    return out, argv, tiny_runs.trainable_weights(out / "model.keras")
 
 
 def _assert_same_weights(model_file, reference):
     """The resumed run saw the same batches and noise: the same weights (CPU is deterministic)."""
     resumed = tiny_runs.trainable_weights(model_file)
-    expected = reference.weights()
+    _, _, expected = reference
     assert resumed.keys() == expected.keys()
     for name, value in expected.items():
         np.testing.assert_allclose(resumed[name], value, rtol=1e-6, atol=1e-7, err_msg=name)
 
 
-# SIGKILL ------------------------------------------------------------------------------
+# Signals ------------------------------------------------------------------------------
 @slow_on_jax
-def test_sigkill_then_the_same_command_resumes_and_ends_like_an_uninterrupted_run(data, tmp_path, reference):
-    killed_dir = tmp_path / "killed"
-    killed = tiny_runs.start(tiny_runs.train_argv(data, killed_dir, *TOTAL))
-    tiny_runs.wait_for_checkpoint(killed, killed_dir)
+def test_signals_stop_with_a_checkpoint_and_the_same_command_ends_like_an_uninterrupted_run(data, tmp_path, reference):
+    """One run, stopped three times: by SIGTERM, then (resumed with --resume) by SIGINT,
+    then (the same command again) by SIGKILL; the same command then finishes it with
+    the weights of the uninterrupted run."""
+    out = tmp_path / "run"
+    argv = tiny_runs.train_argv(data, out, *TOTAL)
+    step = 0
+    for signum, extra in ((signal.SIGTERM, []), (signal.SIGINT, ["--resume"])):
+        process = tiny_runs.start([*argv, *extra])
+        first = tiny_runs.wait_for_checkpoint_after(process, out, step)
+        process.send_signal(signum)
+        stdout, stderr = process.communicate(timeout=120)
+        assert process.returncode == 128 + signum, stderr[-3000:]
+        assert "Traceback" not in stderr
+        name = signal.Signals(signum).name
+        assert f"interrupted by {name} at step" in stderr
+        stopped = int(stderr.split(f"interrupted by {name} at step ")[1].split()[0])
+        assert first <= stopped < 40
+        assert tiny_runs.checkpoint_steps(out)[-1] == stopped, "the checkpoint of the step where it stopped"
+        assert "run the same command again" in stderr and "python -m tfp_realnvp train" in stderr
+        assert not (out / "model.keras").exists()
+        if extra:
+            # Resumed (in the middle of an epoch, where SIGTERM stopped the first process).
+            assert f"(step {step})" in stdout, stdout
+        step = stopped
+
+    # SIGKILL: nothing runs on the way out; the newest complete checkpoint stays.
+    killed = tiny_runs.start(argv)
+    tiny_runs.wait_for_checkpoint_after(killed, out, step)
     killed.kill()
     killed.communicate()
     assert killed.returncode == -signal.SIGKILL
-    saved = tiny_runs.checkpoint_steps(killed_dir)
-    assert saved and saved[-1] < 40, f"the run was not killed mid-training: checkpoints {saved}"
-    assert not (killed_dir / "model.keras").exists()
+    saved = tiny_runs.checkpoint_steps(out)
+    assert saved and step < saved[-1] < 40, f"the run was not killed mid-training: checkpoints {saved}"
+    assert not (out / "model.keras").exists()
 
-    rerun = tiny_runs.run(tiny_runs.train_argv(data, killed_dir, *TOTAL))
+    rerun = tiny_runs.run(argv, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert f"(step {saved[-1]})" in rerun.stdout, rerun.stdout
-    report = _report(killed_dir)
+    report = _report(out)
     assert report["resumed_from_step"] == saved[-1]
     assert report["steps"] == report["requested_steps"] == 40
-    assert len(tiny_runs.checkpoint_steps(killed_dir)) <= 3, "only the newest checkpoints are kept"
+    assert len(tiny_runs.checkpoint_steps(out)) <= 3, "only the newest checkpoints are kept"
     # Output to a pipe: one line per epoch, no progress bar.
     epochs_run = 10 - saved[-1] // 4
     assert rerun.stdout.count(" - loss: ") == epochs_run
     assert "\r" not in rerun.stdout and "\b" not in rerun.stdout
+    # Every resume saw the batches and noise of the uninterrupted run.
+    _assert_same_weights(out / "model.keras", reference)
 
-    _assert_same_weights(killed_dir / "model.keras", reference)
 
+# A finished run -----------------------------------------------------------------------
+def test_a_finished_run_refuses_other_settings_trains_only_extra_steps_and_fresh_starts_over(reference, capsys):
+    out, argv, _ = reference
+    assert tiny_runs.checkpoint_steps(out) == [32, 36, 40]
+    capsys.readouterr()
 
-# Signals ------------------------------------------------------------------------------
-@slow_on_jax
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_signal_saves_a_checkpoint_says_how_to_resume_and_exits_nonzero(data, tmp_path, signum, reference):
-    out = tmp_path / "run"
-    process = tiny_runs.start(tiny_runs.train_argv(data, out, *TOTAL))
-    first = tiny_runs.wait_for_checkpoint(process, out)
-    process.send_signal(signum)
-    stdout, stderr = process.communicate(timeout=120)
-    assert process.returncode == 128 + signum, stderr[-3000:]
-    assert "Traceback" not in stderr
-    name = signal.Signals(signum).name
-    assert f"interrupted by {name} at step" in stderr
-    step = int(stderr.split(f"interrupted by {name} at step ")[1].split()[0])
-    assert first <= step < 40
-    assert tiny_runs.checkpoint_steps(out)[-1] == step, "the checkpoint of the step where it stopped"
-    assert "run the same command again" in stderr and "python -m tfp_realnvp train" in stderr
-    assert not (out / "model.keras").exists()
-    if signum == signal.SIGINT:
-        resumed = tiny_runs.run(tiny_runs.train_argv(data, out, *TOTAL, "--resume"))
-        assert resumed.returncode == 0, resumed.stderr[-3000:]
-        assert f"(step {step})" in resumed.stdout
-        assert _report(out)["steps"] == 40
-        # Resumed in the middle of an epoch, it still saw the batches of the uninterrupted run.
-        _assert_same_weights(out / "model.keras", reference)
+    # Other settings than the checkpoint's are refused, naming them; the model stays.
+    before = (out / "model.keras").read_bytes()
+    assert main([*argv, "--seed", "5", "--num-filters", "8"]) == 2
+    err = capsys.readouterr().err
+    assert "seed: checkpoint 0, now 5" in err
+    assert "--num-filters: checkpoint 4, now 8" in err and "--fresh" in err
+    assert (out / "model.keras").read_bytes() == before
+
+    # The same command with more steps resumes and trains only the extra steps.
+    more = [*argv[: argv.index("--steps") + 1], "42", *argv[argv.index("--steps") + 2 :]]
+    assert main(more) == 0
+    assert "(step 40)" in capsys.readouterr().out
+    report = _report(out)
+    assert report["resumed_from_step"] == 40 and report["steps"] == 42
+    assert tiny_runs.checkpoint_steps(out)[-1] == 42
+
+    # --fresh deletes the run and starts over. With more steps per epoch than the data has
+    # batches (64 images in batches of 16 are 4 batches; 3 epochs of 6 steps need the data
+    # 4.5 times), it trains exactly the steps asked for.
+    before = (out / "model.keras").read_bytes()
+    flags = argv.index("--steps")
+    fresh = [*argv[:flags], "--epochs", "3", "--steps-per-epoch", "6", *argv[flags + 4 :], "--fresh"]
+    assert main(fresh) == 0
+    printed = capsys.readouterr().out
+    assert "--fresh: deleted" in printed and "resuming" not in printed
+    assert tiny_runs.checkpoint_steps(out) == [6, 12, 18]
+    report = _report(out)
+    assert report["steps"] == report["requested_steps"] == 18 and report["resumed_from_step"] is None
+    assert (out / "model.keras").read_bytes() != before
 
 
 # Starting and resuming explicitly ---------------------------------------------------------
@@ -137,62 +154,8 @@ def test_a_second_run_into_the_same_output_dir_is_refused(data, tmp_path, capsys
     assert "another run is writing to --output-dir" in capsys.readouterr().err
 
 
-@pytest.fixture(scope="module")
-def finished(data, tmp_path_factory):
-    """A finished tiny run of 8 steps, trained in this process."""
-    out = tmp_path_factory.mktemp("finished")
-    argv = [
-        "train",
-        "--data",
-        str(data),
-        *tiny_runs.MODEL_FLAGS,
-        "--steps",
-        "8",
-        "--steps-per-epoch",
-        "4",
-        "--output-dir",
-        str(out),
-        "--verbose",
-        "0",
-    ]
-    assert main(argv) == 0
-    return out, argv
-
-
-def test_rerunning_a_finished_run_resumes_and_trains_only_the_extra_steps(finished, tmp_path, capsys):
-    out, argv = finished
-    assert tiny_runs.checkpoint_steps(out) == [4, 8]
-    more = [*argv[: argv.index("--steps") + 1], "10", *argv[argv.index("--steps") + 2 :]]
-    assert main(more) == 0
-    assert "(step 8)" in capsys.readouterr().out
-    report = _report(out)
-    assert report["resumed_from_step"] == 8 and report["steps"] == 10
-    assert tiny_runs.checkpoint_steps(out)[-1] == 10
-
-
-def test_other_settings_than_the_checkpoint_are_refused(finished, capsys):
-    out, argv = finished
-    before = (out / "model.keras").read_bytes()
-    changed = [*argv, "--seed", "5", "--num-filters", "8"]
-    assert main(changed) == 2
-    err = capsys.readouterr().err
-    assert "seed: checkpoint 0, now 5" in err
-    assert "--num-filters: checkpoint 4, now 8" in err and "--fresh" in err
-    assert (out / "model.keras").read_bytes() == before
-
-
-def test_fresh_starts_over_and_replaces_the_model(finished, capsys):
-    out, argv = finished
-    before = (out / "model.keras").read_bytes()
-    assert main([*argv, "--fresh", "--steps", "4"]) == 0
-    printed = capsys.readouterr().out
-    assert "--fresh: deleted" in printed and "resuming" not in printed
-    assert tiny_runs.checkpoint_steps(out) == [4]
-    assert _report(out)["steps"] == 4 and _report(out)["resumed_from_step"] is None
-    assert (out / "model.keras").read_bytes() != before
-
-
 # Step counts --------------------------------------------------------------------------
+@pytest.mark.backend_independent
 def test_plan_steps():
     # One pass over the data per epoch unless --steps-per-epoch says otherwise.
     assert plan_steps(batches_per_pass=4) == StepPlan(40, 4, 10)
@@ -212,28 +175,6 @@ def test_plan_steps():
         plan_steps(batches_per_pass=None, epochs=2)
     with pytest.raises(ValueError, match=r"steps_per_epoch must be an integer >= 1; received 0\."):
         plan_steps(batches_per_pass=4, steps_per_epoch=0)
-
-
-def test_steps_per_epoch_beyond_the_data_gives_exactly_the_steps_asked_for(data, tmp_path):
-    # 64 images in batches of 16 are 4 batches; 3 epochs of 6 steps need the data 4.5 times.
-    argv = [
-        "train",
-        "--data",
-        str(data),
-        *tiny_runs.MODEL_FLAGS,
-        "--epochs",
-        "3",
-        "--steps-per-epoch",
-        "6",
-        "--output-dir",
-        str(tmp_path),
-        "--verbose",
-        "0",
-    ]
-    assert main(argv) == 0
-    report = _report(tmp_path)
-    assert report["steps"] == report["requested_steps"] == 18
-    assert tiny_runs.checkpoint_steps(tmp_path) == [6, 12, 18]
 
 
 def test_epochs_and_steps_together_are_refused_by_flag_name(data, tmp_path, capsys):

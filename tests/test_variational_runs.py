@@ -19,28 +19,29 @@ from tfp_realnvp.model.files import load_realnvp
 from tfp_realnvp.model.realnvp import RealNVP
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    root = tmp_path_factory.mktemp("variational_run")
-    data = tiny_runs.write_tiny_npz(root / "tiny.npz")
-    argv = ["train", "--data", str(data), *tiny_runs.MODEL_FLAGS, "--output-dir", str(root / "out"), "--verbose", "0"]
+def test_train_writes_a_variational_model_resume_compares_the_setting_and_evaluate_prints_the_bound(tmp_path, capsys):
+    data = tiny_runs.write_tiny_npz(tmp_path / "tiny.npz")
+    argv = [
+        "train",
+        "--data",
+        str(data),
+        *tiny_runs.MODEL_FLAGS,
+        "--output-dir",
+        str(tmp_path / "out"),
+        "--verbose",
+        "0",
+    ]
     assert main([*argv, "--steps", "2", "--dequantization", "variational"]) == 0
-    return root, data, argv
-
-
-def test_train_writes_a_variational_model_and_resume_compares_the_setting(trained, capsys):
-    root, _, argv = trained
-    model = load_realnvp(root / "out" / "model.keras")
+    model_path = tmp_path / "out" / "model.keras"
+    model = load_realnvp(model_path)
     assert model.dequantization == "variational" and model.dequantizer is not None
+
+    # Resuming its checkpoint with the other dequantization is refused, naming the setting.
     capsys.readouterr()
     assert main([*argv, "--steps", "4", "--dequantization", "uniform"]) == 2
     assert "dequantization: checkpoint 'variational', now 'uniform'" in capsys.readouterr().err
 
-
-def test_evaluate_prints_the_k_sample_bound(trained, capsys):
-    root, data, _ = trained
-    model_path = root / "out" / "model.keras"
-    capsys.readouterr()
+    # evaluate --samples K prints the K-sample bound of bits_per_dim(samples=K).
     assert main(["evaluate", "--model", str(model_path), "--data", str(data), "--samples", "3"]) == 0
     out = capsys.readouterr().out
     assert "variational dequantization, 3 importance samples" in out

@@ -98,3 +98,23 @@ def trainable_weights(path: pathlib.Path) -> dict[str, np.ndarray]:
 
     model = load_realnvp(path)
     return {v.path: np.asarray(keras.ops.convert_to_numpy(v)) for v in model.trainable_weights}
+
+
+def wait_for_checkpoint_after(process: subprocess.Popen, out: pathlib.Path, step: int, *, timeout: float = 180) -> int:
+    """Waits until ``process`` has written a checkpoint of a step after ``step``; returns its step.
+
+    Raises:
+        AssertionError: when the process ends first or ``timeout`` passes.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        steps = [s for s in checkpoint_steps(out) if s > step]
+        if steps:
+            return steps[-1]
+        if process.poll() is not None:
+            stdout, stderr = process.communicate()
+            raise AssertionError(
+                f"the run ended (status {process.returncode}) before a checkpoint after step {step}:\n{stderr[-3000:]}"
+            )
+        time.sleep(0.02)
+    raise AssertionError(f"no checkpoint after step {step} in {out} after {timeout} s")
