@@ -1,10 +1,19 @@
-"""Shared pytest setup: Keras backend, JAX float64, seeding, the tf_only and backend_independent markers."""
+"""Shared pytest setup: Keras backend, JAX float64, quick graph building, seeding, the tf_only and backend_independent markers."""
 
 import os
 
 import pytest
 
+#: The tests run many small programs a few times each, so building them costs more than
+#: running them: most XLA optimisations are off on JAX, in this process and (through the
+#: environment) in the command-line processes the tests start, and Grappler does not
+#: rewrite the graphs on TensorFlow. The same operations run, unfused; numerics stay IEEE.
+#: ``PYTEST_OPTIMIZED_GRAPHS=1`` keeps both optimisers on.
+FAST_GRAPHS = os.environ.get("PYTEST_OPTIMIZED_GRAPHS") != "1"
+
 if os.environ.get("KERAS_BACKEND") == "jax":
+    if FAST_GRAPHS:
+        os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")  # read when jax is imported
     # Float64 tests need x64, which must be on before any JAX array exists, so before
     # Keras is imported (Keras reads KERAS_BACKEND, as this check does).
     import jax
@@ -16,6 +25,12 @@ import keras  # noqa: E402 (JAX's x64 mode must be set before keras is imported)
 import helpers  # noqa: E402 (imports keras: after the x64 switch)
 
 BACKEND = keras.backend.backend()
+if BACKEND == "tensorflow" and FAST_GRAPHS:
+    import tensorflow as tf
+
+    # Grappler skips graphs of fewer nodes than this: all of the tests'. (Turning its
+    # meta-optimizer off instead saves the same time but doubles a process' memory.)
+    tf.config.optimizer.set_experimental_options({"min_graph_nodes": 1_000_000})
 if BACKEND == "jax" and os.environ.get("KERAS_BACKEND") != "jax":
     # Keras chose JAX from its config file, too late for the switch above.
     raise pytest.UsageError(

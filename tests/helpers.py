@@ -10,7 +10,6 @@ import math
 
 import keras
 import numpy as np
-import pytest
 
 BACKEND = keras.backend.backend()
 
@@ -130,26 +129,6 @@ def perturb(variables, seed: int, stddev: float = 0.05) -> None:
 
 
 # Compilation and differentiation ------------------------------------------------------
-@pytest.fixture(autouse=True, scope="module")
-def fast_jax_compilation():
-    """On JAX, skips most XLA optimisations while a module runs.
-
-    These tests run many small programs once each, where compile time dominates;
-    numerics stay IEEE (fusion changes only the evaluation order).
-    """
-    if BACKEND != "jax":
-        yield
-        return
-    import jax
-
-    previous = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
-    try:
-        yield
-    finally:
-        jax.config.update("jax_disable_most_optimizations", previous)
-
-
 def compiled(fn):
     """``fn`` compiled for the backend: ``tf.function`` or ``jax.jit``."""
     if BACKEND == "jax":

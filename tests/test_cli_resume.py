@@ -35,7 +35,8 @@ def reference(data, tmp_path_factory):
     command (without the executable) and the trainable weights of its model."""
     out = tmp_path_factory.mktemp("reference")
     argv = ["train", "--data", str(data), *tiny_runs.MODEL_FLAGS, *TOTAL, "--output-dir", str(out), "--verbose", "0"]
-    assert main(argv) == 0
+    with tiny_runs.graphs_as_in_a_subprocess():
+        assert main(argv) == 0
     assert _report(out)["steps"] == 40
     return out, argv, tiny_runs.trainable_weights(out / "model.keras")
 

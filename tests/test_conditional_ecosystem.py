@@ -12,7 +12,6 @@ from helpers import (
     REORDER_RTOL,
     SMALL,
     assert_close,
-    fast_jax_compilation,  # noqa: F401  (autouse: quicker XLA compiles on JAX)
     fresh,
     pixels,
     randomize,

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from helpers import (
-    fast_jax_compilation,  # noqa: F401  (autouse: quicker XLA compiles on JAX)
     randomize,
 )
 from tfp_realnvp import ConditionalNormal, RealNVP

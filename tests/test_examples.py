@@ -13,32 +13,12 @@ import keras
 import numpy as np
 import pytest
 
-from helpers import fast_jax_compilation  # noqa: F401  (autouse: quicker XLA compiles on JAX)
-
 EXAMPLES = os.path.join(os.path.dirname(__file__), os.pardir, "examples")
 SCRIPTS = sorted(name for name in os.listdir(EXAMPLES) if name.endswith(".py"))
 TINY = ["--num-filters", "4", "--num-blocks", "1", "--steps", "2", "--batch-size", "8"]
 TINY += ["--max-images", "16", "--verbose", "0"]
 if keras.backend.backend() == "tensorflow":
     TINY += ["--jit-compile", "false"]  # faster to build on TensorFlow; JAX without jit would run eagerly
-
-
-@pytest.fixture(autouse=True, scope="module")
-def fast_graph_building():
-    """On TensorFlow, no Grappler rewrites of the graphs while this module runs (the
-    counterpart of ``fast_jax_compilation``): a run of two steps executes each graph a
-    few times, so rewriting it costs more than it saves; the same ops run, unfused."""
-    if keras.backend.backend() != "tensorflow":
-        yield
-        return
-    import tensorflow as tf
-
-    previous = tf.config.optimizer.get_experimental_options()
-    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
-    try:
-        yield
-    finally:
-        tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": False, **previous})
 
 
 def _run(script, argv, monkeypatch):

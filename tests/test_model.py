@@ -18,7 +18,6 @@ import pytest
 
 import tfp_realnvp
 from helpers import (
-    fast_jax_compilation,  # noqa: F401  (autouse: quicker XLA compiles on JAX)
     perturb,
     to_numpy,
 )

@@ -16,7 +16,6 @@ import pytest
 
 import tfp_realnvp
 from helpers import (
-    fast_jax_compilation,  # noqa: F401  (autouse: quicker XLA compiles on JAX)
     randomize,
     to_numpy,
 )

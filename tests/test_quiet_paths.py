@@ -21,7 +21,6 @@ import numpy as np
 import pytest
 
 import tfp_realnvp
-from helpers import fast_jax_compilation  # noqa: F401  (autouse: quicker XLA compiles on JAX)
 
 BACKEND = keras.backend.backend()
 
@@ -60,8 +59,6 @@ def cli(*commands: list[str], timeout: float = 900) -> subprocess.CompletedProce
     """``python -m tfp_realnvp`` commands, with Python warnings as errors, in one process
     on this backend; returns the finished process."""
     env = dict(os.environ, KERAS_BACKEND=BACKEND, TF_CPP_MIN_LOG_LEVEL="3", PYTHONWARNINGS=PYTHON_WARNINGS)
-    # On JAX, quicker XLA compiles (as ``helpers.fast_jax_compilation`` in this process).
-    env["JAX_DISABLE_MOST_OPTIMIZATIONS"] = "1"
     script = f"MARKER = {MARKER!r}\n{_COMMANDS}"
     command = [sys.executable, "-c", script, json.dumps([list(argv) for argv in commands])]
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout, check=False)

@@ -38,9 +38,9 @@ environment's interpreter) and the time budgets of their rule are replaced.
 Shrinking. Python blocks run with the keyword arguments of ``SHRINK_KEYWORDS`` set in
 every call of the named callables (sizes, epochs, steps, the share of the shipped images
 in the training split: arguments that the API documents), changed in the syntax tree,
-never in the text. Commands get the flags of their rule. Graphs are built quickly
-(``fast_jax_compilation`` on JAX, no Grappler rewrites on TensorFlow): the blocks run
-each graph a few times. What takes long even so is marked ``slow``.
+never in the text. Commands get the flags of their rule. Graphs are built quickly for the
+whole suite (``conftest.py``: most XLA optimisations off on JAX, no Grappler rewrites on
+TensorFlow): the blocks run each graph a few times. What takes long even so is marked ``slow``.
 """
 
 from __future__ import annotations
@@ -63,30 +63,10 @@ import numpy as np
 import pytest
 import tomllib
 
-from helpers import fast_jax_compilation  # noqa: F401  (autouse: quicker XLA compiles on JAX)
-
 BACKEND = keras.backend.backend()
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DOCUMENTS = ("README.md", "benchmarks/README.md")
 SHELL_LANGUAGES = ("bash", "sh", "console", "shell")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def fast_graph_building():
-    """On TensorFlow, no Grappler rewrites of the graphs while this module runs (the
-    counterpart of ``fast_jax_compilation``): the blocks run each graph a few times, so
-    rewriting it costs more than it saves; the same ops run, unfused."""
-    if BACKEND != "tensorflow":
-        yield
-        return
-    import tensorflow as tf
-
-    previous = tf.config.optimizer.get_experimental_options()
-    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
-    try:
-        yield
-    finally:
-        tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": False, **previous})
 
 
 # Python blocks ---------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import pytest
 
-from helpers import BACKEND, fast_jax_compilation, make_dist, make_flow, pixels, to_numpy, value_and_gradients  # noqa: F401 (autouse fixture)
+from helpers import BACKEND, make_dist, make_flow, pixels, to_numpy, value_and_gradients
 from tfp_realnvp import RECOMPUTE_MODES, AffineCoupling, MultiScaleFlow, RealNVP
 
 LEVELS = ("conditioner", "invertible")

@@ -19,7 +19,6 @@ import pytest
 
 import tfp_realnvp
 import tiny_runs
-from helpers import fast_jax_compilation  # noqa: F401  (autouse: quicker XLA compiles on JAX)
 
 FIXTURES = pathlib.Path(__file__).resolve().parent / "fixtures" / "release_0_1_0"
 

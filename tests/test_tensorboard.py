@@ -12,7 +12,6 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.util import tensor_util
 
 import tiny_runs
-from helpers import fast_jax_compilation  # noqa: F401  (autouse: quicker XLA compiles on JAX)
 from tfp_realnvp.internal import summary
 from tfp_realnvp.internal.backend import set_tensorboard_summary_module
 from tfp_realnvp.internal.summary import SUMMARY

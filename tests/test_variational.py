@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 
 from helpers import (
-    fast_jax_compilation,  # noqa: F401  (autouse: quicker XLA compiles on JAX)
     jacobian_log_det,
     randomize,
     tensor,

@@ -6,6 +6,7 @@ held in a ``.npz`` file, so that the start-up of a Python process dominates its 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import subprocess
@@ -24,6 +25,25 @@ BACKEND = keras.backend.backend()
 MODEL_FLAGS = ["--num-scales", "1", "--num-filters", "4", "--num-blocks", "1", "--batch-size", "16"]
 if BACKEND == "tensorflow":
     MODEL_FLAGS += ["--jit-compile", "false"]
+
+
+@contextlib.contextmanager
+def graphs_as_in_a_subprocess():
+    """Within: TensorFlow's default graph optimisations, which the suite turns off
+    (``conftest.py``) but a CLI subprocess keeps, so that a run trained here gives the
+    weights of the same run in a subprocess bit for bit. JAX subprocesses inherit the
+    suite's XLA setting through the environment, so nothing changes there."""
+    if BACKEND != "tensorflow":
+        yield
+        return
+    import tensorflow as tf
+
+    previous = tf.config.optimizer.get_experimental_options().get("min_graph_nodes", 0)
+    tf.config.optimizer.set_experimental_options({"min_graph_nodes": 0})  # 0: TensorFlow's default
+    try:
+        yield
+    finally:
+        tf.config.optimizer.set_experimental_options({"min_graph_nodes": previous})
 
 
 def write_tiny_npz(path: pathlib.Path, *, num_train: int = 64, num_test: int = 16, seed: int = 0) -> pathlib.Path:
