@@ -1,6 +1,8 @@
 """Shared pytest setup: Keras backend, JAX float64, quick graph building, seeding, the tf_only and backend_independent markers."""
 
 import os
+import shutil
+import tempfile
 
 import pytest
 
@@ -11,9 +13,19 @@ import pytest
 #: ``PYTEST_OPTIMIZED_GRAPHS=1`` keeps both optimisers on.
 FAST_GRAPHS = os.environ.get("PYTEST_OPTIMIZED_GRAPHS") != "1"
 
+#: On JAX, the programs XLA compiled are kept on disk for the whole run (one folder, made
+#: by the first pytest process and shared by its xdist workers and every subprocess they
+#: start through the environment), so the same tiny model compiled by many CLI runs is
+#: compiled once. ``pytest_unconfigure`` removes the folder.
+_OWN_CACHE = False
+
 if os.environ.get("KERAS_BACKEND") == "jax":
     if FAST_GRAPHS:
         os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")  # read when jax is imported
+    if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+        os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="tfp_realnvp_tests_xla_")
+        os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+        _OWN_CACHE = True
     # Float64 tests need x64, which must be on before any JAX array exists, so before
     # Keras is imported (Keras reads KERAS_BACKEND, as this check does).
     import jax
@@ -65,3 +77,8 @@ def pytest_terminal_summary(terminalreporter):
     line = helpers.error_summary()
     if line:
         terminalreporter.write_line(line)
+
+
+def pytest_unconfigure(config):
+    if _OWN_CACHE:
+        shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
