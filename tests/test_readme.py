@@ -79,7 +79,8 @@ TRAIN_FRACTION = 0.9936
 SHRINK_KEYWORDS = {
     "MultiScaleFlow": {"num_scales": 1, "num_filters": 4, "num_blocks": 1},
     "RealNVP": {"num_scales": 1, "num_filters": 4, "num_blocks": 1},
-    "fit": {"epochs": 1, "steps_per_epoch": 2, "validation_steps": 1},
+    # With steps_per_epoch and no batch_size, Keras makes each batch 1/steps of the data.
+    "fit": {"epochs": 1, "steps_per_epoch": 2, "validation_steps": 1, "batch_size": 64},
     "load_images": {"train_fraction": TRAIN_FRACTION},
     "load_labelled_images": {"train_fraction": TRAIN_FRACTION},
     "fit_ood": {"max_images": 64},
