@@ -61,7 +61,7 @@ def test_signals_stop_with_a_checkpoint_and_the_same_command_ends_like_an_uninte
     step = 0
     for signum, extra in ((signal.SIGTERM, []), (signal.SIGINT, ["--resume"])):
         process = tiny_runs.start([*argv, *extra])
-        first = tiny_runs.wait_for_checkpoint_after(process, out, step)
+        first = tiny_runs.wait_for_checkpoint(process, out, after=step)
         process.send_signal(signum)
         stdout, stderr = process.communicate(timeout=120)
         assert process.returncode == 128 + signum, stderr[-3000:]
@@ -80,7 +80,7 @@ def test_signals_stop_with_a_checkpoint_and_the_same_command_ends_like_an_uninte
 
     # SIGKILL: nothing runs on the way out; the newest complete checkpoint stays.
     killed = tiny_runs.start(argv)
-    tiny_runs.wait_for_checkpoint_after(killed, out, step)
+    tiny_runs.wait_for_checkpoint(killed, out, after=step)
     killed.kill()
     killed.communicate()
     assert killed.returncode == -signal.SIGKILL

@@ -94,22 +94,26 @@ def checkpoint_steps(out: pathlib.Path) -> list[int]:
     return sorted(int(p.name.split("-")[1]) for p in folder.iterdir() if p.name.startswith("step-"))
 
 
-def wait_for_checkpoint(process: subprocess.Popen, out: pathlib.Path, *, timeout: float = 180) -> int:
-    """Waits until ``process`` has written a checkpoint; returns its step.
+def wait_for_checkpoint(
+    process: subprocess.Popen, out: pathlib.Path, *, after: int | None = None, timeout: float = 180
+) -> int:
+    """Waits until ``process`` has written a checkpoint (of a step after ``after``, when
+    given); returns its step.
 
     Raises:
         AssertionError: when the process ends first or ``timeout`` passes.
     """
+    wanted = "a checkpoint" if after is None else f"a checkpoint after step {after}"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        steps = checkpoint_steps(out)
+        steps = [s for s in checkpoint_steps(out) if after is None or s > after]
         if steps:
             return steps[-1]
         if process.poll() is not None:
             stdout, stderr = process.communicate()
-            raise AssertionError(f"the run ended (status {process.returncode}) before a checkpoint:\n{stderr[-3000:]}")
+            raise AssertionError(f"the run ended (status {process.returncode}) before {wanted}:\n{stderr[-3000:]}")
         time.sleep(0.02)
-    raise AssertionError(f"no checkpoint in {out} after {timeout} s")
+    raise AssertionError(f"no {wanted[2:]} in {out} after {timeout} s")
 
 
 def trainable_weights(path: pathlib.Path) -> dict[str, np.ndarray]:
@@ -118,23 +122,3 @@ def trainable_weights(path: pathlib.Path) -> dict[str, np.ndarray]:
 
     model = load_realnvp(path)
     return {v.path: np.asarray(keras.ops.convert_to_numpy(v)) for v in model.trainable_weights}
-
-
-def wait_for_checkpoint_after(process: subprocess.Popen, out: pathlib.Path, step: int, *, timeout: float = 180) -> int:
-    """Waits until ``process`` has written a checkpoint of a step after ``step``; returns its step.
-
-    Raises:
-        AssertionError: when the process ends first or ``timeout`` passes.
-    """
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        steps = [s for s in checkpoint_steps(out) if s > step]
-        if steps:
-            return steps[-1]
-        if process.poll() is not None:
-            stdout, stderr = process.communicate()
-            raise AssertionError(
-                f"the run ended (status {process.returncode}) before a checkpoint after step {step}:\n{stderr[-3000:]}"
-            )
-        time.sleep(0.02)
-    raise AssertionError(f"no checkpoint after step {step} in {out} after {timeout} s")
