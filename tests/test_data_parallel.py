@@ -169,6 +169,9 @@ def reference(data, tmp_path_factory):
     return out
 
 
+# The two-process job below runs two devices in each process; one process of two devices
+# runs with the slow tests.
+@pytest.mark.slow
 def test_one_process_on_two_devices_trains_like_one_device(data, reference, tmp_path):
     process = _run(tiny_runs.train_argv(data, tmp_path, *FLAGS), _env(2))
     assert "data parallel on 2 devices in 1 process(es)" in process.stdout

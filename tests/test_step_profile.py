@@ -290,6 +290,9 @@ def test_step_profile_refuses_other_backends(capsys):
     assert repr(keras.backend.backend()) in capsys.readouterr().err
 
 
+# A benchmark tool's whole run (a minute of compiling): with the slow tests; the parsing
+# and attribution it is built from are checked above.
+@pytest.mark.slow
 @pytest.mark.skipif(keras.backend.backend() != "jax", reason="the profile runs on the JAX backend")
 def test_step_profile_end_to_end(tmp_path):
     """mixed_bfloat16, where precision casts could differ between the two programs; with
