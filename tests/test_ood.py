@@ -28,10 +28,11 @@ SHAPE = (8, 8, 1)
 
 
 def blobs(count: int, seed: int) -> np.ndarray:
-    """Dark 8x8 images with one bright 3x3 square each: an easy in-distribution set."""
+    """Dark 8x8 images with one bright 3x3 square each, in the upper half (so the set has
+    a right way up): an easy in-distribution set."""
     rng = np.random.default_rng(seed)
     images = rng.integers(0, 24, (count, *SHAPE))
-    for image, (row, col) in zip(images, rng.integers(0, 6, (count, 2))):
+    for image, (row, col) in zip(images, rng.integers(0, (2, 6), (count, 2))):
         image[row : row + 3, col : col + 3] = rng.integers(200, 256)
     return images.astype(np.uint8)
 
@@ -100,6 +101,10 @@ def test_every_method_is_finite_batch_independent_and_flags_noise(trained):
     inside = blobs(64, 5)
     noise = synthetic_ood_images("noise", inside, seed=1)
     for method in tfp_realnvp.OOD_METHODS:
+        # The orientation score is about the set's way up: its synthetic set is the
+        # upside-down blobs (noise has no way up).
+        if method == "orientation":
+            noise = synthetic_ood_images("vflip", inside, seed=1)
         scores_in = model.ood_scores(inside, method=method)
         scores_out = model.ood_scores(noise, method=method)
         assert scores_in.shape == (64,) and scores_in.dtype == np.float32
@@ -111,6 +116,18 @@ def test_every_method_is_finite_batch_independent_and_flags_noise(trained):
         )
         np.testing.assert_allclose(model.ood_scores(inside[:1], method=method), scores_in[:1], rtol=1e-5, atol=1e-4)
         assert auroc(scores_in, scores_out) > 0.9, method
+
+
+def test_orientation_is_the_posterior_of_the_upright_image_among_its_flips():
+    model = tfp_realnvp.RealNVP(SHAPE, num_scales=2, num_filters=4, num_blocks=1)
+    randomize(model.flow.trainable_variables, seed=5, stddev=0.05)
+    x = blobs(6, 9)
+    log_p = [np.asarray(model.log_prob(t), np.float64) for t in (x, x[:, ::-1], x[:, ::-1, ::-1])]
+    posterior = np.exp(log_p[0]) / (np.exp(log_p[0]) + np.exp(log_p[1]) + np.exp(log_p[2]))
+    np.testing.assert_allclose(model.ood_scores(x, method="orientation"), -np.log(posterior), rtol=1e-3, atol=2e-3)
+    # A symmetric image is as likely upside down: the score is log 3, its floor being 0.
+    symmetric = np.full((1, *SHAPE), 90, np.uint8)
+    np.testing.assert_allclose(model.ood_scores(symmetric, method="orientation"), [np.log(3.0)], atol=1e-3)
 
 
 def test_the_default_is_the_first_method_and_bad_arguments_name_what_was_received(trained):
