@@ -246,6 +246,9 @@ def test_the_saved_model_serves_ood_scores(trained, tmp_path):
     np.testing.assert_allclose(outputs["dose"].numpy(), dose, rtol=1e-4, atol=1e-4)
     for method in ("bits_per_dim", "typicality", "last_scale"):
         np.testing.assert_allclose(outputs[method].numpy(), model.ood_scores(images, method=method), rtol=1e-4)
+    # D ln 2 (about 44 nats per bit/dim here) times float32 bits/dim: 1e-3 nats apart.
+    orientation = model.ood_scores(images, method="orientation")
+    np.testing.assert_allclose(outputs["orientation"].numpy(), orientation, rtol=1e-3, atol=2e-3)
 
 
 @pytest.fixture(scope="module")
@@ -276,6 +279,8 @@ def test_a_conditional_saved_model_serves_ood_scores(conditional, tmp_path):
     np.testing.assert_allclose(
         outputs["ood_score"].numpy(), model.ood_scores(images, labels, method="dose"), rtol=1e-4, atol=1e-4
     )
+    orientation = model.ood_scores(images, labels, method="orientation")
+    np.testing.assert_allclose(outputs["orientation"].numpy(), orientation, rtol=1e-3, atol=2e-3)
 
 
 def test_a_variationally_dequantized_model_reports_its_bound():

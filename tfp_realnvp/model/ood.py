@@ -52,8 +52,10 @@ from tfp_realnvp.model.ood_features import (
     GaussianFit,
     check_compressor,
     compressed_bits_per_dim,
+    orientation_score,
     scale_statistics,
     statistic_names,
+    upside_down,
 )
 
 #: The scores of ``RealNVP.ood_scores``; the first is the default (the best measured,
@@ -64,7 +66,7 @@ FITTED_METHODS = ("dose_complexity", "dose", "typicality")
 #: The lossless coders of ``"dose_complexity"``.
 DOSE_COMPRESSORS = ("png", "lzma")
 #: The methods computed in the graph (the SavedModel's ``ood_score`` signature).
-GRAPH_METHODS = ("dose", "bits_per_dim", "typicality", "last_scale")
+GRAPH_METHODS = ("dose", "bits_per_dim", "typicality", "last_scale", "orientation")
 
 # Keys of the statistics in the model's saved variables (save_own_variables).
 _STORE_KEYS = ("ood_train_bits_per_dim", "ood_mean", "ood_precision", "ood_log_normalizer")
@@ -274,18 +276,15 @@ class OutOfDistributionMixin:
         return table
 
     def _orientation_scores(self, images, labels, bits, batch_size: int) -> np.ndarray:
-        """``"orientation"``: ``log(1 + sum_T p(Tx)/p(x))`` over ``T`` in (vertical flip,
-        half-turn), from the bits/dim ``bits`` of the images as given:
-        ``log p(Tx) - log p(x) = D ln 2 (bpd(x) - bpd(Tx))``."""
+        """``"orientation"`` (``ood_features.orientation_score``) from the bits/dim
+        ``bits`` of the images as given and those of their ``upside_down`` versions."""
         images = self._image_batch(images)
-        nats_per_bit = np.log(2.0) * float(np.prod(images.shape[1:]))
-        log_ratios = [np.zeros(len(images))]
-        for turned in (images[:, ::-1], images[:, ::-1, ::-1]):
-            other = self.ood_features(np.ascontiguousarray(turned), labels, batch_size=batch_size)[:, 0]
-            log_ratios.append(nats_per_bit * (bits.astype(np.float64) - other.astype(np.float64)))
-        log_ratios = np.stack(log_ratios)
-        top = np.max(log_ratios, axis=0)
-        return (top + np.log(np.sum(np.exp(log_ratios - top), axis=0))).astype(np.float32)
+        turned = [
+            self.ood_features(np.asarray(version), labels, batch_size=batch_size)[:, 0]
+            for version in upside_down(images)
+        ]
+        score = orientation_score(bits, turned, int(np.prod(images.shape[1:])))
+        return np.asarray(score, dtype=np.float32)
 
     def ood_score_tensor(self, images, labels=None) -> dict:
         """Every score of ``GRAPH_METHODS`` on backend tensors (for exported graphs);
@@ -293,7 +292,9 @@ class OutOfDistributionMixin:
         lossless coder. Needs ``fit_ood``."""
         self._require_ood_statistics("ood_score_tensor")
         features = self._ood_statistics_tensor(images, labels)
-        scores = {method: self.scores_from_features(features, method) for method in GRAPH_METHODS}
+        scores = {method: self.scores_from_features(features, method) for method in GRAPH_METHODS[:-1]}
+        turned = [self._ood_statistics_tensor(version, labels)[:, 0] for version in upside_down(images)]
+        scores["orientation"] = orientation_score(features[:, 0], turned, int(np.prod(images.shape[1:])))
         return {"ood_score": scores[GRAPH_METHODS[0]], **scores}
 
     def ood_test(

@@ -111,6 +111,32 @@ _CODERS = {
 }
 
 
+def upside_down(images):
+    """The two ways ``"orientation"`` turns ``[N, H, W, C]`` images upside down: the
+    vertical flip and the half-turn (backend tensors)."""
+    flipped = ops.flip(images, axis=1)
+    return flipped, ops.flip(flipped, axis=2)
+
+
+def orientation_score(bits, turned_bits, num_dims: int):
+    """``-log P(upright | x)`` from bits/dim, on backend tensors.
+
+    With equal priors on the image and its turned versions ``T x``,
+    ``P(upright | x) = p(x) / (p(x) + sum_T p(T x))``, and
+    ``log p(T x) - log p(x) = D ln 2 (bpd(x) - bpd(T x))``, so the score is
+    ``logsumexp(0, D ln 2 (bpd(x) - bpd(T x)) for each T)``: ``log 3`` for an image
+    as likely upside down, near 0 for one the flow finds far likelier upright.
+
+    Args:
+        bits: ``[N]`` bits/dim of the images.
+        turned_bits: one ``[N]`` per turned version (``upside_down``).
+        num_dims: ``D``, the dimensions of one image.
+    """
+    scale = np.float32(math.log(2.0) * num_dims)
+    log_ratios = [ops.zeros_like(bits)] + [scale * (bits - other) for other in turned_bits]
+    return ops.logsumexp(ops.stack(log_ratios), axis=0)
+
+
 def check_compressor(compressor: str) -> str:
     """``compressor`` if it is one of ``COMPRESSORS``; else a ``ValueError`` naming it."""
     if compressor not in COMPRESSORS:
