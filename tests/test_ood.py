@@ -128,13 +128,72 @@ def test_orientation_is_the_posterior_of_the_upright_image_among_its_flips():
     # A symmetric image is as likely upside down: the score is log 3, its floor being 0.
     symmetric = np.full((1, *SHAPE), 90, np.uint8)
     np.testing.assert_allclose(model.ood_scores(symmetric, method="orientation"), [np.log(3.0)], atol=1e-3)
+    # An image far likelier upright keeps a small positive score (ranked, not rounded to 0).
+    from tfp_realnvp.model.ood_features import orientation_score
+
+    bits = keras.ops.convert_to_tensor(np.array([3.0, 3.0], np.float32))
+    turned = [bits + np.float32(0.5), bits + np.float32(0.25)]  # D ln 2 x 0.25 = 11 nats less likely
+    expected = np.log1p(np.exp(-64 * np.log(2) * np.array([0.5, 0.25])).sum())
+    np.testing.assert_allclose(to_numpy(orientation_score(bits, turned, 64)), [expected] * 2, rtol=1e-3)
+    assert 0 < expected < 1e-4
+
+
+def test_the_default_adds_the_tails_of_its_two_tests(trained):
+    model, _ = trained
+    x = np.concatenate([blobs(20, 14), synthetic_ood_images("vflip", blobs(10, 15), seed=0)])
+    table = model.ood_score_table(x, methods=("dose_orientation", "dose_complexity", "orientation"))
+    statistics = model.ood_statistics
+    fit = statistics.complexity
+    squared = 2.0 * (table["dose_complexity"].astype(np.float64) - fit.log_normalizer)
+    np.testing.assert_allclose(squared, mahalanobis_squared(fit, x, model), rtol=1e-4, atol=1e-3)
+    # Four degrees of freedom: P(X >= x) = exp(-x/2) (1 + x/2).
+    complexity_tail = -np.log(np.exp(-squared / 2) * (1 + squared / 2))
+    reference = statistics.train_orientation.astype(np.float64)
+    smoothed = 1 / (1 + np.exp(-(reference[None, :] - table["orientation"][:, None]) / 0.1))
+    fraction = (smoothed.sum(axis=1) + 1) / (len(reference) + 1)
+    np.testing.assert_allclose(table["dose_orientation"], complexity_tail - np.log(fraction), rtol=1e-4, atol=1e-4)
+    # Statistics saved before the orientation scores existed: a clear error, and the rest works.
+    model._set_ood_statistics(statistics._replace(train_orientation=None))
+    try:
+        with pytest.raises(ValueError, match="fit_ood"):
+            model.ood_scores(x)
+        assert np.all(np.isfinite(model.ood_scores(x, method="dose_complexity")))
+    finally:
+        model._set_ood_statistics(statistics)
+
+
+def mahalanobis_squared(fit, images, model):
+    from tfp_realnvp.model.ood import complexity_rows
+
+    centred = complexity_rows(images, model.bits_per_dim(images).astype(np.float64)) - fit.mean
+    return np.einsum("nf,fg,ng->n", centred, fit.precision, centred)
+
+
+def test_the_tail_probabilities():
+    from tfp_realnvp.model.ood_features import chi_square_log_tail, empirical_log_tail
+
+    x = np.array([0.0, 0.5, 3.0, 40.0, 1e4])
+    np.testing.assert_allclose(chi_square_log_tail(x, 2), x / 2)
+    np.testing.assert_allclose(chi_square_log_tail(x, 6), x / 2 - np.log(1 + x / 2 + (x / 2) ** 2 / 2))
+    # Against the density integrated numerically (4 degrees: x e^{-x/2} / 4).
+    grid = np.linspace(3.0, 200.0, 400001)
+    tail = np.trapezoid(grid * np.exp(-grid / 2) / 4, grid)
+    np.testing.assert_allclose(chi_square_log_tail(np.array([3.0]), 4), [-np.log(tail)], rtol=1e-6)
+    with pytest.raises(ValueError, match="received 3"):
+        chi_square_log_tail(x, 3)
+    # A narrow kernel: the counts of the sample at or above each value (4.5 between two).
+    tails = empirical_log_tail(np.arange(9.0), [-1.0, 4.5, 7.5, 9.5], bandwidth=1e-3)
+    np.testing.assert_allclose(tails, -np.log([1.0, 0.5, 0.2, 0.1]))
+    # Continuous: values 1e-4 apart get tails as close, even where the sample piles up.
+    piled = np.concatenate([np.zeros(500), np.linspace(0, 5, 500)])
+    assert np.max(np.abs(np.diff(empirical_log_tail(piled, [1e-5, 1.1e-4])))) < 2e-3
 
 
 def test_the_default_is_the_first_method_and_bad_arguments_name_what_was_received(trained):
     model, _ = trained
     images = blobs(4, 6)
-    np.testing.assert_array_equal(model.ood_scores(images), model.ood_scores(images, method="dose_complexity"))
-    assert tfp_realnvp.OOD_METHODS[0] == "dose_complexity"
+    np.testing.assert_array_equal(model.ood_scores(images), model.ood_scores(images, method="dose_orientation"))
+    assert tfp_realnvp.OOD_METHODS[0] == "dose_orientation"
     with pytest.raises(ValueError, match="'likelihood'"):
         model.ood_scores(images, method="likelihood")
     with pytest.raises(ValueError, match="'gzip'"):

@@ -5,7 +5,13 @@ detector: a flow trained on Fashion-MNIST gives MNIST digits *higher* likelihood
 its own test images (Nalisnick et al. 2019). The scores here (``OOD_METHODS``, higher =
 more anomalous, one float per image, independent of the other images of the batch):
 
-* ``"dose_complexity"`` (the default): the DoSE density on the complexity scores of two
+* ``"dose_orientation"`` (the default): Fisher's combination of two tests of the image,
+  ``-log p_c(x) - log p_o(x)``: ``p_c`` the tail probability of ``"dose_complexity"``'s
+  Mahalanobis distance (chi-square with 4 degrees of freedom under its Gaussian),
+  ``p_o`` the fraction of the ``fit_ood`` images whose ``"orientation"`` score is at
+  least the image's. The first flags images whose likelihood and code lengths do not
+  fit together, the second images the flow finds likelier upside down.
+* ``"dose_complexity"``: the DoSE density on the complexity scores of two
   lossless coders and their code lengths,
   ``-log N((bpd - L_png, bpd - L_lzma, log L_png, log L_lzma); mu, Sigma)`` (``L`` in bits
   per dimension) with ``N`` fitted to the training images by ``fit_ood``: two-sided,
@@ -51,7 +57,9 @@ from tfp_realnvp.internal.arguments import check_int, check_number
 from tfp_realnvp.model.ood_features import (
     GaussianFit,
     check_compressor,
+    chi_square_log_tail,
     compressed_bits_per_dim,
+    empirical_log_tail,
     orientation_score,
     scale_statistics,
     statistic_names,
@@ -60,9 +68,18 @@ from tfp_realnvp.model.ood_features import (
 
 #: The scores of ``RealNVP.ood_scores``; the first is the default (the best measured,
 #: see the README's out-of-distribution table).
-OOD_METHODS = ("dose_complexity", "dose", "bits_per_dim", "complexity", "typicality", "last_scale", "orientation")
+OOD_METHODS = (
+    "dose_orientation",
+    "dose_complexity",
+    "dose",
+    "bits_per_dim",
+    "complexity",
+    "typicality",
+    "last_scale",
+    "orientation",
+)
 #: The methods that need the statistics of ``fit_ood``.
-FITTED_METHODS = ("dose_complexity", "dose", "typicality")
+FITTED_METHODS = ("dose_orientation", "dose_complexity", "dose", "typicality")
 #: The lossless coders of ``"dose_complexity"``.
 DOSE_COMPRESSORS = ("png", "lzma")
 #: The methods computed in the graph (the SavedModel's ``ood_score`` signature).
@@ -71,6 +88,8 @@ GRAPH_METHODS = ("dose", "bits_per_dim", "typicality", "last_scale", "orientatio
 # Keys of the statistics in the model's saved variables (save_own_variables).
 _STORE_KEYS = ("ood_train_bits_per_dim", "ood_mean", "ood_precision", "ood_log_normalizer")
 _COMPLEXITY_KEYS = ("ood_complexity_mean", "ood_complexity_precision", "ood_complexity_log_normalizer")
+# Added with "dose_orientation": files saved before it load without it.
+_ORIENTATION_KEY = "ood_train_orientation"
 
 
 def complexity_rows(images: np.ndarray, bits_per_dim: np.ndarray) -> np.ndarray:
@@ -94,11 +113,14 @@ class OodStatistics(NamedTuple):
         train_bits_per_dim: float32 ``[n]``, the bits/dim of the images fitted.
         gaussian: the ``GaussianFit`` of their ``scale_statistics``.
         complexity: the ``GaussianFit`` of their complexity scores (``complexity_rows``).
+        train_orientation: float32 ``[n]``, their ``"orientation"`` scores (``None`` in
+            statistics saved before ``"dose_orientation"`` existed).
     """
 
     train_bits_per_dim: np.ndarray
     gaussian: GaussianFit
     complexity: GaussianFit
+    train_orientation: np.ndarray | None = None
 
     @property
     def mean_bits_per_dim(self) -> float:
@@ -152,9 +174,9 @@ class OutOfDistributionMixin:
         return scale_statistics(self, pixels, labels, log_q)
 
     def fit_ood(self, images, labels=None, *, max_images: int = 10000, batch_size: int = 256, seed: int = 0) -> dict:
-        """Measures and stores what the ``"dose"`` and ``"typicality"`` scores and
-        ``ood_test`` need: the bits/dim of the training images and a Gaussian fitted to
-        their ``ood_features``.
+        """Measures and stores what the ``FITTED_METHODS`` and ``ood_test`` need: the
+        bits/dim of the training images, a Gaussian fitted to their ``ood_features``,
+        one fitted to their complexity scores, and their ``"orientation"`` scores.
 
         Args:
             images: in-distribution images, ``[N, H, W, C]`` in ``[0, 256)``, ``N >= 2``:
@@ -184,6 +206,7 @@ class OutOfDistributionMixin:
             features[:, 0].astype(np.float32),
             GaussianFit.fit(features),
             GaussianFit.fit(complexity_rows(images, features[:, 0])),
+            self._orientation_scores(images, labels, features[:, 0], batch_size),
         )
         self._set_ood_statistics(statistics)
         return {
@@ -260,20 +283,37 @@ class OutOfDistributionMixin:
         for method in methods:
             if method in FITTED_METHODS:
                 self._require_ood_statistics(f"method={method!r}")
+        if "dose_orientation" in methods and self.ood_statistics.train_orientation is None:
+            raise ValueError(
+                "method='dose_orientation' needs the training images' orientation scores, which these "
+                "statistics (saved by an earlier version) lack: call model.fit_ood(train_images) again."
+            )
         features = self.ood_features(images, labels, batch_size=batch_size)
-        table = {}
+        table, orientation = {}, None
+        if {"orientation", "dose_orientation"} & set(methods):
+            orientation = self._orientation_scores(images, labels, features[:, 0], batch_size)
         for method in methods:
-            if method == "dose_complexity":
+            if method in ("dose_complexity", "dose_orientation"):
                 rows = complexity_rows(self._image_batch(images), features[:, 0])
-                table[method] = self.ood_statistics.complexity.negative_log_density(rows)
+                density = self.ood_statistics.complexity.negative_log_density(rows)
+                table[method] = density if method == "dose_complexity" else self._fisher(density, orientation)
             elif method == "orientation":
-                table[method] = self._orientation_scores(images, labels, features[:, 0], batch_size)
+                table[method] = orientation
             elif method == "complexity":
                 code = compressed_bits_per_dim(self._image_batch(images), compressor)
                 table[method] = (features[:, 0] - code).astype(np.float32)
             else:
                 table[method] = np.asarray(self.scores_from_features(features, method), dtype=np.float32)
         return table
+
+    def _fisher(self, complexity_density, orientation) -> np.ndarray:
+        """``"dose_orientation"`` from the ``"dose_complexity"`` and ``"orientation"`` scores."""
+        statistics = self.ood_statistics
+        fit = statistics.complexity
+        squared = 2.0 * (complexity_density.astype(np.float64) - fit.log_normalizer)
+        tails = chi_square_log_tail(squared, len(fit.mean))
+        tails += empirical_log_tail(statistics.train_orientation, orientation)
+        return tails.astype(np.float32)
 
     def _orientation_scores(self, images, labels, bits, batch_size: int) -> np.ndarray:
         """``"orientation"`` (``ood_features.orientation_score``) from the bits/dim
@@ -354,6 +394,8 @@ class OutOfDistributionMixin:
             values += (complexity.mean, complexity.precision, [complexity.log_normalizer])
             for key, value in zip(_STORE_KEYS + _COMPLEXITY_KEYS, values):
                 store[key] = np.asarray(value, dtype=np.float64 if key != _STORE_KEYS[0] else np.float32)
+            if statistics.train_orientation is not None:
+                store[_ORIENTATION_KEY] = np.asarray(statistics.train_orientation, dtype=np.float32)
 
     def load_own_variables(self, store):
         """Restores the statistics ``save_own_variables`` saved; files without them load too."""
@@ -363,5 +405,7 @@ class OutOfDistributionMixin:
             values = [np.asarray(store[key]) for key in own]
             gaussian = GaussianFit(values[1], values[2], float(np.reshape(values[3], [-1])[0]))
             complexity = GaussianFit(values[4], values[5], float(np.reshape(values[6], [-1])[0]))
-            self._set_ood_statistics(OodStatistics(values[0].astype(np.float32), gaussian, complexity))
+            orientation = np.asarray(store[_ORIENTATION_KEY], np.float32) if _ORIENTATION_KEY in keys else None
+            self._set_ood_statistics(OodStatistics(values[0].astype(np.float32), gaussian, complexity, orientation))
+        own += (_ORIENTATION_KEY,)
         super().load_own_variables({key: store[key] for key in keys if key not in own})

@@ -133,8 +133,45 @@ def orientation_score(bits, turned_bits, num_dims: int):
         num_dims: ``D``, the dimensions of one image.
     """
     scale = np.float32(math.log(2.0) * num_dims)
-    log_ratios = [ops.zeros_like(bits)] + [scale * (bits - other) for other in turned_bits]
-    return ops.logsumexp(ops.stack(log_ratios), axis=0)
+    log_ratios = ops.stack([scale * (bits - other) for other in turned_bits])
+    # softplus(s) = log(1 + e^s): keeps the tiny scores of images surely upright (e^-40 is
+    # a float32 number; 1 + e^-40 is not), which rank them among themselves.
+    return ops.softplus(ops.logsumexp(log_ratios, axis=0))
+
+
+def chi_square_log_tail(squared_distance: np.ndarray, degrees: int) -> np.ndarray:
+    """``-log P(X >= x)`` for ``X ~ chi^2`` with an even number of ``degrees`` ``2m``:
+    ``x/2 - log sum_{i<m} (x/2)^i / i!`` (the tail of a Mahalanobis distance squared
+    under the Gaussian it was measured with), float64 ``[N]``.
+
+    Raises:
+        ValueError: for an odd or non-positive ``degrees``, naming it.
+    """
+    if degrees <= 0 or degrees % 2:
+        raise ValueError(f"degrees must be a positive even integer; received {degrees!r}.")
+    half = np.maximum(np.asarray(squared_distance, dtype=np.float64), 0.0) / 2.0
+    with np.errstate(divide="ignore"):  # log 0 = -inf: the term is 0
+        log_half = np.log(half)
+    terms = [np.zeros_like(half)] + [i * log_half - math.lgamma(i + 1) for i in range(1, degrees // 2)]
+    return half - np.logaddexp.reduce(np.stack(terms), axis=0)
+
+
+def empirical_log_tail(reference: np.ndarray, values: np.ndarray, *, bandwidth: float = 0.1) -> np.ndarray:
+    """``-log P(R >= v)`` for each value ``v``, ``R`` the ``reference`` sample smoothed
+    by a logistic kernel: ``(sum_i sigmoid((r_i - v) / bandwidth) + 1) / (n + 1)``
+    (the one added to both counts keeps it finite beyond the sample), float64 ``[N]``.
+
+    The smoothing makes the tail continuous in ``v``, so that scores a rounding error
+    apart (computed in other batches) get tails that are as close; a step function
+    would jump where many reference values sit together.
+    """
+    reference = np.asarray(reference, dtype=np.float64).reshape(1, -1)
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    counts = np.empty(len(values))
+    for start in range(0, len(values), 1024):  # [1024, n] at a time
+        z = (reference - values[start : start + 1024, None]) / bandwidth
+        counts[start : start + 1024] = np.sum(0.5 * (1.0 + np.tanh(0.5 * z)), axis=1)  # sigmoid, overflow-free
+    return -np.log((counts + 1.0) / (reference.shape[1] + 1.0))
 
 
 def check_compressor(compressor: str) -> str:
