@@ -332,9 +332,13 @@ class OutOfDistributionMixin:
         lossless coder. Needs ``fit_ood``."""
         self._require_ood_statistics("ood_score_tensor")
         features = self._ood_statistics_tensor(images, labels)
-        scores = {method: self.scores_from_features(features, method) for method in GRAPH_METHODS[:-1]}
-        turned = [self._ood_statistics_tensor(version, labels)[:, 0] for version in upside_down(images)]
-        scores["orientation"] = orientation_score(features[:, 0], turned, int(np.prod(images.shape[1:])))
+        scores = {}
+        for method in GRAPH_METHODS:
+            if method == "orientation":  # the flow on the turned images too
+                turned = [self._ood_statistics_tensor(version, labels)[:, 0] for version in upside_down(images)]
+                scores[method] = orientation_score(features[:, 0], turned, int(np.prod(images.shape[1:])))
+            else:
+                scores[method] = self.scores_from_features(features, method)
         return {"ood_score": scores[GRAPH_METHODS[0]], **scores}
 
     def ood_test(
