@@ -289,13 +289,14 @@ class OutOfDistributionMixin:
                 "statistics (saved by an earlier version) lack: call model.fit_ood(train_images) again."
             )
         features = self.ood_features(images, labels, batch_size=batch_size)
-        table, orientation = {}, None
+        table, orientation, density = {}, None, None
         if {"orientation", "dose_orientation"} & set(methods):
             orientation = self._orientation_scores(images, labels, features[:, 0], batch_size)
+        if {"dose_complexity", "dose_orientation"} & set(methods):  # the coders run once for both
+            rows = complexity_rows(self._image_batch(images), features[:, 0])
+            density = self.ood_statistics.complexity.negative_log_density(rows)
         for method in methods:
             if method in ("dose_complexity", "dose_orientation"):
-                rows = complexity_rows(self._image_batch(images), features[:, 0])
-                density = self.ood_statistics.complexity.negative_log_density(rows)
                 table[method] = density if method == "dose_complexity" else self._fisher(density, orientation)
             elif method == "orientation":
                 table[method] = orientation
