@@ -31,7 +31,11 @@ venv-jax: $(VENV_JAX)/.installed
 demo: $(VENV)/.installed
 	$(VENV)/bin/python -m tfp_realnvp demo --output-dir $(DEMO_DIR)
 
-test: test-tf test-jax
+# The JAX environment installs (mostly downloads and unpacking) while the TensorFlow suite
+# runs; then the JAX suite runs alone, so the two suites never share the cores.
+test:
+	$(MAKE) --no-print-directory -j2 test-tf venv-jax
+	$(MAKE) --no-print-directory test-jax
 
 # ruff, configured in pyproject.toml: lint rules and the formatter's check.
 lint: $(VENV)/.installed

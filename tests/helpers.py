@@ -140,13 +140,15 @@ def compiled(fn):
     return tf.function(fn)
 
 
-def jacobian_log_det(fn, x) -> np.ndarray:
+def jacobian_log_det(fn, x, *context) -> np.ndarray:
     """``log|det d fn(x_i) / d x_i|`` for each example of a batch, from autodiff.
 
     Args:
-        fn: maps ``[B, *event]`` to ``[B, *event]``, each example independently of the
-            others (same event size in and out).
+        fn: maps ``[B, *event]`` (and the ``context`` batches) to ``[B, *event]``, each
+            example independently of the others (same event size in and out).
         x: the batch, a backend tensor (use float64 for exact comparisons).
+        context: batches ``[B, ...]`` that ``fn`` also takes, example by example, and
+            that are not differentiated (e.g. the images a noise map is conditioned on).
 
     Returns:
         A float64 NumPy array of shape ``[B]``.
@@ -156,16 +158,16 @@ def jacobian_log_det(fn, x) -> np.ndarray:
     if BACKEND == "jax":
         import jax
 
-        def one(example):
-            return fn(example[None])[0]
+        def one(example, *others):
+            return fn(example[None], *(other[None] for other in others))[0]
 
-        jac = jax.vmap(jax.jacfwd(one))(x)
+        jac = jax.vmap(jax.jacfwd(one))(x, *context)
     else:
         import tensorflow as tf
 
         with tf.GradientTape() as tape:
             tape.watch(x)
-            y = fn(x)
+            y = fn(x, *context)
         jac = tape.batch_jacobian(y, x)
     jac = to_numpy(jac).astype(np.float64).reshape(batch, size, -1)
     assert jac.shape == (batch, size, size), f"not a square Jacobian: {jac.shape}"
