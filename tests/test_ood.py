@@ -329,12 +329,17 @@ def test_a_conditional_model_scores_with_its_class_base(conditional):
 
 
 @pytest.mark.tf_only
-def test_a_conditional_saved_model_serves_ood_scores(conditional, tmp_path):
+def test_a_conditional_models_ood_signature_takes_labels(conditional):
+    """The ``ood_score`` signature as the export traces it (saving and loading a conditional
+    model's signatures is checked in test_conditional_export, this signature's above)."""
     import tensorflow as tf
 
+    from tfp_realnvp.export.signatures import DEFAULT_MAX_SAMPLES, OOD_SIGNATURE_NAME, _Signatures
+
     model, images, labels = conditional
-    served = tf.saved_model.load(str(tfp_realnvp.export_saved_model(model, tmp_path / "export", version=1)))
-    outputs = served.signatures["ood_score"](images=tf.constant(images), labels=tf.constant(labels, tf.int32))
+    function, specs = _Signatures(model, DEFAULT_MAX_SAMPLES).functions()[OOD_SIGNATURE_NAME]
+    signature = tf.function(function, input_signature=specs, autograph=False).get_concrete_function()
+    outputs = signature(images=tf.constant(images), labels=tf.constant(labels, tf.int32))
     np.testing.assert_allclose(
         outputs["ood_score"].numpy(), model.ood_scores(images, labels, method="dose"), rtol=1e-4, atol=1e-4
     )
