@@ -103,7 +103,7 @@ def test_every_method_is_finite_batch_independent_and_flags_noise(trained):
     for method in tfp_realnvp.OOD_METHODS:
         # The orientation score is about the set's way up: its synthetic set is the
         # upside-down blobs (noise has no way up).
-        if method == "orientation":
+        if method in ("orientation", "orientation_odds"):
             noise = synthetic_ood_images("vflip", inside, seed=1)
         scores_in = model.ood_scores(inside, method=method)
         scores_out = model.ood_scores(noise, method=method)
@@ -141,25 +141,88 @@ def test_orientation_is_the_posterior_of_the_upright_image_among_its_flips():
 def test_the_default_adds_the_tails_of_its_two_tests(trained):
     model, _ = trained
     x = np.concatenate([blobs(20, 14), synthetic_ood_images("vflip", blobs(10, 15), seed=0)])
-    table = model.ood_score_table(x, methods=("dose_orientation", "dose_complexity", "orientation"))
+    table = model.ood_score_table(x, methods=("dose_orientation", "dose_complexity", "orientation_odds"))
     statistics = model.ood_statistics
     fit = statistics.complexity
     squared = 2.0 * (table["dose_complexity"].astype(np.float64) - fit.log_normalizer)
     np.testing.assert_allclose(squared, mahalanobis_squared(fit, x, model), rtol=1e-4, atol=1e-3)
     # Four degrees of freedom: P(X >= x) = exp(-x/2) (1 + x/2).
     complexity_tail = -np.log(np.exp(-squared / 2) * (1 + squared / 2))
-    reference = statistics.train_orientation.astype(np.float64)
-    smoothed = 1 / (1 + np.exp(-(reference[None, :] - table["orientation"][:, None]) / 0.1))
+    reference = statistics.train_orientation_odds.astype(np.float64)
+    smoothed = 1 / (1 + np.exp(-(reference[None, :] - table["orientation_odds"][:, None]) / 0.1))
     fraction = (smoothed.sum(axis=1) + 1) / (len(reference) + 1)
     np.testing.assert_allclose(table["dose_orientation"], complexity_tail - np.log(fraction), rtol=1e-4, atol=1e-4)
-    # Statistics saved before the orientation scores existed: a clear error, and the rest works.
-    model._set_ood_statistics(statistics._replace(train_orientation=None))
+    # Statistics saved before the orientation fit existed: a clear error, and the rest works.
+    model._set_ood_statistics(statistics._replace(orientation=None, train_orientation_odds=None))
     try:
-        with pytest.raises(ValueError, match="fit_ood"):
-            model.ood_scores(x)
+        for method in ("dose_orientation", "orientation_odds"):
+            with pytest.raises(ValueError, match="fit_ood"):
+                model.ood_scores(x, method=method)
         assert np.all(np.isfinite(model.ood_scores(x, method="dose_complexity")))
+        assert np.all(np.isfinite(model.ood_scores(x, method="orientation")))
     finally:
         model._set_ood_statistics(statistics)
+
+
+def test_orientation_odds_is_the_fitted_logistic_regression_on_the_turned_statistics(trained):
+    model, _ = trained
+    x = np.concatenate([blobs(6, 16), blobs(6, 17)[:, ::-1]])
+    features = [model.ood_features(np.ascontiguousarray(t)) for t in (x, x[:, ::-1], x[:, ::-1, ::-1])]
+    rows = np.concatenate([features[0] - features[1], features[0] - features[2]], axis=1)
+    fit = model.ood_statistics.orientation
+    assert fit.weights.shape == (2 * len(model.ood_statistic_names()),)
+    expected = rows.astype(np.float64) @ fit.weights + fit.bias
+    np.testing.assert_allclose(model.ood_scores(x, method="orientation_odds"), expected, rtol=1e-4, atol=1e-3)
+    # Fitted on upright blobs against flipped ones: the flipped ones get the higher odds.
+    odds = model.ood_scores(x, method="orientation_odds")
+    assert np.median(odds[6:]) > np.median(odds[:6])
+    np.testing.assert_allclose(model.ood_statistics.train_orientation_odds.shape, [256])
+
+
+def test_the_logistic_fit_solves_its_penalised_likelihood():
+    from tfp_realnvp.model.ood_features import LogisticFit
+
+    rng = np.random.default_rng(3)
+    rows = rng.normal(size=(4000, 3)) * [1.0, 10.0, 0.1] + [0.0, 5.0, -1.0]
+    truth = np.array([1.5, -0.2, 8.0])
+    log_odds = (rows - [0.0, 5.0, -1.0]) @ truth + 0.3
+    targets = (rng.uniform(size=4000) < 1 / (1 + np.exp(-log_odds))).astype(float)
+    fit = LogisticFit.fit(rows, targets, l2=0.0)
+    # The maximum-likelihood weights recover the generating ones within sampling error...
+    np.testing.assert_allclose(fit.weights, truth, rtol=0.15)
+    np.testing.assert_allclose(fit.log_odds(rows[:1]), [log_odds[0]], atol=0.5)
+    # ...and the fit is a stationary point: the gradient of the log-likelihood vanishes.
+    probability = 1 / (1 + np.exp(-(rows @ fit.weights + fit.bias)))
+    np.testing.assert_allclose((rows - rows.mean(0)).T @ (probability - targets) / len(rows), 0.0, atol=1e-8)
+    np.testing.assert_allclose(np.mean(probability - targets), 0.0, atol=1e-10)
+    # A penalty shrinks the weights.
+    assert np.linalg.norm(LogisticFit.fit(rows, targets, l2=1.0).weights * rows.std(0)) < np.linalg.norm(
+        fit.weights * rows.std(0)
+    )
+    with pytest.raises(ValueError, match="both 0 and 1"):
+        LogisticFit.fit(rows, np.zeros(4000))
+    with pytest.raises(ValueError, match="shapes"):
+        LogisticFit.fit(rows, targets[:10])
+
+
+def test_statistics_of_earlier_versions_load_and_their_former_keys_are_not_weights():
+    from tfp_realnvp.model.ood_statistics import read_statistics
+
+    store = {
+        "ood_train_bits_per_dim": np.ones(3, np.float32),
+        "ood_mean": np.zeros(2),
+        "ood_precision": np.eye(2),
+        "ood_log_normalizer": np.array([1.0]),
+        "ood_complexity_mean": np.zeros(4),
+        "ood_complexity_precision": np.eye(4),
+        "ood_complexity_log_normalizer": np.array([2.0]),
+        "ood_train_orientation": np.ones(3, np.float32),  # written by the version before orientation_odds
+        "0": np.zeros(5),
+    }
+    statistics, rest = read_statistics(store)
+    assert statistics.orientation is None and statistics.train_orientation_odds is None
+    assert statistics.complexity.log_normalizer == 2.0
+    assert list(rest) == ["0"]
 
 
 def mahalanobis_squared(fit, images, model):
@@ -308,6 +371,8 @@ def test_the_saved_model_serves_ood_scores(trained, tmp_path):
     # D ln 2 (about 44 nats per bit/dim here) times float32 bits/dim: 1e-3 nats apart.
     orientation = model.ood_scores(images, method="orientation")
     np.testing.assert_allclose(outputs["orientation"].numpy(), orientation, rtol=1e-3, atol=2e-3)
+    odds = model.ood_scores(images, method="orientation_odds")
+    np.testing.assert_allclose(outputs["orientation_odds"].numpy(), odds, rtol=1e-3, atol=2e-3)
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ precision:
 A model with out-of-distribution statistics (``RealNVP.fit_ood``) adds ``ood_score``:
 ``images`` uint8 -> ``ood_score`` float32 ``[N]`` (higher = more anomalous; the ``dose``
 score) and the other scores computed in the graph (``bits_per_dim``, ``typicality``,
-``last_scale``, ``orientation``), equal to :meth:`RealNVP.ood_scores` with those methods.
+``last_scale``, ``orientation``, ``orientation_odds``), equal to :meth:`RealNVP.ood_scores` with those methods.
 
 Every signature that takes a batch refuses an empty one with an error that says so.
 

@@ -22,7 +22,8 @@ training precision:
   ``ood_score`` float32 ``[N]`` (the ``dose`` score, the best one computed in the graph;
   higher = more anomalous) and one float32 ``[N]`` output per in-graph method
   (``tfp_realnvp.model.ood.GRAPH_METHODS``: ``dose``, ``bits_per_dim``, ``typicality``,
-  ``last_scale``, ``orientation``); the statistics are constants of the graph.
+  ``last_scale``, ``orientation``, ``orientation_odds``); the statistics are constants of
+  the graph.
 
 A class-conditional model takes ``labels`` int32 ``[N]`` in every signature, and adds
 ``classify``: ``images`` uint8 -> ``probabilities`` and ``class_log_prob`` float32

@@ -8,7 +8,7 @@ more anomalous, one float per image, independent of the other images of the batc
 * ``"dose_orientation"`` (the default): Fisher's combination of two tests of the image,
   ``-log p_c(x) - log p_o(x)``: ``p_c`` the tail probability of ``"dose_complexity"``'s
   Mahalanobis distance (chi-square with 4 degrees of freedom under its Gaussian),
-  ``p_o`` the fraction of the ``fit_ood`` images whose ``"orientation"`` score is at
+  ``p_o`` the fraction of the ``fit_ood`` images whose ``"orientation_odds"`` score is at
   least the image's. The first flags images whose likelihood and code lengths do not
   fit together, the second images the flow finds likelier upside down.
 * ``"dose_complexity"``: the DoSE density on the complexity scores of two
@@ -37,6 +37,14 @@ more anomalous, one float per image, independent of the other images of the batc
   shares the local statistics that make likelihoods fail as novelty scores, so the ratio
   keeps what the flow learned about global layout; it flags upside-down images that every
   other score ranks as typical. Needs no ``fit_ood``; three flow evaluations per image.
+* ``"orientation_odds"``: the log-odds that the image is upside down, ``w . r(x) + b``,
+  from the per-scale statistics of the image and of its two turned copies,
+  ``r(x) = [s(x) - s(Vx), s(x) - s(Rx)]`` (``ood_features.orientation_rows``): a
+  logistic regression that ``fit_ood`` fits to the training images (upright) and their
+  vertical flips (upside down, whose turned copies are the image and its mirror ``Hx``).
+  The posterior of ``"orientation"`` weighs every scale's log-likelihood alike; the fit
+  learns which scales' differences carry the way up and which only add noise (the
+  fine scales' local terms). Three flow evaluations per image (four per training image).
 * ``"last_scale"``: the last scale's own share of ``-log p(x)``, in bits per latent
   dimension of that scale: ``log p(x)`` minus the terms of the finer scales and the
   logit step, a likelihood ratio of the whole flow against its local (fine-scale) part
@@ -49,22 +57,23 @@ and the SavedModel export adds an ``ood_score`` signature when it is present.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import numpy as np
 
 from tfp_realnvp.internal.arguments import check_int, check_number
 from tfp_realnvp.model.ood_features import (
     GaussianFit,
+    LogisticFit,
     check_compressor,
     chi_square_log_tail,
     compressed_bits_per_dim,
     empirical_log_tail,
+    orientation_rows,
     orientation_score,
     scale_statistics,
     statistic_names,
     upside_down,
 )
+from tfp_realnvp.model.ood_statistics import OodStatistics, read_statistics, write_statistics
 
 #: The scores of ``RealNVP.ood_scores``; the first is the default (the best measured,
 #: see the README's out-of-distribution table).
@@ -77,19 +86,16 @@ OOD_METHODS = (
     "typicality",
     "last_scale",
     "orientation",
+    "orientation_odds",
 )
 #: The methods that need the statistics of ``fit_ood``.
-FITTED_METHODS = ("dose_orientation", "dose_complexity", "dose", "typicality")
+FITTED_METHODS = ("dose_orientation", "dose_complexity", "dose", "typicality", "orientation_odds")
 #: The lossless coders of ``"dose_complexity"``.
 DOSE_COMPRESSORS = ("png", "lzma")
 #: The methods computed in the graph (the SavedModel's ``ood_score`` signature).
-GRAPH_METHODS = ("dose", "bits_per_dim", "typicality", "last_scale", "orientation")
-
-# Keys of the statistics in the model's saved variables (save_own_variables).
-_STORE_KEYS = ("ood_train_bits_per_dim", "ood_mean", "ood_precision", "ood_log_normalizer")
-_COMPLEXITY_KEYS = ("ood_complexity_mean", "ood_complexity_precision", "ood_complexity_log_normalizer")
-# Added with "dose_orientation": files saved before it load without it.
-_ORIENTATION_KEY = "ood_train_orientation"
+GRAPH_METHODS = ("dose", "bits_per_dim", "typicality", "last_scale", "orientation", "orientation_odds")
+#: The methods that compare each image with its ``upside_down`` copies.
+TURNING_METHODS = ("orientation", "orientation_odds", "dose_orientation")
 
 
 def complexity_rows(images: np.ndarray, bits_per_dim: np.ndarray) -> np.ndarray:
@@ -104,31 +110,6 @@ def check_method(method: str) -> str:
     if method not in OOD_METHODS:
         raise ValueError(f"method must be one of {list(OOD_METHODS)}; received {method!r}.")
     return method
-
-
-class OodStatistics(NamedTuple):
-    """What ``fit_ood`` measured on the training images.
-
-    Attributes:
-        train_bits_per_dim: float32 ``[n]``, the bits/dim of the images fitted.
-        gaussian: the ``GaussianFit`` of their ``scale_statistics``.
-        complexity: the ``GaussianFit`` of their complexity scores (``complexity_rows``).
-        train_orientation: float32 ``[n]``, their ``"orientation"`` scores (``None`` in
-            statistics saved before ``"dose_orientation"`` existed).
-    """
-
-    train_bits_per_dim: np.ndarray
-    gaussian: GaussianFit
-    complexity: GaussianFit
-    train_orientation: np.ndarray | None = None
-
-    @property
-    def mean_bits_per_dim(self) -> float:
-        return float(np.mean(self.train_bits_per_dim))
-
-    @property
-    def std_bits_per_dim(self) -> float:
-        return max(float(np.std(self.train_bits_per_dim)), 1e-6)
 
 
 class OutOfDistributionMixin:
@@ -176,7 +157,9 @@ class OutOfDistributionMixin:
     def fit_ood(self, images, labels=None, *, max_images: int = 10000, batch_size: int = 256, seed: int = 0) -> dict:
         """Measures and stores what the ``FITTED_METHODS`` and ``ood_test`` need: the
         bits/dim of the training images, a Gaussian fitted to their ``ood_features``,
-        one fitted to their complexity scores, and their ``"orientation"`` scores.
+        one fitted to their complexity scores, the logistic regression of
+        ``"orientation_odds"`` (the images upright against their vertical flips) and
+        the images' ``"orientation_odds"``.
 
         Args:
             images: in-distribution images, ``[N, H, W, C]`` in ``[0, 256)``, ``N >= 2``:
@@ -202,11 +185,20 @@ class OutOfDistributionMixin:
             keep = np.sort(np.random.default_rng(seed).choice(len(images), max_images, replace=False))
             images, labels = images[keep], None if labels is None else labels[keep]
         features = self.ood_features(images, labels, batch_size=batch_size)
+        flipped, turned = self._turned_features(images, labels, batch_size)
+        mirrored = self.ood_features(np.ascontiguousarray(images[:, :, ::-1]), labels, batch_size=batch_size)
+        # Upright: the image against its flip and half-turn. Upside down: the flip against
+        # its own flip (the image) and its own half-turn (the image's mirror).
+        upright = orientation_rows(features, (flipped, turned))
+        upside_down_rows = orientation_rows(flipped, (features, mirrored))
+        targets = np.r_[np.zeros(len(images)), np.ones(len(images))]
+        orientation = LogisticFit.fit(np.concatenate([upright, upside_down_rows]), targets)
         statistics = OodStatistics(
             features[:, 0].astype(np.float32),
             GaussianFit.fit(features),
             GaussianFit.fit(complexity_rows(images, features[:, 0])),
-            self._orientation_scores(images, labels, features[:, 0], batch_size),
+            orientation,
+            orientation.log_odds(upright),
         )
         self._set_ood_statistics(statistics)
         return {
@@ -283,49 +275,52 @@ class OutOfDistributionMixin:
         for method in methods:
             if method in FITTED_METHODS:
                 self._require_ood_statistics(f"method={method!r}")
-        if "dose_orientation" in methods and self.ood_statistics.train_orientation is None:
-            raise ValueError(
-                "method='dose_orientation' needs the training images' orientation scores, which these "
-                "statistics (saved by an earlier version) lack: call model.fit_ood(train_images) again."
-            )
+        for method in ("dose_orientation", "orientation_odds"):
+            if method in methods and self.ood_statistics.orientation is None:
+                raise ValueError(
+                    f"method={method!r} needs the orientation fit of fit_ood, which these statistics "
+                    "(saved by an earlier version) lack: call model.fit_ood(train_images) again."
+                )
+        images = self._image_batch(images)
         features = self.ood_features(images, labels, batch_size=batch_size)
-        table, orientation, density = {}, None, None
-        if {"orientation", "dose_orientation"} & set(methods):
-            orientation = self._orientation_scores(images, labels, features[:, 0], batch_size)
+        table, density = {}, None
+        if set(TURNING_METHODS) & set(methods):  # the flow on the turned images, once for all
+            turned = self._turned_features(images, labels, batch_size)
+            posterior = orientation_score(features[:, 0], [t[:, 0] for t in turned], _num_dims(images))
+            table["orientation"] = np.asarray(posterior, dtype=np.float32)
+            if self.ood_statistics is not None and self.ood_statistics.orientation is not None:
+                table["orientation_odds"] = self.ood_statistics.orientation.log_odds(orientation_rows(features, turned))
         if {"dose_complexity", "dose_orientation"} & set(methods):  # the coders run once for both
-            rows = complexity_rows(self._image_batch(images), features[:, 0])
+            rows = complexity_rows(images, features[:, 0])
             density = self.ood_statistics.complexity.negative_log_density(rows)
         for method in methods:
             if method in ("dose_complexity", "dose_orientation"):
-                table[method] = density if method == "dose_complexity" else self._fisher(density, orientation)
-            elif method == "orientation":
-                table[method] = orientation
+                table[method] = (
+                    density if method == "dose_complexity" else self._fisher(density, table["orientation_odds"])
+                )
+            elif method in ("orientation", "orientation_odds"):
+                continue  # computed above
             elif method == "complexity":
-                code = compressed_bits_per_dim(self._image_batch(images), compressor)
+                code = compressed_bits_per_dim(images, compressor)
                 table[method] = (features[:, 0] - code).astype(np.float32)
             else:
                 table[method] = np.asarray(self.scores_from_features(features, method), dtype=np.float32)
-        return table
+        return {method: table[method] for method in methods}
 
     def _fisher(self, complexity_density, orientation) -> np.ndarray:
-        """``"dose_orientation"`` from the ``"dose_complexity"`` and ``"orientation"`` scores."""
+        """``"dose_orientation"`` from the ``"dose_complexity"`` and ``"orientation_odds"`` scores."""
         statistics = self.ood_statistics
         fit = statistics.complexity
         squared = 2.0 * (complexity_density.astype(np.float64) - fit.log_normalizer)
         tails = chi_square_log_tail(squared, len(fit.mean))
-        tails += empirical_log_tail(statistics.train_orientation, orientation)
+        tails += empirical_log_tail(statistics.train_orientation_odds, orientation)
         return tails.astype(np.float32)
 
-    def _orientation_scores(self, images, labels, bits, batch_size: int) -> np.ndarray:
-        """``"orientation"`` (``ood_features.orientation_score``) from the bits/dim
-        ``bits`` of the images as given and those of their ``upside_down`` versions."""
+    def _turned_features(self, images, labels, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+        """``ood_features`` of the ``upside_down`` versions of the images: flipped, half-turned."""
         images = self._image_batch(images)
-        turned = [
-            self.ood_features(np.asarray(version), labels, batch_size=batch_size)[:, 0]
-            for version in upside_down(images)
-        ]
-        score = orientation_score(bits, turned, int(np.prod(images.shape[1:])))
-        return np.asarray(score, dtype=np.float32)
+        flipped, turned = (np.ascontiguousarray(images[:, ::-1]), np.ascontiguousarray(images[:, ::-1, ::-1]))
+        return tuple(self.ood_features(version, labels, batch_size=batch_size) for version in (flipped, turned))
 
     def ood_score_tensor(self, images, labels=None) -> dict:
         """Every score of ``GRAPH_METHODS`` on backend tensors (for exported graphs);
@@ -333,13 +328,17 @@ class OutOfDistributionMixin:
         lossless coder. Needs ``fit_ood``."""
         self._require_ood_statistics("ood_score_tensor")
         features = self._ood_statistics_tensor(images, labels)
+        turned = [self._ood_statistics_tensor(version, labels) for version in upside_down(images)]
         scores = {}
         for method in GRAPH_METHODS:
-            if method == "orientation":  # the flow on the turned images too
-                turned = [self._ood_statistics_tensor(version, labels)[:, 0] for version in upside_down(images)]
-                scores[method] = orientation_score(features[:, 0], turned, int(np.prod(images.shape[1:])))
+            if method == "orientation":
+                scores[method] = orientation_score(features[:, 0], [t[:, 0] for t in turned], _num_dims(images))
+            elif method == "orientation_odds":
+                fit = self.ood_statistics.orientation
+                scores[method] = fit.log_odds(orientation_rows(features, turned)) if fit is not None else None
             else:
                 scores[method] = self.scores_from_features(features, method)
+        scores = {method: score for method, score in scores.items() if score is not None}
         return {"ood_score": scores[GRAPH_METHODS[0]], **scores}
 
     def ood_test(
@@ -392,25 +391,16 @@ class OutOfDistributionMixin:
     def save_own_variables(self, store):
         """Saves the ``fit_ood`` statistics (when present) beside the weights."""
         super().save_own_variables(store)
-        statistics = self.ood_statistics
-        if statistics is not None:
-            gaussian, complexity = statistics.gaussian, statistics.complexity
-            values = (statistics.train_bits_per_dim, gaussian.mean, gaussian.precision, [gaussian.log_normalizer])
-            values += (complexity.mean, complexity.precision, [complexity.log_normalizer])
-            for key, value in zip(_STORE_KEYS + _COMPLEXITY_KEYS, values):
-                store[key] = np.asarray(value, dtype=np.float64 if key != _STORE_KEYS[0] else np.float32)
-            if statistics.train_orientation is not None:
-                store[_ORIENTATION_KEY] = np.asarray(statistics.train_orientation, dtype=np.float32)
+        write_statistics(store, self.ood_statistics)
 
     def load_own_variables(self, store):
         """Restores the statistics ``save_own_variables`` saved; files without them load too."""
-        keys = list(store.keys())
-        own = _STORE_KEYS + _COMPLEXITY_KEYS
-        if all(key in keys for key in own):
-            values = [np.asarray(store[key]) for key in own]
-            gaussian = GaussianFit(values[1], values[2], float(np.reshape(values[3], [-1])[0]))
-            complexity = GaussianFit(values[4], values[5], float(np.reshape(values[6], [-1])[0]))
-            orientation = np.asarray(store[_ORIENTATION_KEY], np.float32) if _ORIENTATION_KEY in keys else None
-            self._set_ood_statistics(OodStatistics(values[0].astype(np.float32), gaussian, complexity, orientation))
-        own += (_ORIENTATION_KEY,)
-        super().load_own_variables({key: store[key] for key in keys if key not in own})
+        statistics, rest = read_statistics(store)
+        if statistics is not None:
+            self._set_ood_statistics(statistics)
+        super().load_own_variables(rest)
+
+
+def _num_dims(images) -> int:
+    """``D``, the dimensions of one image of a batch."""
+    return int(np.prod(images.shape[1:]))

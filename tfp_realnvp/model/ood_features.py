@@ -13,7 +13,9 @@ image by
 
 ``compressed_bits_per_dim`` (NumPy) is the length of a lossless code of each image, in
 bits per dimension; ``GaussianFit`` is the full-covariance Gaussian fitted to the
-training images' statistics (the DoSE score's density).
+training images' statistics (the DoSE score's density); ``orientation_rows`` compares the
+statistics of an image with those of its turned copies and ``LogisticFit`` is the
+logistic regression that ``"orientation_odds"`` fits to them.
 """
 
 from __future__ import annotations
@@ -137,6 +139,70 @@ def orientation_score(bits, turned_bits, num_dims: int):
     # softplus(s) = log(1 + e^s): keeps the tiny scores of images surely upright (e^-40 is
     # a float32 number; 1 + e^-40 is not), which rank them among themselves.
     return ops.softplus(ops.logsumexp(log_ratios, axis=0))
+
+
+def orientation_rows(features, turned_features):
+    """``[N, 2F]``: the ``scale_statistics`` of images minus those of each of their
+    ``upside_down`` versions, ``[s(x) - s(Vx), s(x) - s(Rx)]`` (NumPy or backend tensors).
+
+    Each column compares one statistic of the image (its bits/dim, a scale's share of
+    ``-log p``, a scale's mean squared latent) with the same statistic of a turned copy
+    that shares every local pattern, so what the rows carry is how the flow's view of
+    the image changes with its orientation, scale by scale.
+    """
+    stack = np.concatenate if isinstance(features, np.ndarray) else ops.concatenate
+    return stack([features - other for other in turned_features], axis=-1)
+
+
+class LogisticFit:
+    """A logistic regression ``log-odds(r) = w . r + b``, fitted by Newton's method with an
+    L2 penalty ``l2 / 2 ||w'||^2`` on the weights ``w'`` of the standardised columns (the
+    bias is not penalised); ``w`` and ``b`` are those weights in the units of ``r``.
+
+    Args:
+        weights: ``w``, ``[F]``.
+        bias: ``b``.
+    """
+
+    def __init__(self, weights, bias):
+        self.weights = np.asarray(weights, dtype=np.float64).reshape(-1)
+        self.bias = float(bias)
+
+    @classmethod
+    def fit(cls, rows: np.ndarray, targets: np.ndarray, *, l2: float = 1e-3, max_steps: int = 100) -> LogisticFit:
+        """Fits ``P(target = 1 | row) = sigmoid(w . row + b)`` to ``rows`` ``[N, F]`` and
+        ``targets`` ``[N]`` of 0 and 1 (both present), minimising the mean negative
+        log-likelihood plus the penalty; stops when a Newton step moves no weight by
+        more than ``1e-10``."""
+        rows = np.asarray(rows, dtype=np.float64)
+        targets = np.asarray(targets, dtype=np.float64).reshape(-1)
+        if rows.ndim != 2 or len(rows) != len(targets) or not np.all(np.isfinite(rows)):
+            raise ValueError(
+                f"fitting needs finite rows [N, F] and N targets; received shapes {rows.shape}, {targets.shape}."
+            )
+        if not set(np.unique(targets)) == {0.0, 1.0}:
+            raise ValueError(f"targets must hold both 0 and 1 and nothing else; received {np.unique(targets)[:5]}.")
+        mean, scale = rows.mean(axis=0), np.maximum(rows.std(axis=0), 1e-12)
+        design = np.concatenate([(rows - mean) / scale, np.ones((len(rows), 1))], axis=1)
+        penalty = np.diag(np.r_[np.full(rows.shape[1], l2), 0.0])
+        theta = np.zeros(design.shape[1])
+        for _ in range(max_steps):
+            probability = 0.5 * (1.0 + np.tanh(0.5 * (design @ theta)))  # sigmoid, overflow-free
+            gradient = design.T @ (probability - targets) / len(rows) + penalty @ theta
+            hessian = (design.T * (probability * (1.0 - probability))) @ design / len(rows) + penalty
+            step = np.linalg.solve(hessian + 1e-12 * np.eye(len(theta)), gradient)
+            theta -= step
+            if np.max(np.abs(step)) < 1e-10:
+                break
+        weights = theta[:-1] / scale
+        return cls(weights, theta[-1] - float(weights @ mean))
+
+    def log_odds(self, rows):
+        """``w . r + b`` per row, on NumPy arrays (float32) or backend tensors (float32)."""
+        if isinstance(rows, np.ndarray):
+            return (rows.astype(np.float64) @ self.weights + self.bias).astype(np.float32)
+        weights = ops.convert_to_tensor(self.weights.astype(np.float32))
+        return ops.sum(ops.cast(rows, "float32") * weights, axis=-1) + np.float32(self.bias)
 
 
 def chi_square_log_tail(squared_distance: np.ndarray, degrees: int) -> np.ndarray:

@@ -1,0 +1,87 @@
+"""What ``RealNVP.fit_ood`` measures, and how the model's files carry it.
+
+``OodStatistics`` holds the fitted statistics; ``write_statistics`` and
+``read_statistics`` put them into and take them out of the store of a Keras model's
+``save_own_variables`` / ``load_own_variables`` (``.keras`` files, training checkpoints,
+``save_weights``). Files saved without statistics, or by versions that measured fewer of
+them, still load.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from tfp_realnvp.model.ood_features import GaussianFit, LogisticFit
+
+# Keys of the statistics in the model's saved variables (save_own_variables).
+_STORE_KEYS = ("ood_train_bits_per_dim", "ood_mean", "ood_precision", "ood_log_normalizer")
+_COMPLEXITY_KEYS = ("ood_complexity_mean", "ood_complexity_precision", "ood_complexity_log_normalizer")
+# Added with "orientation_odds": files saved before it load without them (and without
+# use for the key an earlier version wrote, the training images' "orientation" scores).
+_ORIENTATION_KEYS = ("ood_orientation_weights", "ood_orientation_bias", "ood_train_orientation_odds")
+_FORMER_KEYS = ("ood_train_orientation",)
+
+
+class OodStatistics(NamedTuple):
+    """What ``fit_ood`` measured on the training images.
+
+    Attributes:
+        train_bits_per_dim: float32 ``[n]``, the bits/dim of the images fitted.
+        gaussian: the ``GaussianFit`` of their ``scale_statistics``.
+        complexity: the ``GaussianFit`` of their complexity scores (``complexity_rows``).
+        orientation: the ``LogisticFit`` of ``"orientation_odds"`` (``None`` in statistics
+            saved before it existed).
+        train_orientation_odds: float32 ``[n]``, the images' ``"orientation_odds"``
+            (``None`` with ``orientation``).
+    """
+
+    train_bits_per_dim: np.ndarray
+    gaussian: GaussianFit
+    complexity: GaussianFit
+    orientation: LogisticFit | None = None
+    train_orientation_odds: np.ndarray | None = None
+
+    @property
+    def mean_bits_per_dim(self) -> float:
+        return float(np.mean(self.train_bits_per_dim))
+
+    @property
+    def std_bits_per_dim(self) -> float:
+        return max(float(np.std(self.train_bits_per_dim)), 1e-6)
+
+
+def write_statistics(store, statistics: OodStatistics | None) -> None:
+    """Writes ``statistics`` (nothing when ``None``) into a ``save_own_variables`` store."""
+    if statistics is None:
+        return
+    gaussian, complexity = statistics.gaussian, statistics.complexity
+    values = (statistics.train_bits_per_dim, gaussian.mean, gaussian.precision, [gaussian.log_normalizer])
+    values += (complexity.mean, complexity.precision, [complexity.log_normalizer])
+    for key, value in zip(_STORE_KEYS + _COMPLEXITY_KEYS, values):
+        store[key] = np.asarray(value, dtype=np.float64 if key != _STORE_KEYS[0] else np.float32)
+    if statistics.orientation is not None:
+        store[_ORIENTATION_KEYS[0]] = statistics.orientation.weights
+        store[_ORIENTATION_KEYS[1]] = np.asarray([statistics.orientation.bias], dtype=np.float64)
+        store[_ORIENTATION_KEYS[2]] = np.asarray(statistics.train_orientation_odds, dtype=np.float32)
+
+
+def read_statistics(store) -> tuple[OodStatistics | None, dict]:
+    """The statistics of a ``load_own_variables`` store (``None`` when it has none), and
+    the store's other entries (the model's own variables)."""
+    keys = list(store.keys())
+    own = _STORE_KEYS + _COMPLEXITY_KEYS
+    statistics = None
+    if all(key in keys for key in own):
+        values = [np.asarray(store[key]) for key in own]
+        gaussian = GaussianFit(values[1], values[2], float(np.reshape(values[3], [-1])[0]))
+        complexity = GaussianFit(values[4], values[5], float(np.reshape(values[6], [-1])[0]))
+        orientation, odds = None, None
+        if all(key in keys for key in _ORIENTATION_KEYS):
+            weights, bias, odds = (np.asarray(store[key]) for key in _ORIENTATION_KEYS)
+            orientation = LogisticFit(weights, float(np.reshape(bias, [-1])[0]))
+            odds = odds.astype(np.float32)
+        statistics = OodStatistics(values[0].astype(np.float32), gaussian, complexity, orientation, odds)
+    own += _ORIENTATION_KEYS + _FORMER_KEYS
+    return statistics, {key: store[key] for key in keys if key not in own}
