@@ -172,9 +172,9 @@ def test_orientation_odds_is_the_fitted_logistic_regression_on_the_turned_statis
     fit = model.ood_statistics.orientation
     assert fit.weights.shape == (2 * len(model.ood_statistic_names()),)
     expected = rows.astype(np.float64) @ fit.weights + fit.bias
-    np.testing.assert_allclose(model.ood_scores(x, method="orientation_odds"), expected, rtol=1e-4, atol=1e-3)
-    # Fitted on upright blobs against flipped ones: the flipped ones get the higher odds.
     odds = model.ood_scores(x, method="orientation_odds")
+    np.testing.assert_allclose(odds, expected, rtol=1e-4, atol=1e-3)
+    # Fitted on upright blobs against flipped ones: the flipped ones get the higher odds.
     assert np.median(odds[6:]) > np.median(odds[:6])
     np.testing.assert_allclose(model.ood_statistics.train_orientation_odds.shape, [256])
 

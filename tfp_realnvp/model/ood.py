@@ -319,8 +319,9 @@ class OutOfDistributionMixin:
     def _turned_features(self, images, labels, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
         """``ood_features`` of the ``upside_down`` versions of the images: flipped, half-turned."""
         images = self._image_batch(images)
-        flipped, turned = (np.ascontiguousarray(images[:, ::-1]), np.ascontiguousarray(images[:, ::-1, ::-1]))
-        return tuple(self.ood_features(version, labels, batch_size=batch_size) for version in (flipped, turned))
+        return tuple(
+            self.ood_features(np.asarray(version), labels, batch_size=batch_size) for version in upside_down(images)
+        )
 
     def ood_score_tensor(self, images, labels=None) -> dict:
         """Every score of ``GRAPH_METHODS`` on backend tensors (for exported graphs);
@@ -334,11 +335,10 @@ class OutOfDistributionMixin:
             if method == "orientation":
                 scores[method] = orientation_score(features[:, 0], [t[:, 0] for t in turned], _num_dims(images))
             elif method == "orientation_odds":
-                fit = self.ood_statistics.orientation
-                scores[method] = fit.log_odds(orientation_rows(features, turned)) if fit is not None else None
+                if self.ood_statistics.orientation is not None:  # statistics of earlier versions lack it
+                    scores[method] = self.ood_statistics.orientation.log_odds(orientation_rows(features, turned))
             else:
                 scores[method] = self.scores_from_features(features, method)
-        scores = {method: score for method, score in scores.items() if score is not None}
         return {"ood_score": scores[GRAPH_METHODS[0]], **scores}
 
     def ood_test(
