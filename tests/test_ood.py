@@ -146,15 +146,21 @@ def test_the_default_adds_the_tails_of_its_two_tests(trained):
     fit = statistics.complexity
     squared = 2.0 * (table["dose_complexity"].astype(np.float64) - fit.log_normalizer)
     np.testing.assert_allclose(squared, mahalanobis_squared(fit, x, model), rtol=1e-4, atol=1e-3)
-    # Four degrees of freedom: P(X >= x) = exp(-x/2) (1 + x/2).
-    complexity_tail = -np.log(np.exp(-squared / 2) * (1 + squared / 2))
-    reference = statistics.train_orientation_odds.astype(np.float64)
-    smoothed = 1 / (1 + np.exp(-(reference[None, :] - table["orientation_odds"][:, None]) / 0.1))
-    fraction = (smoothed.sum(axis=1) + 1) / (len(reference) + 1)
-    np.testing.assert_allclose(table["dose_orientation"], complexity_tail - np.log(fraction), rtol=1e-4, atol=1e-4)
-    # Statistics saved before the orientation fit existed: a clear error, and the rest works.
-    model._set_ood_statistics(statistics._replace(orientation=None, train_orientation_odds=None))
+    # Each test's tail against the fitted images' own values, computed here from its
+    # definition: the smoothed empirical tail up to the top 5%, an exponential beyond.
+    expected = independent_tail(statistics.train_complexity_distance, squared)
+    expected += independent_tail(statistics.train_orientation_odds, table["orientation_odds"])
+    np.testing.assert_allclose(table["dose_orientation"], expected, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        statistics.train_complexity_distance, mahalanobis_squared(fit, blobs(256, 2), model), rtol=1e-4, atol=1e-3
+    )
+    # Statistics saved by earlier versions, without the training distances or without the
+    # orientation fit: a clear error, and the rest works.
+    model._set_ood_statistics(statistics._replace(train_complexity_distance=None))
     try:
+        with pytest.raises(ValueError, match="fit_ood"):
+            model.ood_scores(x, method="dose_orientation")
+        model._set_ood_statistics(statistics._replace(orientation=None, train_orientation_odds=None))
         for method in ("dose_orientation", "orientation_odds"):
             with pytest.raises(ValueError, match="fit_ood"):
                 model.ood_scores(x, method=method)
@@ -221,6 +227,7 @@ def test_statistics_of_earlier_versions_load_and_their_former_keys_are_not_weigh
     }
     statistics, rest = read_statistics(store)
     assert statistics.orientation is None and statistics.train_orientation_odds is None
+    assert statistics.train_complexity_distance is None
     assert statistics.complexity.log_normalizer == 2.0
     assert list(rest) == ["0"]
 
@@ -232,18 +239,44 @@ def mahalanobis_squared(fit, images, model):
     return np.einsum("nf,fg,ng->n", centred, fit.precision, centred)
 
 
-def test_the_tail_probabilities():
-    from tfp_realnvp.model.ood_features import chi_square_log_tail, empirical_log_tail
+def independent_tail(reference, values):
+    """-log P(R >= v): the empirical tail (kernel 0.05 sd) to the top 5%, exponential above."""
+    reference = np.sort(np.asarray(reference, np.float64))
+    values = np.asarray(values, np.float64)
+    width = 0.05 * reference.std()
 
-    x = np.array([0.0, 0.5, 3.0, 40.0, 1e4])
-    np.testing.assert_allclose(chi_square_log_tail(x, 2), x / 2)
-    np.testing.assert_allclose(chi_square_log_tail(x, 6), x / 2 - np.log(1 + x / 2 + (x / 2) ** 2 / 2))
-    # Against the density integrated numerically (4 degrees: x e^{-x/2} / 4).
-    grid = np.linspace(3.0, 200.0, 400001)
-    tail = np.trapezoid(grid * np.exp(-grid / 2) / 4, grid)
-    np.testing.assert_allclose(chi_square_log_tail(np.array([3.0]), 4), [-np.log(tail)], rtol=1e-6)
-    with pytest.raises(ValueError, match="received 3"):
-        chi_square_log_tail(x, 3)
+    def empirical(v):
+        kernel = 1 / (1 + np.exp(-(reference[None, :] - np.reshape(v, (-1, 1))) / width))
+        return -np.log((kernel.sum(axis=1) + 1) / (len(reference) + 1))
+
+    count = max(int(round(0.05 * len(reference))), 2)
+    threshold = reference[-count - 1]
+    excess = np.mean(reference[-count:] - threshold)
+    return np.where(values > threshold, empirical(threshold) + (values - threshold) / excess, empirical(values))
+
+
+def test_the_tail_probabilities():
+    from tfp_realnvp.model.ood_features import calibrated_log_tail, empirical_log_tail
+
+    rng = np.random.default_rng(0)
+    # For values drawn like the reference the tail is -log of a uniform p-value: Exp(1),
+    # however skewed the reference (here a log-normal), 1% of it above -log 0.01.
+    reference, fresh = np.exp(rng.normal(size=(2, 20000)))
+    tails = calibrated_log_tail(reference, fresh)
+    assert abs(np.mean(tails) - 1.0) < 0.03
+    assert abs(np.mean(tails > -np.log(0.01)) - 0.01) < 0.003
+    # Beyond the sample the exponential tail goes on: an exponential reference of scale
+    # 2 gives -log P(R >= v) = v / 2 at values the sample never reached.
+    exponential = rng.exponential(2.0, size=20000)
+    np.testing.assert_allclose(calibrated_log_tail(exponential, [30.0, 60.0]), [15.0, 30.0], rtol=0.05)
+    # Increasing and continuous across the threshold (the top 5%).
+    grid = np.linspace(0.0, 40.0, 4001)
+    curve = calibrated_log_tail(exponential, grid)
+    assert np.all(np.diff(curve) > 0) and np.max(np.diff(curve)) < 0.05
+    with pytest.raises(ValueError, match="received 2"):
+        calibrated_log_tail([1.0, 2.0], [1.0])
+    with pytest.raises(ValueError, match="received 1.5"):
+        calibrated_log_tail(reference, [1.0], tail_fraction=1.5)
     # A narrow kernel: the counts of the sample at or above each value (4.5 between two).
     tails = empirical_log_tail(np.arange(9.0), [-1.0, 4.5, 7.5, 9.5], bandwidth=1e-3)
     np.testing.assert_allclose(tails, -np.log([1.0, 0.5, 0.2, 0.1]))

@@ -205,23 +205,6 @@ class LogisticFit:
         return ops.sum(ops.cast(rows, "float32") * weights, axis=-1) + np.float32(self.bias)
 
 
-def chi_square_log_tail(squared_distance: np.ndarray, degrees: int) -> np.ndarray:
-    """``-log P(X >= x)`` for ``X ~ chi^2`` with an even number of ``degrees`` ``2m``:
-    ``x/2 - log sum_{i<m} (x/2)^i / i!`` (the tail of a Mahalanobis distance squared
-    under the Gaussian it was measured with), float64 ``[N]``.
-
-    Raises:
-        ValueError: for an odd or non-positive ``degrees``, naming it.
-    """
-    if degrees <= 0 or degrees % 2:
-        raise ValueError(f"degrees must be a positive even integer; received {degrees!r}.")
-    half = np.maximum(np.asarray(squared_distance, dtype=np.float64), 0.0) / 2.0
-    with np.errstate(divide="ignore"):  # log 0 = -inf: the term is 0
-        log_half = np.log(half)
-    terms = [np.zeros_like(half)] + [i * log_half - math.lgamma(i + 1) for i in range(1, degrees // 2)]
-    return half - np.logaddexp.reduce(np.stack(terms), axis=0)
-
-
 def empirical_log_tail(reference: np.ndarray, values: np.ndarray, *, bandwidth: float = 0.1) -> np.ndarray:
     """``-log P(R >= v)`` for each value ``v``, ``R`` the ``reference`` sample smoothed
     by a logistic kernel: ``(sum_i sigmoid((r_i - v) / bandwidth) + 1) / (n + 1)``
@@ -238,6 +221,40 @@ def empirical_log_tail(reference: np.ndarray, values: np.ndarray, *, bandwidth: 
         z = (reference - values[start : start + 1024, None]) / bandwidth
         counts[start : start + 1024] = np.sum(0.5 * (1.0 + np.tanh(0.5 * z)), axis=1)  # sigmoid, overflow-free
     return -np.log((counts + 1.0) / (reference.shape[1] + 1.0))
+
+
+def calibrated_log_tail(
+    reference: np.ndarray, values: np.ndarray, *, tail_fraction: float = 0.05, bandwidth: float = 0.05
+) -> np.ndarray:
+    """``-log P(R >= v)`` for each value ``v``, ``R`` distributed as the ``reference``
+    sample: a p-value on the ``-log`` scale, which is ``Exp(1)`` for values drawn like the
+    reference, whatever the reference's distribution. float64 ``[N]``.
+
+    Up to the threshold ``u``, the reference's upper ``tail_fraction`` quantile, it is
+    ``empirical_log_tail`` with a kernel of ``bandwidth`` reference standard deviations.
+    Beyond ``u`` (peaks over threshold) the excesses are taken as exponential, with the
+    mean excess ``beta`` of the reference values above ``u``:
+    ``-log P(R >= v) = -log P(R >= u) + (v - u) / beta``. The tail stays continuous
+    and increasing, and it keeps growing beyond the sample where the empirical tail
+    alone would stop at ``log(n + 1)`` and tie every far value.
+
+    Raises:
+        ValueError: for fewer than 3 reference values or a ``tail_fraction`` outside
+            ``(0, 1)``, naming them.
+    """
+    reference = np.sort(np.asarray(reference, dtype=np.float64).reshape(-1))
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    if len(reference) < 3:
+        raise ValueError(f"calibrated_log_tail needs at least 3 reference values; received {len(reference)}.")
+    if not 0.0 < tail_fraction < 1.0:
+        raise ValueError(f"tail_fraction must lie strictly between 0 and 1; received {tail_fraction!r}.")
+    width = bandwidth * max(float(np.std(reference)), 1e-12)
+    count = min(max(int(round(tail_fraction * len(reference))), 2), len(reference) - 1)
+    threshold = reference[-count - 1]
+    mean_excess = max(float(np.mean(reference[-count:] - threshold)), width)
+    at_threshold = empirical_log_tail(reference, [threshold], bandwidth=width)[0]
+    inside = empirical_log_tail(reference, values, bandwidth=width)
+    return np.where(values > threshold, at_threshold + (values - threshold) / mean_excess, inside)
 
 
 def check_compressor(compressor: str) -> str:

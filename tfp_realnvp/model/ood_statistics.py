@@ -22,6 +22,8 @@ _COMPLEXITY_KEYS = ("ood_complexity_mean", "ood_complexity_precision", "ood_comp
 # use for the key an earlier version wrote, the training images' "orientation" scores).
 _ORIENTATION_KEYS = ("ood_orientation_weights", "ood_orientation_bias", "ood_train_orientation_odds")
 _FORMER_KEYS = ("ood_train_orientation",)
+# Added with the calibrated tails of "dose_orientation".
+_DISTANCE_KEY = "ood_train_complexity_distance"
 
 
 class OodStatistics(NamedTuple):
@@ -35,6 +37,9 @@ class OodStatistics(NamedTuple):
             saved before it existed).
         train_orientation_odds: float32 ``[n]``, the images' ``"orientation_odds"``
             (``None`` with ``orientation``).
+        train_complexity_distance: float32 ``[n]``, the images' squared Mahalanobis
+            distances under ``complexity`` (``None`` in statistics saved before
+            ``"dose_orientation"`` calibrated its tails on them).
     """
 
     train_bits_per_dim: np.ndarray
@@ -42,6 +47,7 @@ class OodStatistics(NamedTuple):
     complexity: GaussianFit
     orientation: LogisticFit | None = None
     train_orientation_odds: np.ndarray | None = None
+    train_complexity_distance: np.ndarray | None = None
 
     @property
     def mean_bits_per_dim(self) -> float:
@@ -65,6 +71,8 @@ def write_statistics(store, statistics: OodStatistics | None) -> None:
         store[_ORIENTATION_KEYS[0]] = statistics.orientation.weights
         store[_ORIENTATION_KEYS[1]] = np.asarray([statistics.orientation.bias], dtype=np.float64)
         store[_ORIENTATION_KEYS[2]] = np.asarray(statistics.train_orientation_odds, dtype=np.float32)
+    if statistics.train_complexity_distance is not None:
+        store[_DISTANCE_KEY] = np.asarray(statistics.train_complexity_distance, dtype=np.float32)
 
 
 def read_statistics(store) -> tuple[OodStatistics | None, dict]:
@@ -82,6 +90,7 @@ def read_statistics(store) -> tuple[OodStatistics | None, dict]:
             weights, bias, odds = (np.asarray(store[key]) for key in _ORIENTATION_KEYS)
             orientation = LogisticFit(weights, float(np.reshape(bias, [-1])[0]))
             odds = odds.astype(np.float32)
-        statistics = OodStatistics(values[0].astype(np.float32), gaussian, complexity, orientation, odds)
-    own += _ORIENTATION_KEYS + _FORMER_KEYS
+        distance = np.asarray(store[_DISTANCE_KEY]).astype(np.float32) if _DISTANCE_KEY in keys else None
+        statistics = OodStatistics(values[0].astype(np.float32), gaussian, complexity, orientation, odds, distance)
+    own += _ORIENTATION_KEYS + _FORMER_KEYS + (_DISTANCE_KEY,)
     return statistics, {key: store[key] for key in keys if key not in own}
