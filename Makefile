@@ -11,7 +11,7 @@ DEMO_DIR ?= demo_output
 # worker uses the core that waiting leaves idle.
 PYTEST_FLAGS ?= -q -m "not slow" --durations=10 -n 3 --dist worksteal
 
-.PHONY: demo test test-tf test-jax test-slow lint format venv venv-jax clean
+.PHONY: demo test test-tf test-jax test-slow test-cpu-times lint format venv venv-jax clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -57,5 +57,12 @@ test-slow: $(VENV)/.installed $(VENV_JAX)/.installed
 	KERAS_BACKEND=tensorflow $(VENV)/bin/python -m pytest -q -m slow --durations=10 -n 3 --dist worksteal
 	KERAS_BACKEND=jax $(VENV_JAX)/bin/python -m pytest -q -m "slow and not tf_only" --durations=10 -n 3 --dist worksteal
 
+# What each fast test costs in CPU seconds (its pytest process and the subprocesses it
+# waits for), TensorFlow suite: the costliest files and tests (tests/cpu_times_plugin.py).
+test-cpu-times: $(VENV)/.installed
+	rm -f test_cpu_times.jsonl
+	KERAS_BACKEND=tensorflow $(VENV)/bin/python -m pytest $(PYTEST_FLAGS) --cpu-times test_cpu_times.jsonl
+	$(VENV)/bin/python scripts/cpu_times.py test_cpu_times.jsonl --top 30
+
 clean:
-	rm -rf $(VENV) $(VENV_JAX) $(DEMO_DIR) .pytest_cache
+	rm -rf $(VENV) $(VENV_JAX) $(DEMO_DIR) .pytest_cache test_cpu_times.jsonl

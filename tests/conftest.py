@@ -1,4 +1,5 @@
-"""Shared pytest setup: Keras backend, JAX float64, quick graph building, seeding, the tf_only and backend_independent markers."""
+"""Shared pytest setup: Keras backend, JAX float64, quick graph building, seeding, the tf_only and
+backend_independent markers, and ``--cpu-times`` (``cpu_times_plugin``)."""
 
 import os
 import shutil
@@ -33,6 +34,7 @@ if os.environ.get("KERAS_BACKEND") == "jax":
     jax.config.update("jax_enable_x64", True)
 
 import keras  # noqa: E402 (JAX's x64 mode must be set before keras is imported)
+from cpu_times_plugin import pytest_addoption, pytest_runtest_protocol  # noqa: E402, F401 (hooks)
 
 import helpers  # noqa: E402 (imports keras: after the x64 switch)
 
