@@ -25,24 +25,26 @@ def read_records(path: pathlib.Path) -> list[dict]:
     return records
 
 
+def cpu_seconds(record: dict) -> float:
+    """The CPU seconds of one record: its own process' and its subprocesses'."""
+    return record["self"] + record["children"]
+
+
 def summary(records: list[dict], *, top: int) -> str:
     """A text table: totals, the ``top`` files and the ``top`` tests by CPU seconds."""
-    cpu = {r["test"]: r["self"] + r["children"] for r in records}
     files: collections.Counter = collections.Counter()
-    for test, seconds in cpu.items():
-        files[test.split("::")[0]] += seconds
+    for record in records:
+        files[record["test"].split("::")[0]] += cpu_seconds(record)
     lines = [
-        f"{len(records)} tests: {sum(cpu.values()):.0f} CPU s "
+        f"{len(records)} tests: {sum(map(cpu_seconds, records)):.0f} CPU s "
         f"({sum(r['children'] for r in records):.0f} in subprocesses), {sum(r['wall'] for r in records):.0f} wall s summed",
         "",
         "CPU s  file",
     ]
     lines += [f"{seconds:6.1f} {name}" for name, seconds in files.most_common(top)]
     lines += ["", "CPU s  (subprocesses)  wall s  test"]
-    by_test = {r["test"]: r for r in records}
-    for test, seconds in sorted(cpu.items(), key=lambda item: -item[1])[:top]:
-        record = by_test[test]
-        lines.append(f"{seconds:6.1f} ({record['children']:6.1f}) {record['wall']:7.1f}  {test}")
+    for record in sorted(records, key=cpu_seconds, reverse=True)[:top]:
+        lines.append(f"{cpu_seconds(record):6.1f} ({record['children']:6.1f}) {record['wall']:7.1f}  {record['test']}")
     return "\n".join(lines)
 
 
