@@ -46,6 +46,7 @@ def test_momentum_zero_leaves_the_batch_statistics():
 
 
 @pytest.mark.tf_only
+@pytest.mark.slow  # trains six models
 def test_tiny_run_writes_report_and_plot(tmp_path):
     """One command trains two runs: "shared" (the candidates' shadow averages) and
     "default" (the model as fit leaves it)."""

@@ -3,13 +3,13 @@
 import importlib
 import json
 
-import keras
 import numpy as np
 import pytest
 
 
-# Runs in the TensorFlow suite; on JAX with the slow tests (it compiles for long there).
-@(pytest.mark.slow if keras.backend.backend() == "jax" else (lambda test: test))
+# A training run of the benchmark: with the slow tests (the README's benchmark commands
+# parse in the fast suite).
+@pytest.mark.slow
 def test_bits_per_dim_benchmark_writes_measured_json(tmp_path):
     module = importlib.import_module("benchmarks.bits_per_dim")
     out = tmp_path / "bpd.json"

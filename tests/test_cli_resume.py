@@ -15,11 +15,6 @@ from tfp_realnvp.training.steps import StepPlan, plan_steps
 TOTAL = ["--steps", "40", "--steps-per-epoch", "4"]
 
 
-def slow_on_jax(test):
-    """A JAX process needs half a minute for a tiny run: such tests are slow there."""
-    return pytest.mark.slow(test) if tiny_runs.BACKEND == "jax" else test
-
-
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     return tiny_runs.write_tiny_npz(tmp_path_factory.mktemp("data") / "tiny.npz")
@@ -51,7 +46,7 @@ def _assert_same_weights(model_file, reference):
 
 
 # Signals ------------------------------------------------------------------------------
-@slow_on_jax
+@pytest.mark.slow  # four training processes; the fast suite stops a run by SIGKILL in test_atomic_writes
 def test_signals_stop_with_a_checkpoint_and_the_same_command_ends_like_an_uninterrupted_run(data, tmp_path, reference):
     """One run, stopped three times: by SIGTERM, then (resumed with --resume) by SIGINT,
     then (the same command again) by SIGKILL; the same command then finishes it with
@@ -104,6 +99,7 @@ def test_signals_stop_with_a_checkpoint_and_the_same_command_ends_like_an_uninte
 
 
 # A finished run -----------------------------------------------------------------------
+@pytest.mark.slow  # three training runs
 def test_a_finished_run_refuses_other_settings_trains_only_extra_steps_and_fresh_starts_over(reference, capsys):
     out, argv, _ = reference
     assert tiny_runs.checkpoint_steps(out) == [32, 36, 40]

@@ -28,6 +28,7 @@ def celeba_folder(tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow  # two streamed training runs
 def test_a_celeba_folder_streams_with_the_paper_crop_and_resumes(celeba_folder, tmp_path):
     out = tmp_path / "run"
     argv = ["train", "--data", str(celeba_folder), "--stream", "--preset", "celeba", *TINY, "--output-dir", str(out)]

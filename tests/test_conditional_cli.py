@@ -28,6 +28,7 @@ if keras.backend.backend() == "tensorflow":
     TINY += ["--jit-compile", "false"]
 
 
+@pytest.mark.slow  # a training run; the README's class-conditional commands run in the fast suite
 def test_train_conditional_then_evaluate_and_sample_by_label(tmp_path, capsys):
     """One conditional run: its report and grid; ``evaluate`` and ``sample --label`` of its model."""
     from PIL import Image

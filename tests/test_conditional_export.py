@@ -34,6 +34,7 @@ def exported(tmp_path_factory):
     return model, tf.saved_model.load(str(path)), path, images, labels
 
 
+@pytest.mark.slow  # a full conditional export; test_keras_export covers labels in the fast suite
 def test_signatures_take_labels_and_match_the_model(exported):
     model, served, path, images, labels = exported
     assert set(served.signatures) == set(CONDITIONAL_SIGNATURE_NAMES)

@@ -145,6 +145,7 @@ def test_conditional_normal_bad_num_classes(bad):
         ConditionalNormal(bad, IMAGE)
 
 
+@pytest.mark.slow  # a training run and a reload
 def test_fit_on_arrays_then_save_and_load(tmp_path):
     keras.utils.set_random_seed(0)
     m = RealNVP(IMAGE, num_classes=K, refresh_batches=1, **FIT)

@@ -169,8 +169,8 @@ def reference(data, tmp_path_factory):
     return out
 
 
-# The two-process job below runs two devices in each process; one process of two devices
-# runs with the slow tests.
+# Command-line jobs (a reference run and one or two processes of two devices): with the
+# slow tests; the fast suite trains data parallel through the API above.
 @pytest.mark.slow
 def test_one_process_on_two_devices_trains_like_one_device(data, reference, tmp_path):
     process = _run(tiny_runs.train_argv(data, tmp_path, *FLAGS), _env(2))
@@ -179,6 +179,7 @@ def test_one_process_on_two_devices_trains_like_one_device(data, reference, tmp_
     _assert_same_training(tmp_path, reference)
 
 
+@pytest.mark.slow
 def test_two_processes_of_two_devices_train_like_one_device_and_resume_together(data, reference, tmp_path):
     out = tmp_path / "job"
     half = tiny_runs.train_argv(data, out, *FLAGS[:1], str(STEPS // 2), *FLAGS[2:])

@@ -169,6 +169,7 @@ def check_with_batch_norm_two_replicas_stay_close_to_one_device(results):
         np.testing.assert_allclose(a, b, rtol=0.01, atol=0)
 
 
+@pytest.mark.slow  # a script that trains under two strategies in a subprocess
 def test_fit_under_a_mirrored_strategy(tmp_path):
     """One run of the script (its interpreter and four trainings are the cost), every check."""
     results = run_script(tmp_path)

@@ -33,6 +33,7 @@ def _train(data, out, *extra):
     return ["train", "--data", str(data), *tiny_runs.MODEL_FLAGS, "--output-dir", str(out), "--verbose", "0", *extra]
 
 
+@pytest.mark.slow  # a training run driven to divergence
 def test_divergence_stops_at_once_and_keeps_the_last_good_checkpoint_and_model(data, tmp_path, capsys):
     # A fresh run with a huge learning rate stops at the first non-finite loss.
     assert main(_train(data, tmp_path, "--steps", "50", "--learning-rate", "100")) == EXIT_DIVERGED

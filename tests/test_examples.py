@@ -84,6 +84,7 @@ def test_fashion_mnist_example(tmp_path, monkeypatch):
 
 # tfds (not in the JAX environment) and random flips (tf.image) need TensorFlow.
 @pytest.mark.tf_only
+@pytest.mark.starts_first
 def test_cifar10_example_on_mock_tfds(tmp_path, monkeypatch):
     import tensorflow_datasets as tfds
 

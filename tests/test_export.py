@@ -246,6 +246,7 @@ def test_export_loads_where_the_package_cannot_be_imported(blocked_load, model):
 
 
 # Listing -----------------------------------------------------------------------------
+@pytest.mark.slow  # a saved_model_cli process
 def test_saved_model_cli_lists_the_signatures(exported):
     cli = pathlib.Path(sys.executable).parent / "saved_model_cli"
     if not cli.is_file():
@@ -395,6 +396,7 @@ def test_export_arguments_have_help():
         parser.parse_args(["--model", "m", "--output", "o", "--version", "newest"])
 
 
+@pytest.mark.slow  # a mixed-precision export
 def test_run_export_of_a_mixed_precision_keras_file(tmp_path, capsys):
     small = tfp_realnvp.RealNVP((4, 4, 1), num_scales=1, num_filters=4, num_blocks=1, dtype="mixed_bfloat16")
     randomize(small.flow.variables, seed=3, stddev=0.05)

@@ -9,7 +9,8 @@ from helpers import randomize
 from tfp_realnvp.export.signatures import BOUND_CHUNK, MAX_BOUND_SAMPLES
 from tfp_realnvp.model.realnvp import RealNVP
 
-pytestmark = pytest.mark.tf_only
+# Two full exports: with the slow tests.
+pytestmark = [pytest.mark.tf_only, pytest.mark.slow]
 
 
 def served_bound(model, tmp_path, images, samples, labels=None):

@@ -54,6 +54,7 @@ def _export_argv(model_file, base, *extra):
 
 
 # Concurrency --------------------------------------------------------------------------
+@pytest.mark.slow  # four export processes
 def test_concurrent_exports_never_overwrite_each_other(model_file, tmp_path):
     base = tmp_path / "models" / "realnvp"
     runs = {
@@ -87,6 +88,7 @@ def test_concurrent_exports_never_overwrite_each_other(model_file, tmp_path):
 
 
 # --overwrite ---------------------------------------------------------------------------
+@pytest.mark.slow  # a second full export
 def test_overwrite_that_fails_keeps_the_old_export(model, tmp_path, monkeypatch):
     target = export_lib.export_saved_model(model, tmp_path / "export", measured_bits_per_dim=1.0)
     old_meta = (target / "assets" / "realnvp.json").read_text()
@@ -113,6 +115,7 @@ def test_overwrite_that_fails_keeps_the_old_export(model, tmp_path, monkeypatch)
     assert export_lib.load_metadata(target)["max_samples"] == DEFAULT_MAX_SAMPLES == 1024
 
 
+@pytest.mark.slow  # a second full export
 def test_cli_names_the_overwrite_flag(model_file, tmp_path, capsys):
     out = tmp_path / "export"
     assert (
@@ -140,6 +143,7 @@ def _sample(served, n):
     )
 
 
+@pytest.mark.slow  # a full export
 def test_sample_is_bounded_by_the_value_fixed_at_export(served, model, tmp_path):
     path, loaded = served
     assert export_lib.load_metadata(path)["max_samples"] == 5

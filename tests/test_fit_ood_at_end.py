@@ -18,6 +18,7 @@ if tiny_runs.BACKEND == "tensorflow":
     TINY["jit_compile"] = False
 
 
+@pytest.mark.slow  # a full export
 def test_the_saved_model_scores_novel_inputs(tmp_path):
     data = tiny_runs.write_tiny_npz(tmp_path / "tiny.npz")
     messages = []

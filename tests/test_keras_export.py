@@ -47,6 +47,7 @@ def test_export_after_fit_serves_the_log_likelihood(images, tmp_path):
 
 
 @pytest.mark.tf_only
+@pytest.mark.slow  # a second export
 def test_export_of_a_conditional_model_takes_images_and_labels(images, tmp_path):
     import tensorflow as tf
 

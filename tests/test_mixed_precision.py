@@ -74,6 +74,7 @@ def test_policy_reaches_every_layer_and_is_restored():
     assert explicit.flow.couplings[-1].conditioner.compute_dtype == "float16"
 
 
+@pytest.mark.slow  # trains two models
 def test_bfloat16_keeps_float32_numbers_matches_float32_and_trains(float32_model, images):
     """One bfloat16 model: its numbers against float32 first, then a few training steps."""
     with global_policy("mixed_bfloat16"):
@@ -118,6 +119,7 @@ def test_bfloat16_keeps_float32_numbers_matches_float32_and_trains(float32_model
     assert np.all(np.isfinite(model.bits_per_dim(images)))
 
 
+@pytest.mark.slow  # a training run
 def test_float16_trains_with_loss_scaling(images):
     keras.utils.set_random_seed(3)
     with global_policy("mixed_float16"):

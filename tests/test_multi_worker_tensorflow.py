@@ -73,6 +73,7 @@ def test_realnvp_refuses_a_multi_worker_strategy_scope():
     assert "KERAS_BACKEND=jax" in process.stdout
 
 
+@pytest.mark.slow  # a training run under a strategy
 def test_mirrored_strategy_is_still_accepted():
     script = "import tensorflow as tf, tfp_realnvp\nwith tf.distribute.MirroredStrategy().scope():\n    tfp_realnvp.RealNVP((8, 8, 1), num_scales=1)\nprint('OK')"
     process = subprocess.run(

@@ -10,7 +10,8 @@ import pytest
 import tfp_realnvp
 from helpers import randomize
 
-pytestmark = pytest.mark.tf_only
+# A variational model's conversion: with the slow tests (test_onnx converts the plain model).
+pytestmark = [pytest.mark.tf_only, pytest.mark.slow]
 
 ort = pytest.importorskip("onnxruntime", reason="ONNX Runtime is not installed (pip install 'tfp-realnvp[onnx]')")
 pytest.importorskip("tf2onnx", reason="tf2onnx is not installed (pip install 'tfp-realnvp[onnx]')")

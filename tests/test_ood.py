@@ -77,6 +77,7 @@ def trained(tmp_path_factory):
     return model, summary
 
 
+@pytest.mark.slow  # a two-scale model's graphs
 def test_the_scale_terms_add_up_to_log_prob_and_the_latent_is_encode():
     model = tfp_realnvp.RealNVP(SHAPE, num_scales=3, num_filters=4, num_blocks=1)
     randomize(model.flow.trainable_variables, seed=3, stddev=0.05)
@@ -255,6 +256,7 @@ def independent_tail(reference, values):
     return np.where(values > threshold, empirical(threshold) + (values - threshold) / excess, empirical(values))
 
 
+@pytest.mark.slow  # fits the default on many images
 def test_the_tail_probabilities():
     from tfp_realnvp.model.ood_features import calibrated_log_tail, empirical_log_tail
 
@@ -337,6 +339,7 @@ def test_the_synthetic_sets():
         synthetic_ood_images("blur", images)
 
 
+@pytest.mark.slow  # a training run and two reloads
 def test_keras_files_and_training_checkpoints_carry_the_statistics(trained, tmp_path):
     from tfp_realnvp.training.checkpoints import CheckpointManager
 
@@ -388,6 +391,7 @@ def test_the_ood_command_reports_every_method_and_writes_histograms(trained, tmp
 
 
 @pytest.mark.tf_only
+@pytest.mark.slow  # a full export
 def test_the_saved_model_serves_ood_scores(trained, tmp_path):
     import tensorflow as tf
 
@@ -418,6 +422,7 @@ def conditional():
     return model, images[:6], labels[:6]
 
 
+@pytest.mark.slow  # a second model
 def test_a_conditional_model_scores_with_its_class_base(conditional):
     model, images, labels = conditional
     features = model.ood_features(images, labels)
@@ -427,6 +432,7 @@ def test_a_conditional_model_scores_with_its_class_base(conditional):
 
 
 @pytest.mark.tf_only
+@pytest.mark.slow  # a full conditional export
 def test_a_conditional_models_ood_signature_takes_labels(conditional):
     """The ``ood_score`` signature as the export traces it (saving and loading a conditional
     model's signatures is checked in test_conditional_export, this signature's above)."""
@@ -445,6 +451,7 @@ def test_a_conditional_models_ood_signature_takes_labels(conditional):
     np.testing.assert_allclose(outputs["orientation"].numpy(), orientation, rtol=1e-3, atol=2e-3)
 
 
+@pytest.mark.slow  # a variational model
 def test_a_variationally_dequantized_model_reports_its_bound():
     model = tfp_realnvp.RealNVP(
         SHAPE, num_scales=2, num_filters=4, num_blocks=1, dequantization="variational", dequantization_filters=4

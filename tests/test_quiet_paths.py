@@ -81,6 +81,7 @@ JIT = ["--jit-compile", "false"] if BACKEND == "tensorflow" else []
 TINY_FLAGS = ["--num-scales", "1", "--num-filters", "4", "--num-blocks", "1", "--batch-size", "8", *JIT]
 
 
+@pytest.mark.starts_first  # the longest test of the fast suite: a demo, sample and train process
 def test_demo_sample_and_a_streamed_run_are_quiet(tmp_path):
     """``demo --steps 3`` and ``sample`` of its model; on TensorFlow then ``train --stream``
     on shards written with ``write_npz_shards``' defaults: no warning, and no "Error

@@ -131,6 +131,7 @@ def test_conditional_flow_gradients_match_for_weights_and_context(recompute):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.slow  # two compiled train steps
 def test_compiled_step_matches_the_compiled_reference():
     """Under ``tf.function``/``jax.jit`` the hand-written backward pass is traced too."""
     x = pixels(np.random.default_rng(2), (4,) + IMAGE)
@@ -266,6 +267,8 @@ def test_bad_values_are_refused_by_name():
     assert RECOMPUTE_MODES == ("none", "conditioner", "invertible")
 
 
+# Compiles the train step of a larger model three ways (about a minute): with the slow tests.
+@pytest.mark.slow
 @pytest.mark.skipif(BACKEND != "jax", reason="the compiled step's memory_analysis is a JAX measurement")
 def test_invertible_recomputation_shrinks_the_compiled_train_step():
     """Temporary memory of the compiled Keras train step, measured as the benchmark does."""

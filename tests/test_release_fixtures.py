@@ -57,6 +57,7 @@ def test_an_export_of_the_release_serves_and_its_metadata_reads(images, expected
     assert metadata["format_version"] == 1 and metadata["image_shape"] == [8, 8, 1]
 
 
+@pytest.mark.slow  # a training run
 def test_a_checkpoint_of_the_release_resumes_to_the_end_of_its_run(tmp_path, monkeypatch, capsys):
     # The run was ``train --data tiny.npz <tiny flags> --steps 6 --steps-per-epoch 3``,
     # stopped after its checkpoint at step 3. The command runs in this process (the files

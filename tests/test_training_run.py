@@ -22,6 +22,7 @@ def data(tmp_path_factory):
     return tiny_runs.write_tiny_npz(tmp_path_factory.mktemp("data") / "tiny.npz")
 
 
+@pytest.mark.slow  # two training runs; test_cli covers train in the fast suite
 def test_train_writes_the_files_of_the_command_returns_its_report_and_resumes_with_more_steps(data, tmp_path):
     out = tmp_path / "run"
     messages = []

@@ -214,6 +214,7 @@ def test_a_new_variational_model_scores_like_the_uniform_one():
     np.testing.assert_allclose(variational.log_prob(images), uniform.log_prob(images), rtol=1e-6, atol=1e-4)
 
 
+@pytest.mark.slow  # a training run
 def test_training_moves_q_and_logs_the_bound(tmp_path):
     keras.utils.set_random_seed(2)
     model = RealNVP((4, 4, 1), num_scales=1, num_filters=4, num_blocks=1, dequantization="variational", seed=1)

@@ -18,6 +18,10 @@ from tfp_realnvp.data import load_images
 from tfp_realnvp.model.files import load_realnvp
 from tfp_realnvp.model.realnvp import RealNVP
 
+# Training runs and an export: with the slow tests (test_variational checks the bound in
+# the fast suite).
+pytestmark = pytest.mark.slow
+
 
 def test_train_writes_a_variational_model_resume_compares_the_setting_and_evaluate_prints_the_bound(tmp_path, capsys):
     data = tiny_runs.write_tiny_npz(tmp_path / "tiny.npz")

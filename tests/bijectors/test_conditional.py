@@ -71,7 +71,9 @@ def test_conditional_coupling_is_exact_for_each_label(mask_type, label):
     check_log_det(coupling, x, y, atol=1e-8, kwargs=kw)
 
 
-@pytest.mark.parametrize("label", LABELS)
+# The couplings are checked for every label above; the whole flow for one label in the
+# fast suite and the other with the slow tests.
+@pytest.mark.parametrize("label", [LABELS[0], pytest.param(LABELS[1], marks=pytest.mark.slow)])
 def test_conditional_flow_is_exact_for_each_label(label):
     flow = conditional_flow()
     rng = np.random.default_rng(10 + label)
