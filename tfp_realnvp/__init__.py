@@ -18,6 +18,7 @@ from tfp_realnvp.bijectors.recompute import RECOMPUTE_MODES
 from tfp_realnvp.export import ExportExistsError, describe_export, export_saved_model, load_metadata
 from tfp_realnvp.internal.backend import tfb, tfd, tfp
 from tfp_realnvp.internal.version import VERSION as __version__  # noqa: F401 (the package version, defined once)
+from tfp_realnvp.model.adam import Adam
 from tfp_realnvp.model.conditional_base import ConditionalNormal
 from tfp_realnvp.model.ood import OOD_METHODS
 from tfp_realnvp.model.realnvp import DEQUANTIZATIONS, RealNVP
@@ -26,6 +27,7 @@ from tfp_realnvp.networks import ContextEmbedding, ResNetConditioner, WeightNorm
 from tfp_realnvp.training import train
 
 __all__ = [
+    "Adam",
     "AffineCoupling",
     "BatchNormalization",
     "ConditionalNormal",

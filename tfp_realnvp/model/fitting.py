@@ -9,6 +9,7 @@ from tfp_realnvp.internal.backend import backend_name
 from tfp_realnvp.internal.replicas import num_replicas_in_sync
 from tfp_realnvp.internal.summary import equip_keras_tensorboard
 from tfp_realnvp.model import labels as labels_lib
+from tfp_realnvp.model.adam import Adam
 from tfp_realnvp.model.batch_norm_refresh import make_refresh_callback
 from tfp_realnvp.model.inputs import InputKind, classify_fit_input
 
@@ -30,8 +31,9 @@ class FitMixin:
         """``keras.Model.compile`` with the paper's recipe as defaults.
 
         Args:
-            optimizer: any Keras optimizer; default Adam(``learning_rate``) with global
-                gradient-norm clipping at ``clipnorm``.
+            optimizer: any Keras optimizer; default ``tfp_realnvp.Adam`` (Keras' Adam
+                in fewer graph ops) at ``learning_rate`` with global gradient-norm
+                clipping at ``clipnorm``.
             learning_rate: used only for the default optimizer.
             clipnorm: global gradient-norm bound of the default optimizer (``None``: off).
             **kwargs: forwarded (``jit_compile``, ``steps_per_execution``, ...). A
@@ -40,7 +42,7 @@ class FitMixin:
         if "loss" in kwargs and kwargs["loss"] is not None:
             raise ValueError(f"RealNVP trains on its own likelihood; received loss={kwargs['loss']!r}.")
         if optimizer is None:
-            optimizer = keras.optimizers.Adam(learning_rate=learning_rate, global_clipnorm=clipnorm)
+            optimizer = Adam(learning_rate=learning_rate, global_clipnorm=clipnorm)
         super().compile(optimizer=optimizer, **kwargs)
         # The model is built from the start, so the optimizer can be too. Otherwise
         # TensorFlow creates the slots while tracing the first train step and then

@@ -1,0 +1,71 @@
+"""``tfp_realnvp.Adam``: Keras' Adam updates, bit for bit, with the step size built once."""
+
+import keras
+import numpy as np
+import pytest
+
+import tfp_realnvp
+from helpers import to_numpy
+
+BACKEND = keras.backend.backend()
+TINY = {"num_scales": 1, "num_filters": 4, "num_blocks": 1}
+
+
+def _train(optimizer, images):
+    keras.utils.set_random_seed(0)
+    model = tfp_realnvp.RealNVP((8, 8, 1), **TINY)
+    model.compile(optimizer)
+    history = model.fit(images, batch_size=16, epochs=2, verbose=0)
+    return model, history.history
+
+
+def test_fit_gives_the_weights_and_slots_of_keras_adam_exactly():
+    """Mixed-dtype state (a float32 step counter beside float32/float64 weights) and a
+    learning-rate schedule: the step size changes every step and is rebuilt per call."""
+    images = np.random.default_rng(0).integers(0, 256, (48, 8, 8, 1)).astype("uint8")
+    schedule = keras.optimizers.schedules.ExponentialDecay(3e-3, decay_steps=2, decay_rate=0.5)
+    ours, ours_history = _train(tfp_realnvp.Adam(schedule, global_clipnorm=1.0), images)
+    theirs, theirs_history = _train(keras.optimizers.Adam(schedule, global_clipnorm=1.0), images)
+    assert ours_history == theirs_history
+    assert int(to_numpy(ours.optimizer.iterations)) == 6
+    for a, b in zip(ours.weights + ours.optimizer.variables, theirs.weights + theirs.optimizer.variables):
+        assert a.path.split("/")[-1] == b.path.split("/")[-1]
+        np.testing.assert_array_equal(to_numpy(a), to_numpy(b), err_msg=a.path)
+
+
+def test_the_default_optimizer_is_this_adam_and_it_round_trips_its_config():
+    model = tfp_realnvp.RealNVP((8, 8, 1), **TINY)
+    model.compile(learning_rate=2e-3)
+    assert type(model.optimizer) is tfp_realnvp.Adam
+    config = keras.optimizers.serialize(model.optimizer)
+    again = keras.optimizers.deserialize(config)
+    assert type(again) is tfp_realnvp.Adam
+    assert again.get_config() == model.optimizer.get_config()
+
+
+def test_amsgrad_keeps_keras_own_update():
+    variable = keras.Variable(np.ones(3, "float32"))
+    optimizers = [cls(0.1, amsgrad=True) for cls in (tfp_realnvp.Adam, keras.optimizers.Adam)]
+    results = []
+    for optimizer in optimizers:
+        variable.assign(np.ones(3, "float32"))
+        for step in range(3):
+            optimizer.apply([keras.ops.convert_to_tensor(np.array([1.0, -2.0, 0.5 * step], "float32"))], [variable])
+        results.append(to_numpy(variable))
+    np.testing.assert_array_equal(*results)
+
+
+@pytest.mark.tf_only
+def test_a_traced_update_builds_fewer_ops_than_keras_adam():
+    import tensorflow as tf
+
+    def count_ops(optimizer):
+        variables = [tf.Variable(np.full((3, 3), float(i), "float32")) for i in range(40)]
+        optimizer.build(variables)
+        grads = [tf.TensorSpec((3, 3), tf.float32)] * len(variables)
+        graph = tf.function(lambda *g: optimizer.apply(list(g), variables)).get_concrete_function(*grads).graph
+        return len(graph.get_operations())
+
+    ours, theirs = count_ops(tfp_realnvp.Adam(1e-3)), count_ops(keras.optimizers.Adam(1e-3))
+    # Measured with Keras 3.15: 868 ops against 1648 (22 per variable against 41).
+    assert ours < 0.6 * theirs, (ours, theirs)
