@@ -7,7 +7,6 @@ import pytest
 import tfp_realnvp
 from helpers import to_numpy
 
-BACKEND = keras.backend.backend()
 TINY = {"num_scales": 1, "num_filters": 4, "num_blocks": 1}
 
 
@@ -20,8 +19,8 @@ def _train(optimizer, images):
 
 
 def test_fit_gives_the_weights_and_slots_of_keras_adam_exactly():
-    """Mixed-dtype state (a float32 step counter beside float32/float64 weights) and a
-    learning-rate schedule: the step size changes every step and is rebuilt per call."""
+    """Through RealNVP.fit with global clipping and a learning-rate schedule: the step size
+    changes every step, so a step size kept from an earlier call would show."""
     images = np.random.default_rng(0).integers(0, 256, (48, 8, 8, 1)).astype("uint8")
     schedule = keras.optimizers.schedules.ExponentialDecay(3e-3, decay_steps=2, decay_rate=0.5)
     ours, ours_history = _train(tfp_realnvp.Adam(schedule, global_clipnorm=1.0), images)

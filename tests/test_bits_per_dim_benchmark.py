@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 
-# A training run of the benchmark: with the slow tests (the README's benchmark commands
-# parse in the fast suite).
+# A training run of the benchmark, the only test of benchmarks/bits_per_dim.py: with the
+# slow tests (make test-slow).
 @pytest.mark.slow
 def test_bits_per_dim_benchmark_writes_measured_json(tmp_path):
     module = importlib.import_module("benchmarks.bits_per_dim")

@@ -34,7 +34,9 @@ def exported(tmp_path_factory):
     return model, tf.saved_model.load(str(path)), path, images, labels
 
 
-@pytest.mark.slow  # a full conditional export; test_keras_export covers labels in the fast suite
+# Slow: runs every signature against the model's own functions; the module's export is
+# served in the fast suite by test_classify_signature_is_bayes_rule.
+@pytest.mark.slow
 def test_signatures_take_labels_and_match_the_model(exported):
     model, served, path, images, labels = exported
     assert set(served.signatures) == set(CONDITIONAL_SIGNATURE_NAMES)

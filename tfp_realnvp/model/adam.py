@@ -30,16 +30,16 @@ class Adam(keras.optimizers.Adam):
 
     def apply(self, grads, trainable_variables=None):
         # One cache per update: the learning rate and the step count are those of this call.
-        object.__setattr__(self, "_step_sizes", {})
+        object.__setattr__(self, "_step_constants_cache", {})
         try:
             return super().apply(grads, trainable_variables)
         finally:
-            object.__setattr__(self, "_step_sizes", None)
+            object.__setattr__(self, "_step_constants_cache", None)
 
     def _step_constants(self, learning_rate, dtype) -> tuple:
         """``(alpha_t, 1 - beta_1, 1 - beta_2, epsilon)`` as tensors of ``dtype``, built
         as Keras' Adam builds them, once per ``apply``."""
-        cache = getattr(self, "_step_sizes", None)
+        cache = getattr(self, "_step_constants_cache", None)
         cached = None if cache is None else cache.get(str(dtype))
         if cached is not None and cached[0] is learning_rate:
             return cached[1]
