@@ -1,9 +1,14 @@
-"""Adam that builds the step's shared scalars once per update instead of once per variable."""
+"""Adam that updates all variables of a dtype in one set of graph ops, with the step's
+scalars built once per update instead of once per variable."""
 
 from __future__ import annotations
 
+import math
+
 import keras
 from keras import ops
+
+from tfp_realnvp.internal.backend import backend_name
 
 
 @keras.saving.register_keras_serializable(package="tfp_realnvp")
@@ -17,15 +22,27 @@ class Adam(keras.optimizers.Adam):
     model of 4 filters has 84), so the optimizer was half of the ops of its traced train
     step, and building graph ops (Python, about a millisecond each) is most of the time
     to the first step. Here those scalars are built once per ``apply`` (per variable
-    dtype) and shared, 22 ops per variable; each variable adds only its own update,
+    dtype) and shared, and the update is Keras',
 
         ``m <- m + (g - m)(1 - beta_1)``, ``v <- v + (g^2 - v)(1 - beta_2)``,
         ``w <- w - m alpha_t / (sqrt(v) + epsilon)``,
 
-    the same operations in the same order as Keras' Adam, so the weights agree exactly.
-    With ``amsgrad=True`` every update is Keras' own. The constructor, configuration,
-    slot variables and checkpoints are Keras' Adam's; ``RealNVP.compile`` uses this
-    class for its default optimizer.
+    the same operations in the same order, so the weights agree exactly.
+
+    The per-variable arithmetic is then done once for all variables of a dtype: their
+    gradients and slots are flattened and concatenated, the three updates above are
+    computed elementwise on the concatenation, and the results are split back into
+    each slot and variable. Elementwise operations do not depend on the neighbours of
+    an element, so every element gets the same floating-point operations as in Keras'
+    per-variable update. What stays per variable is reading and assigning it and its
+    two slots (and a reshape for the variables of rank other than 1): on a model's mix
+    of kernels, scales and biases, 16 graph ops per variable against Keras' 41.
+
+    With ``amsgrad=True``, sparse (``IndexedSlices``) gradients, or under a
+    ``tf.distribute`` strategy other than the default one (whose per-replica update
+    Keras routes through the strategy), every update is Keras' own. The constructor,
+    configuration, slot variables and checkpoints are Keras' Adam's;
+    ``RealNVP.compile`` uses this class for its default optimizer.
     """
 
     def apply(self, grads, trainable_variables=None):
@@ -64,3 +81,64 @@ class Adam(keras.optimizers.Adam):
         self.assign_add(m, ops.multiply(ops.subtract(gradient, m), one_minus_beta_1))
         self.assign_add(v, ops.multiply(ops.subtract(ops.square(gradient), v), one_minus_beta_2))
         self.assign_sub(variable, ops.divide(ops.multiply(m, alpha), ops.add(ops.sqrt(v), epsilon)))
+
+    def _backend_update_step(self, grads, trainable_variables, learning_rate):
+        if not self._fusable(grads):
+            return super()._backend_update_step(grads, trainable_variables, learning_rate)
+        groups: dict[str, list] = {}
+        for grad, variable in zip(grads, trainable_variables):
+            groups.setdefault(str(variable.dtype), []).append((grad, variable))
+        for pairs in groups.values():
+            self._fused_update(pairs, learning_rate)
+        return None
+
+    def _fusable(self, grads) -> bool:
+        """Whether the fused update applies: not amsgrad, dense gradients, and on
+        TensorFlow no distribution strategy (Keras' update then adds nothing per replica)."""
+        if self.amsgrad or any(hasattr(grad, "indices") for grad in grads):
+            return False
+        if backend_name() == "tensorflow":
+            import tensorflow as tf
+
+            return not tf.distribute.has_strategy() and not tf.distribute.in_cross_replica_context()
+        return True
+
+    def _fused_update(self, pairs: list, learning_rate) -> None:
+        """Keras' Adam update of the variables in ``pairs`` (``(gradient, variable)``, one
+        dtype), computed on their concatenation."""
+        dtype = pairs[0][1].dtype
+        alpha, one_minus_beta_1, one_minus_beta_2, epsilon = self._step_constants(learning_rate, dtype)
+        variables = [variable for _, variable in pairs]
+        indices = [self._get_variable_index(variable) for variable in variables]
+        momentums = [self._momentums[i] for i in indices]
+        velocities = [self._velocities[i] for i in indices]
+        g = _concatenated([ops.cast(grad, dtype) for grad, _ in pairs])
+        m = _concatenated([ops.convert_to_tensor(slot) for slot in momentums])
+        v = _concatenated([ops.convert_to_tensor(slot) for slot in velocities])
+        m = ops.add(m, ops.multiply(ops.subtract(g, m), one_minus_beta_1))
+        v = ops.add(v, ops.multiply(ops.subtract(ops.square(g), v), one_minus_beta_2))
+        step = ops.divide(ops.multiply(m, alpha), ops.add(ops.sqrt(v), epsilon))
+        shapes = [tuple(variable.shape) for variable in variables]
+        for slot, value in zip(momentums, _split(m, shapes)):
+            self.assign(slot, value)
+        for slot, value in zip(velocities, _split(v, shapes)):
+            self.assign(slot, value)
+        for variable, value in zip(variables, _split(step, shapes)):
+            self.assign_sub(variable, value)
+
+
+def _concatenated(tensors: list):
+    """The tensors flattened and joined into one vector."""
+    flat = [t if len(t.shape) == 1 else ops.reshape(t, (-1,)) for t in tensors]
+    return flat[0] if len(flat) == 1 else ops.concatenate(flat, axis=0)
+
+
+def _split(vector, shapes: list) -> list:
+    """``vector`` cut into tensors of ``shapes``, in order (the inverse of ``_concatenated``)."""
+    sizes = [math.prod(shape) for shape in shapes]
+    if len(sizes) == 1:
+        parts = [vector]
+    else:
+        ends = [sum(sizes[: i + 1]) for i in range(len(sizes) - 1)]
+        parts = ops.split(vector, ends, axis=0)
+    return [part if len(shape) == 1 else ops.reshape(part, shape) for part, shape in zip(parts, shapes)]
