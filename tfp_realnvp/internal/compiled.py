@@ -92,6 +92,50 @@ class CompiledFunction:
         return self._functions[key](*dynamic)
 
 
+class SharedTrace:
+    """``fn(*tensors)`` traced once per input signature and called by every graph that needs it.
+
+    TensorFlow builds a graph op by op in Python (about a millisecond an op), so a flow
+    traced into each of several functions (``log_prob``, ``encode``, the signatures of a
+    SavedModel, Keras' test step) costs that many times one trace. Called inside a traced
+    function on TensorFlow, ``fn`` becomes one nested ``tf.function`` per dtype and inner
+    shape of the inputs (leading axis unknown), traced on first use; each calling graph
+    holds a call of it, and a SavedModel stores it once. Eagerly, on JAX (``jax.jit``
+    traces each compiled function whole) and under a ``tf.distribute`` strategy (each
+    replica reads its own copy of the variables), ``fn`` runs inline.
+
+    The tensors must have a rank of at least 1; their leading axis may differ between calls.
+    """
+
+    def __init__(self, fn: Callable):
+        self._fn = fn
+        self._traces = 0
+        self._functions: dict[str, Callable] = {}
+
+    @property
+    def traces(self) -> int:
+        """How many nested functions have been traced so far."""
+        return self._traces
+
+    def __call__(self, *tensors):
+        if backend_name() != "tensorflow":
+            return self._fn(*tensors)
+        import tensorflow as tf
+
+        if not tf.inside_function() or tf.distribute.has_strategy():
+            return self._fn(*tensors)
+        signature = [_batch_spec(tf, tensor) for tensor in tensors]
+        key = repr(signature)
+        if key not in self._functions:
+
+            def traced(*inputs):
+                self._traces += 1  # Python code runs only while tracing
+                return self._fn(*inputs)
+
+            self._functions[key] = tf.function(functools.partial(traced), input_signature=signature, autograph=False)
+        return self._functions[key](*tensors)
+
+
 def _batch_spec(tf, value):
     """The ``tf.TensorSpec`` of ``value`` with an unknown leading axis (scalars keep their shape)."""
     if not (hasattr(value, "shape") and hasattr(value, "dtype")):

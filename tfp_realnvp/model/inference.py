@@ -19,9 +19,10 @@ from tfp_realnvp.model.dequantization import noise_seed_keys, noise_seeds
 class InferenceMixin:
     """``RealNVP`` methods that evaluate the trained flow, batch norm in inference mode.
 
-    The model provides ``image_shape``, the flow, ``_pixels`` (dequantization),
-    ``_compiled_fn`` (compiled functions, one per key), ``check_labels`` and
-    ``to_bits_per_dim``.
+    The model provides ``image_shape``, ``_pixels`` (dequantization), the flow's
+    inference passes ``_inverse_pass`` (``(z, log p)``) and ``_forward_pass``, traced
+    once and shared by every graph, ``_compiled_fn`` (compiled functions, one per key),
+    ``check_labels`` and ``to_bits_per_dim``.
     """
 
     def _image_batch(self, images) -> np.ndarray:
@@ -163,9 +164,7 @@ class InferenceMixin:
             float32 latents ``[N, H, W, C]`` (batch norm in inference mode).
         """
         x = self._pixels(images, training=False)
-        if labels is None:
-            return self._flow.inverse(x, training=False)
-        return self._flow.inverse(x, training=False, conditional_input=self.context(labels))
+        return self._inverse_pass(*([x] if labels is None else [x, self.context(labels)]))[0]
 
     def decode_tensor(self, z, labels=None):
         """uint8 images ``clip(floor(g(z)), 0, 255)`` on backend tensors (see ``decode``).
@@ -175,10 +174,7 @@ class InferenceMixin:
             labels: int32 ``[N]`` for a conditional model, else ``None``.
         """
         z = ops.cast(z, "float32")
-        if labels is None:
-            x = self._flow.forward(z, training=False)
-        else:
-            x = self._flow.forward(z, training=False, conditional_input=self.context(labels))
+        x = self._forward_pass(*([z] if labels is None else [z, self.context(labels)]))
         return ops.cast(ops.clip(ops.floor(x), 0.0, 255.0), "uint8")
 
     def encode(self, images, labels=None, *, batch_size: int = 256) -> np.ndarray:

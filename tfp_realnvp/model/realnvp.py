@@ -18,7 +18,7 @@ from keras import ops
 from tfp_realnvp.bijectors.multiscale import FLOW_CONFIG_KEYS, MultiScaleFlow
 from tfp_realnvp.internal.arguments import check_int, check_number
 from tfp_realnvp.internal.backend import directed_metrics, tfd
-from tfp_realnvp.internal.compiled import CompiledFunction
+from tfp_realnvp.internal.compiled import CompiledFunction, SharedTrace
 from tfp_realnvp.internal.replicas import refuse_multi_worker_tensorflow
 from tfp_realnvp.model import labels as labels_lib
 from tfp_realnvp.model.conditional import ConditionalMixin
@@ -206,6 +206,9 @@ class RealNVP(
             [keras.metrics.Mean(name="bits_per_dim")], direction="down", name="bits_per_dim"
         )
         self._compiled = {}
+        # The flow's inference passes, one trace each shared by every graph (TensorFlow).
+        self._inverse_pass = SharedTrace(self._inference_inverse)
+        self._forward_pass = SharedTrace(self._inference_forward)
         self.built = True
 
     def _class_prior(self) -> ConditionalNormal | None:
@@ -322,8 +325,25 @@ class RealNVP(
         """Float32 pixels, dequantized when the input has an integer dtype."""
         return self._dequantize(images, training=training)[0]
 
+    def _inference_inverse(self, x, context=None):
+        """``(z, log p(x))`` (or given the context ``c``: ``(z, log p(x | c))``) of continuous
+        pixels ``x``, batch norm in inference mode; ``log p`` float32. One pass of the
+        flow: the distribution's ``log_prob`` reuses the inverse (the bijector's cache)."""
+        kwargs = {"training": False} if context is None else {"training": False, "conditional_input": context}
+        z = self._flow.inverse(x, **kwargs)
+        distribution = self._distribution if context is None else self.conditional_distribution(context)
+        return z, ops.cast(distribution.log_prob(x, bijector_kwargs=kwargs), "float32")
+
+    def _inference_forward(self, z, context=None):
+        """Continuous pixels ``g(z)`` (given the context ``c``: ``g(z; c)``), batch norm in inference mode."""
+        if context is None:
+            return self._flow.forward(z, training=False)
+        return self._flow.forward(z, training=False, conditional_input=context)
+
     def _log_prob_of(self, x, context, *, training: bool):
         """``log p(x)`` or ``log p(x | c)`` of continuous pixels ``x``, float32."""
+        if not training:
+            return self._inverse_pass(*([x] if context is None else [x, context]))[1]
         if context is None:
             log_p = self._distribution.log_prob(x, bijector_kwargs={"training": training})
         else:
