@@ -160,6 +160,9 @@ def test_encode_decode_match_the_model(served, model):
     # encode dequantizes x + u with u in [0, 1); decode floors: the round trip is x.
     assert np.max(np.abs(decoded.astype(int) - images.astype(int))) <= 1
     assert np.mean(decoded == images) > 0.99
+    # The signatures and the model's compiled encode and decode call one trace of each
+    # pass of the flow (internal.compiled.SharedTrace), not one each.
+    assert (model._inverse_pass.traces, model._forward_pass.traces) == (1, 1)
 
 
 # Loading without the package ---------------------------------------------------------
