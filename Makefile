@@ -49,8 +49,9 @@ format: $(VENV)/.installed
 test-tf: $(VENV)/.installed
 	KERAS_BACKEND=tensorflow $(VENV)/bin/python -m pytest $(PYTEST_FLAGS)
 
+# Four workers on JAX: with three, the suite used 885 CPU s in 579 s on two cores (76 %).
 test-jax: $(VENV_JAX)/.installed
-	KERAS_BACKEND=jax $(VENV_JAX)/bin/python -m pytest $(PYTEST_FLAGS) -m "not slow and not tf_only"
+	KERAS_BACKEND=jax $(VENV_JAX)/bin/python -m pytest $(PYTEST_FLAGS) -n 4 -m "not slow and not tf_only"
 
 # The tests marked slow (longer runs, heavier variants of fast checks), on both backends.
 test-slow: $(VENV)/.installed $(VENV_JAX)/.installed
