@@ -78,7 +78,14 @@ TRAIN_FRACTION = 0.9936
 #: Keyword arguments set in every call of these callables (a method or function name).
 SHRINK_KEYWORDS = {
     "MultiScaleFlow": {"num_scales": 1, "num_filters": 4, "num_blocks": 1},
-    "RealNVP": {"num_scales": 1, "num_filters": 4, "num_blocks": 1},
+    # Two steps: the first coupling of q(u | x) reads x alone, the later ones u too.
+    "RealNVP": {
+        "num_scales": 1,
+        "num_filters": 4,
+        "num_blocks": 1,
+        "dequantization_steps": 2,
+        "dequantization_filters": 4,
+    },
     # With steps_per_epoch and no batch_size, Keras makes each batch 1/steps of the data.
     "fit": {"epochs": 1, "steps_per_epoch": 2, "validation_steps": 1, "batch_size": 64},
     "load_images": {"train_fraction": TRAIN_FRACTION},
