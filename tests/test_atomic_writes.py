@@ -47,10 +47,15 @@ def test_a_failing_writer_leaves_the_old_file(tmp_path):
     assert target.read_bytes() == b"a good model"
 
 
+# The module is loaded from its file (argv[2]): it needs only the standard library, and
+# importing the package would import Keras and TensorFlow, most of this test's cost.
 _KILLED_WHILE_WRITING = textwrap.dedent(
     """
-    import os, signal, sys
-    from tfp_realnvp.internal import atomic
+    import importlib.util, os, signal, sys
+
+    spec = importlib.util.spec_from_file_location("atomic", sys.argv[2])
+    atomic = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(atomic)
 
     with atomic.atomic_path(sys.argv[1]) as temporary:
         with open(temporary, "wb") as handle:
@@ -67,9 +72,12 @@ def test_sigkill_while_writing_leaves_the_old_file_whole(tmp_path):
     script = tmp_path / "write.py"
     script.write_text(_KILLED_WHILE_WRITING)
     process = subprocess.run(
-        [sys.executable, str(script), str(target)], env=tiny_runs.env(), capture_output=True, timeout=120
+        [sys.executable, str(script), str(target), atomic.__file__],
+        env=tiny_runs.env(),
+        capture_output=True,
+        timeout=120,
     )
-    assert process.returncode == -signal.SIGKILL
+    assert process.returncode == -signal.SIGKILL, process.stderr[-2000:]
     assert target.read_bytes() == b"a finished model from an earlier run"
 
 

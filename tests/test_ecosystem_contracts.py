@@ -78,10 +78,16 @@ def holders(flow):
     }
 
 
+@pytest.fixture(scope="module")
+def listed_flow():
+    """A two-scale flow with batch norm in the conditioners, which the tests only read."""
+    return small_flow(conditioner_batch_norm=True)
+
+
 @pytest.mark.tf_only
 @pytest.mark.parametrize("holder", ["distribution", "chain", "invert", "distribution_of_chain"])
-def test_tfp_lists_every_weight_of_the_flow(holder):
-    flow = small_flow(conditioner_batch_norm=True)
+def test_tfp_lists_every_weight_of_the_flow(holder, listed_flow):
+    flow = listed_flow
     obj = holders(flow)[holder]
     for kind in ("trainable_variables", "non_trainable_variables", "variables"):
         found, expected = refs(getattr(obj, kind)), refs(getattr(flow, kind))
@@ -127,7 +133,7 @@ def test_canonical_training_loop(compile_step, lazy):
     if compile_step:
         step = tf.function(step)
     losses = []
-    for _ in range(5):
+    for _ in range(3):  # each eager step runs the flow and Adam op by op: seconds
         loss, grads = step(x)
         losses.append(float(loss))
     assert all(g is not None for g in grads)
@@ -143,15 +149,23 @@ def checkpointed_flow(seed=None):
     return make_flow(2, True, image=IMAGE, seed=seed, num_blocks=2, conditioner_batch_norm=True)
 
 
+@pytest.fixture(scope="module")
+def checkpointed():
+    """The flow that the checkpoint tests save (and only read), a batch and its log-density."""
+    flow = checkpointed_flow(seed=3)
+    x = images(4, dtype="float64")
+    return flow, x, to_numpy(make_dist(flow).log_prob(x))
+
+
 @pytest.mark.tf_only
 @pytest.mark.parametrize("holder", ["flow", "dist"])
-def test_checkpoint_saves_and_restores_every_variable(holder, tmp_path):
+def test_checkpoint_saves_and_restores_every_variable(holder, checkpointed, tmp_path):
     import tensorflow as tf
 
     def held(flow):
         return flow if holder == "flow" else make_dist(flow)
 
-    flow = checkpointed_flow(seed=3)
+    flow, x, expected = checkpointed
     path = tf.train.Checkpoint(**{holder: held(flow)}).write(str(tmp_path / "ckpt"))
     saved = [name for name, _ in tf.train.list_variables(path) if name.endswith(".ATTRIBUTES/VARIABLE_VALUE")]
     assert len(saved) == len(flow.variables)
@@ -159,8 +173,6 @@ def test_checkpoint_saves_and_restores_every_variable(holder, tmp_path):
     for conv in ("block0_conv1", "block0_conv2", "block1_conv1", "block1_conv2"):
         assert sum(f"/{conv}/" in name for name in saved) == 3 * len(flow.couplings), conv
 
-    x = images(4, dtype="float64")
-    expected = to_numpy(make_dist(flow).log_prob(x))
     restored = checkpointed_flow(seed=4)
     assert np.max(np.abs(to_numpy(make_dist(restored).log_prob(fresh(x))) - expected)) > 1e-3
     status = tf.train.Checkpoint(**{holder: held(restored)}).read(path)
@@ -374,8 +386,14 @@ def test_log_prob_of_every_sample_is_finite():
 
 
 # 6. Copies, batch shape, slicing ---------------------------------------------------------
-def test_copy_is_the_same_function_and_batch_shape_is_scalar():
-    flow = make_flow(1, True, image=IMAGE, seed=2)
+@pytest.fixture(scope="module")
+def seeded_flow():
+    """A one-scale float64 flow with random weights, which the tests only read."""
+    return make_flow(1, True, image=IMAGE, seed=2)
+
+
+def test_copy_is_the_same_function_and_batch_shape_is_scalar(seeded_flow):
+    flow = seeded_flow
     dist = make_dist(flow)
     x = images(3, dtype="float64")
     copy = flow.copy()
@@ -387,8 +405,8 @@ def test_copy_is_the_same_function_and_batch_shape_is_scalar():
 
 
 @pytest.mark.parametrize("kind", ["sample", "independent"])
-def test_distribution_over_a_batched_base_slices(kind):
-    flow = make_flow(1, True, image=IMAGE, seed=2)
+def test_distribution_over_a_batched_base_slices(kind, seeded_flow):
+    flow = seeded_flow
     loc = np.array([0.0, 1.0])
     if kind == "sample":
         base = tfd.Sample(tfd.Normal(loc, 1.0), list(IMAGE))

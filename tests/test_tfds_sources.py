@@ -21,11 +21,15 @@ tfds = pytest.importorskip("tensorflow_datasets")
 from tfp_realnvp.cli import main  # noqa: E402 (after importorskip: without tensorflow_datasets the module is skipped)
 from tfp_realnvp.data import TFDS_DATASETS  # noqa: E402 (after importorskip: without tensorflow_datasets the module is skipped)
 
+# The smallest flow (with --num-scales 1 below): one residual block of four filters,
+# without batch norm inside the conditioners (a third of a conditioner's graph ops to
+# trace); these tests are about the sources.
 TINY = [
     "--num-filters",
     "4",
     "--num-blocks",
     "1",
+    "--no-conditioner-batch-norm",
     "--batch-size",
     "8",
     "--max-images",

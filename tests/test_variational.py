@@ -16,11 +16,13 @@ import numpy as np
 import pytest
 
 from helpers import (
+    BACKEND,
     jacobian_log_det,
     randomize,
     tensor,
     to_numpy,
 )
+from tfp_realnvp.internal.compiled import CompiledFunction
 from tfp_realnvp.model.dequantization import (
     dequantization_noise,
     dequantization_noise_keys,
@@ -31,6 +33,15 @@ from tfp_realnvp.model.realnvp import RealNVP
 from tfp_realnvp.model.variational import VariationalDequantizer
 
 LN2 = np.log(2.0)
+
+
+def run_compiled(model, fn, *args):
+    """``fn(*args)`` as a reference: compiled over ``model``'s weights on JAX (which runs
+    eager code op by op, slowly, and compiles each operation for each new shape), eager
+    on TensorFlow (where tracing costs more than running the small flows here)."""
+    if BACKEND == "tensorflow":
+        return to_numpy(fn(*args))
+    return to_numpy(CompiledFunction(model, fn)(*args))
 
 
 # q(u | x) in float64 ------------------------------------------------------------------
@@ -113,10 +124,13 @@ def two_pixels():
 def _log_weights_on_grid(model, image):
     """``log p(x + u(w)) - log q(u(w) | x)`` at the quadrature nodes ``w``, and their weights."""
     nodes, weights = _grid()
-    images = tensor(np.repeat(image[None], len(nodes), axis=0), "uint8")
-    x, log_q = model._dequantize(images, training=False, noise=tensor(nodes, "float32"))
-    log_p = model._log_prob_of(x, None, training=False)
-    return to_numpy(log_p - log_q).astype(np.float64), weights
+
+    def log_weights(images, noise):
+        x, log_q = model._dequantize(images, training=False, noise=noise)
+        return model._log_prob_of(x, None, training=False) - log_q
+
+    images = np.repeat(image[None], len(nodes), axis=0)
+    return run_compiled(model, log_weights, images, nodes.astype(np.float32)).astype(np.float64), weights
 
 
 def test_q_is_normalised_and_the_variational_bound_lies_below_log_P(two_pixels):
@@ -142,7 +156,7 @@ def test_the_k_sample_bounds_lie_above_the_true_bits_and_tighten(two_pixels, whi
     model = two_pixels[0] if which == "variational" else two_pixels[1]
     true_bits = -two_pixels[2] / (2 * LN2)
     keys = noise_seed_keys(noise_seeds(DRAWS))
-    log_w = to_numpy(model.log_weights_tensor(tensor(IMAGES, "uint8"), keys)).astype(np.float64)  # [DRAWS, N]
+    log_w = run_compiled(model, model.log_weights_tensor, IMAGES, keys).astype(np.float64)  # [DRAWS, N]
     # The API's K-sample bound is the log-mean-exp of the first K of these draws ...
     for k in (1, 4, 64):
         expected = -_log_mean_exp(log_w[:k], axis=0) / (2 * LN2)
@@ -186,9 +200,9 @@ def small_model():
 def test_one_sample_is_the_models_log_prob_and_k_samples_ignore_the_batch(small_model):
     model, images = small_model
     keys = noise_seed_keys(noise_seeds(1))
-    one = to_numpy(model.log_weights_tensor(tensor(images, "uint8"), keys))[0]
+    one = run_compiled(model, model.log_weights_tensor, images, keys)[0]
     np.testing.assert_allclose(one, model.log_prob(images), rtol=1e-6, atol=1e-4)
-    np.testing.assert_allclose(to_numpy(model(images)), model.log_prob(images), rtol=1e-6, atol=1e-4)
+    np.testing.assert_allclose(run_compiled(model, model, images), model.log_prob(images), rtol=1e-6, atol=1e-4)
     full = model.log_prob(images, samples=5, batch_size=256)
     np.testing.assert_allclose(model.log_prob(images, samples=5, batch_size=3), full, rtol=1e-6, atol=1e-4)
     np.testing.assert_allclose(model.log_prob(images[::-1], samples=5)[::-1], full, rtol=1e-6, atol=1e-4)

@@ -39,6 +39,13 @@ def conditional_flow(seed=5, **kwargs):
     return flow
 
 
+@pytest.fixture(scope="module")
+def flow():
+    """``conditional_flow()``, built once for the tests that only read it (inference mode:
+    nothing they call moves its batch-norm averages)."""
+    return conditional_flow()
+
+
 def conditional_coupling(mask_type, seed=3):
     coupling = AffineCoupling(
         mask_type=mask_type,
@@ -74,8 +81,7 @@ def test_conditional_coupling_is_exact_for_each_label(mask_type, label):
 # The couplings are checked for every label above; the whole flow for one label in the
 # fast suite and the other with the slow tests.
 @pytest.mark.parametrize("label", [LABELS[0], pytest.param(LABELS[1], marks=pytest.mark.slow)])
-def test_conditional_flow_is_exact_for_each_label(label):
-    flow = conditional_flow()
+def test_conditional_flow_is_exact_for_each_label(flow, label):
     rng = np.random.default_rng(10 + label)
     context = one_hot(label)
     kw = {"conditional_input": context}
@@ -85,12 +91,15 @@ def test_conditional_flow_is_exact_for_each_label(label):
     check_log_det(flow, x, y, atol=1e-6, kwargs=kw)
 
 
-def test_the_context_changes_the_map_and_its_log_det():
-    flow = conditional_flow()
+def test_the_context_changes_the_map_and_its_log_det(flow):
     y = tensor(pixels(np.random.default_rng(1), (2, 4, 4, 2)))
-    outs = [to_numpy(flow.inverse(fresh(y), conditional_input=one_hot(k))) for k in range(K)]
+    # A new copy of y per context: each context's map and log-det come from one pass of
+    # the flow, never from a result cached for another context.
+    copies = [fresh(y) for _ in range(K)]
+    outs = [to_numpy(flow.inverse(copies[k], conditional_input=one_hot(k))) for k in range(K)]
     dets = [
-        to_numpy(flow.inverse_log_det_jacobian(fresh(y), event_ndims=3, conditional_input=one_hot(k))) for k in range(K)
+        to_numpy(flow.inverse_log_det_jacobian(copies[k], event_ndims=3, conditional_input=one_hot(k)))
+        for k in range(K)
     ]
     for a in range(K):
         for b in range(a + 1, K):
@@ -98,22 +107,21 @@ def test_the_context_changes_the_map_and_its_log_det():
             assert np.max(np.abs(dets[a] - dets[b])) > 1e-6
 
 
-def test_a_context_per_example_equals_one_context_per_call():
-    flow = conditional_flow()
+def test_a_context_per_example_equals_one_context_per_call(flow):
     y = tensor(pixels(np.random.default_rng(2), (2, 4, 4, 2)))
-    both = flow.inverse(fresh(y), conditional_input=one_hot([0, 2]))
-    both_ldj = flow.inverse_log_det_jacobian(fresh(y), event_ndims=3, conditional_input=one_hot([0, 2]))
+    # One pass per call: the map and log-det of the same input tensor and context.
+    batch, contexts = fresh(y), one_hot([0, 2])
+    both = flow.inverse(batch, conditional_input=contexts)
+    both_ldj = flow.inverse_log_det_jacobian(batch, event_ndims=3, conditional_input=contexts)
     for i, label in enumerate([0, 2]):
-        single = flow.inverse(fresh(y[i : i + 1]), conditional_input=one_hot([label]))
-        single_ldj = flow.inverse_log_det_jacobian(
-            fresh(y[i : i + 1]), event_ndims=3, conditional_input=one_hot([label])
-        )
+        one, context = fresh(y[i : i + 1]), one_hot([label])
+        single = flow.inverse(one, conditional_input=context)
+        single_ldj = flow.inverse_log_det_jacobian(one, event_ndims=3, conditional_input=context)
         assert_close(to_numpy(both)[i : i + 1], single, atol=1e-10)
         assert_close(to_numpy(both_ldj)[i : i + 1], single_ldj, atol=1e-9)
 
 
-def test_any_context_vector_not_only_one_hot():
-    flow = conditional_flow()
+def test_any_context_vector_not_only_one_hot(flow):
     rng = np.random.default_rng(4)
     context = tensor(rng.normal(size=(2, K)))
     y = tensor(pixels(rng, (2, 4, 4, 2)))
@@ -123,8 +131,7 @@ def test_any_context_vector_not_only_one_hot():
 
 
 # The context is part of the cache key --------------------------------------------------------
-def test_a_result_cached_for_one_context_is_never_returned_for_another():
-    flow = conditional_flow()
+def test_a_result_cached_for_one_context_is_never_returned_for_another(flow):
     y = tensor(pixels(np.random.default_rng(3), (2, 4, 4, 2)))
     c0, c2 = one_hot([0, 0]), one_hot([2, 2])
     z0 = flow.inverse(y, conditional_input=c0)
@@ -151,8 +158,7 @@ def test_a_result_cached_for_one_context_is_never_returned_for_another():
 
 
 # The class-conditional base ------------------------------------------------------------------
-def test_conditional_base_log_prob_is_the_closed_form():
-    flow = conditional_flow()
+def test_conditional_base_log_prob_is_the_closed_form(flow):
     base = ConditionalNormal(K, (4, 4, 2), dtype="float64")
     rng = np.random.default_rng(7)
     randomize(base.weights, 8, stddev=0.3)
@@ -169,8 +175,7 @@ def test_conditional_base_log_prob_is_the_closed_form():
     assert_close(log_p, gauss.sum(axis=(1, 2, 3)) + ildj, atol=1e-8)
 
 
-def test_conditional_sampling_through_tfp():
-    flow = conditional_flow()
+def test_conditional_sampling_through_tfp(flow):
     base = ConditionalNormal(K, (4, 4, 2), dtype="float64")
     c = one_hot([0, 1, 2])
     dist = tfd.TransformedDistribution(base.distribution(c), flow)
@@ -205,8 +210,7 @@ def test_every_weight_gets_a_gradient():
 
 
 # Errors -----------------------------------------------------------------------------------------
-def test_conditional_flow_refuses_a_call_without_context():
-    flow = conditional_flow()
+def test_conditional_flow_refuses_a_call_without_context(flow):
     y = tensor(pixels(np.random.default_rng(0), (1, 4, 4, 2)))
     with pytest.raises(ValueError, match="needs conditional_input"):
         flow.inverse(y)
@@ -231,7 +235,6 @@ def test_bad_context_dim(bad):
         MultiScaleFlow(image_shape=(4, 4, 2), context_dim=bad, **SMALL)
 
 
-def test_flow_config_records_the_context():
-    flow = conditional_flow()
+def test_flow_config_records_the_context(flow):
     assert flow.conditional and flow.config["context_dim"] == K and flow.config["context_channels"] == 3
     assert not MultiScaleFlow(**SMALL).conditional

@@ -38,9 +38,11 @@ class Adam(keras.optimizers.Adam):
     two slots (and a reshape for the variables of rank other than 1): on a model's mix
     of kernels, scales and biases, 16 graph ops per variable against Keras' 41.
 
-    With ``amsgrad=True``, sparse (``IndexedSlices``) gradients, or under a
-    ``tf.distribute`` strategy other than the default one (whose per-replica update
-    Keras routes through the strategy), every update is Keras' own. The constructor,
+    The fused update runs on TensorFlow, where graph ops are built one by one in
+    Python; on JAX (whose tracing is cheap) each variable keeps its own update with the
+    shared scalars. With ``amsgrad=True``, sparse (``IndexedSlices``) gradients, or
+    under a ``tf.distribute`` strategy other than the default one (whose per-replica
+    update Keras routes through the strategy), every update is Keras' own. The constructor,
     configuration, slot variables and checkpoints are Keras' Adam's;
     ``RealNVP.compile`` uses this class for its default optimizer.
     """
@@ -93,15 +95,15 @@ class Adam(keras.optimizers.Adam):
         return None
 
     def _fusable(self, grads) -> bool:
-        """Whether the fused update applies: not amsgrad, dense gradients, and on
-        TensorFlow no distribution strategy (Keras' update then adds nothing per replica)."""
-        if self.amsgrad or any(hasattr(grad, "indices") for grad in grads):
+        """Whether the fused update applies: TensorFlow, not amsgrad, dense gradients and
+        no distribution strategy (Keras' update then adds nothing per replica). On JAX,
+        XLA compiled the concatenation and split more slowly than the per-variable
+        updates (a one-scale model's first fit: 10.9 CPU s against 6.8)."""
+        if self.amsgrad or backend_name() != "tensorflow" or any(hasattr(grad, "indices") for grad in grads):
             return False
-        if backend_name() == "tensorflow":
-            import tensorflow as tf
+        import tensorflow as tf
 
-            return not tf.distribute.has_strategy() and not tf.distribute.in_cross_replica_context()
-        return True
+        return not tf.distribute.has_strategy() and not tf.distribute.in_cross_replica_context()
 
     def _fused_update(self, pairs: list, learning_rate) -> None:
         """Keras' Adam update of the variables in ``pairs`` (``(gradient, variable)``, one
