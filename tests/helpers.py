@@ -141,7 +141,16 @@ def compiled(fn):
 
 
 def jacobian_log_det(fn, x, *context) -> np.ndarray:
-    """``log|det d fn(x_i) / d x_i|`` for each example of a batch, from autodiff.
+    """``log|det d fn(x_i) / d x_i|`` for each example of a batch, from one autodiff pass.
+
+    ``fn`` maps each example independently of the others, so the Jacobian at ``x_i`` is
+    that of ``fn`` at any copy of ``x_i`` in a larger batch. The batch is repeated ``n``
+    times per example (``n`` the event size) and copy ``k`` of each example is seeded with
+    the ``k``-th unit vector: one reverse-mode pass (TensorFlow: ``GradientTape.gradient``
+    with those output gradients) gives row ``k`` of every example's Jacobian, one
+    forward-mode pass (JAX: ``jax.jvp`` with those tangents) column ``k``. This is the
+    Jacobian ``tape.batch_jacobian`` and ``jax.vmap(jax.jacfwd(...))`` compute, without
+    their vectorizing transformations, which cost seconds of graph building per flow.
 
     Args:
         fn: maps ``[B, *event]`` (and the ``context`` batches) to ``[B, *event]``, each
@@ -153,24 +162,27 @@ def jacobian_log_det(fn, x, *context) -> np.ndarray:
     Returns:
         A float64 NumPy array of shape ``[B]``.
     """
-    batch = int(x.shape[0])
-    size = math.prod(int(d) for d in x.shape[1:])
+    batch, event = int(x.shape[0]), tuple(int(d) for d in x.shape[1:])
+    size = math.prod(event)
+    copies = tensor(np.repeat(to_numpy(x), size, axis=0), dtype_name(x))  # [B * size, *event]
+    repeated = [tensor(np.repeat(to_numpy(c), size, axis=0), dtype_name(c)) for c in context]
+    units = np.tile(np.eye(size), (batch, 1)).reshape(copies.shape)  # copy k: unit vector k
     if BACKEND == "jax":
         import jax
 
-        def one(example, *others):
-            return fn(example[None], *(other[None] for other in others))[0]
-
-        jac = jax.vmap(jax.jacfwd(one))(x, *context)
+        y, columns = jax.jvp(lambda t: fn(t, *repeated), (copies,), (tensor(units, dtype_name(x)),))
+        jac = np.swapaxes(to_numpy(columns).reshape(batch, size, -1), 1, 2)
     else:
         import tensorflow as tf
 
         with tf.GradientTape() as tape:
-            tape.watch(x)
-            y = fn(x, *context)
-        jac = tape.batch_jacobian(y, x)
-    jac = to_numpy(jac).astype(np.float64).reshape(batch, size, -1)
-    assert jac.shape == (batch, size, size), f"not a square Jacobian: {jac.shape}"
+            tape.watch(copies)
+            y = fn(copies, *repeated)
+        assert y.shape.num_elements() == units.size, f"not a square Jacobian: {y.shape}"
+        rows = tape.gradient(y, copies, output_gradients=tensor(units.reshape(y.shape), dtype_name(y)))
+        jac = to_numpy(rows).reshape(batch, size, -1)
+    jac = jac.astype(np.float64)
+    assert jac.shape == (batch, size, size), f"not a square Jacobian: {y.shape}"
     sign, log_det = np.linalg.slogdet(jac)
     assert np.all(sign != 0), "singular Jacobian"
     return log_det
@@ -327,12 +339,27 @@ def check_log_det(
         assert point is not None, f"no point given for the {direction} direction"
         transform = getattr(bijector, direction)
         log_det = getattr(bijector, f"{direction}_log_det_jacobian")
-        expected = jacobian_log_det(lambda t, transform=transform: transform(t, **jac_kw), fresh(point))
+        # Batch-shaped keyword arguments (a conditional input) belong to each example:
+        # they are repeated with the example's copies in the Jacobian's batch.
+        batch = int(point.shape[0])
+        per_example = [k for k, v in jac_kw.items() if _batch_leading(v, batch)]
+        others = {k: v for k, v in jac_kw.items() if k not in per_example}
+
+        def mapped(t, *values, transform=transform, per_example=per_example, others=others):
+            return transform(t, **others, **dict(zip(per_example, values)))
+
+        expected = jacobian_log_det(mapped, fresh(point), *(jac_kw[k] for k in per_example))
         actual = log_det(fresh(point), event_ndims=event_ndims, **kw)
         assert tuple(actual.shape) == (int(point.shape[0]),)
         assert_close(actual, expected, atol=atol, rtol=0.0, kind="log-det")
         checked[direction] = to_numpy(actual)
     return checked
+
+
+def _batch_leading(value, batch: int) -> bool:
+    """Whether ``value`` is an array or tensor whose leading axis has ``batch`` entries."""
+    shape = getattr(value, "shape", None)
+    return shape is not None and len(shape) > 0 and shape[0] is not None and int(shape[0]) == batch
 
 
 def count_calls(monkeypatch, obj, *names: str) -> list[int]:

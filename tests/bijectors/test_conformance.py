@@ -36,6 +36,7 @@ import pytest
 from helpers import (
     BACKEND,
     assert_close,
+    check_log_det,
     check_round_trips,
     count_calls,
     fresh,
@@ -336,78 +337,6 @@ def one_pass_counter(monkeypatch, bijector):
 
 def network_calls(case, bijector) -> int:
     return sum(c.network_calls for c in case.couplings(bijector))
-
-
-# Autodiff Jacobians ---------------------------------------------------------------------
-def autodiff_log_det(fn, x) -> np.ndarray:
-    """``log|det d fn(x_i) / d x_i|`` for each example of a batch, from one autodiff pass.
-
-    Every bijector here maps each example of a batch independently of the others (batch
-    norm in inference mode), so the Jacobian of ``fn`` at ``x_i`` is that of ``fn`` at
-    the ``i``-th block of a batch holding ``n`` copies of each example (``n`` the event
-    size): seeding copy ``k`` of each example with the ``k``-th unit vector, one
-    reverse-mode pass (TensorFlow) or one forward-mode pass (JAX) gives every row (or
-    column) of every example's Jacobian at once. ``helpers.jacobian_log_det`` computes the
-    same Jacobians through ``tape.batch_jacobian`` and ``jax.vmap(jax.jacfwd(...))``, whose
-    vectorizing transformations cost seconds of graph building per flow.
-
-    Args:
-        fn: maps ``[B, *event]`` to ``[B, *event]`` (same event size), example by example.
-        x: the batch, a float64 backend tensor.
-
-    Returns:
-        A float64 NumPy array of shape ``[B]``.
-    """
-    batch, event = int(x.shape[0]), tuple(int(d) for d in x.shape[1:])
-    size = math.prod(event)
-    copies = tensor(np.repeat(to_numpy(x), size, axis=0))  # [B * size, *event]
-    units = np.tile(np.eye(size), (batch, 1))  # [B * size, size]
-    if BACKEND == "jax":
-        import jax
-
-        tangents = tensor(units.reshape(copies.shape))
-        y, columns = jax.jvp(fn, (copies,), (tangents,))  # copy k: d fn / d x_k
-        jac = np.swapaxes(to_numpy(columns).reshape(batch, size, -1), 1, 2)
-    else:
-        import tensorflow as tf
-
-        with tf.GradientTape() as tape:
-            tape.watch(copies)
-            y = fn(copies)
-        cotangents = tensor(units.reshape(y.shape)) if y.shape.num_elements() == units.size else None
-        assert cotangents is not None, f"not a square Jacobian: {y.shape}"
-        rows = tape.gradient(y, copies, output_gradients=cotangents)  # copy k: d fn_k / d x
-        jac = to_numpy(rows).reshape(batch, size, size)
-    assert jac.shape == (batch, size, size), f"not a square Jacobian: {y.shape}"
-    sign, log_det = np.linalg.slogdet(jac.astype(np.float64))
-    assert np.all(sign != 0), "singular Jacobian"
-    return log_det
-
-
-def check_log_det(bijector, x, y, *, atol, directions, kwargs, jacobian_kwargs):
-    """``helpers.check_log_det`` with the Jacobians of ``autodiff_log_det``.
-
-    ``forward_log_det_jacobian(x)`` against ``slogdet(d forward / d x)`` and
-    ``inverse_log_det_jacobian(y)`` against ``slogdet(d inverse / d y)``, per example.
-    ``jacobian_kwargs`` (default: ``kwargs``) are those of the differentiated map:
-    training-mode batch norm couples a batch's examples through its statistics, and its
-    log-det is that of the inference-mode map once the moving averages hold them.
-
-    Returns:
-        The analytic log-dets checked, as NumPy arrays, keyed by direction.
-    """
-    jac_kw = kwargs if jacobian_kwargs is None else jacobian_kwargs
-    checked = {}
-    for direction, point in (("forward", x), ("inverse", y)):
-        if direction not in directions:
-            continue
-        transform = getattr(bijector, direction)
-        expected = autodiff_log_det(lambda t, transform=transform: transform(t, **jac_kw), fresh(point))
-        actual = getattr(bijector, f"{direction}_log_det_jacobian")(fresh(point), event_ndims=3, **kwargs)
-        assert tuple(actual.shape) == (int(point.shape[0]),)
-        assert_close(actual, expected, atol=atol, rtol=0.0, kind="log-det")
-        checked[direction] = to_numpy(actual)
-    return checked
 
 
 # Exactness ----------------------------------------------------------------------------

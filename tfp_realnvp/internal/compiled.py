@@ -36,14 +36,12 @@ class CompiledFunction:
         self._fn = fn
         self._static = tuple(static_argnums)
         self._backend = backend_name()
-        self._jit_compile = bool(jit_compile)
-        self._traces = 0
-        self._functions: dict[Any, Callable] = {}
+        self._functions = _FunctionPerSignature(jit_compile=jit_compile)
         if self._backend != "tensorflow":
             import jax
 
             def pure(values, *args):
-                self._traces += 1  # Python code runs only while tracing
+                self._functions.traces += 1  # Python code runs only while tracing
                 mapping = list(zip(self._model.variables, values))
                 with keras.StatelessScope(state_mapping=mapping):
                     return fn(*args)
@@ -53,7 +51,7 @@ class CompiledFunction:
     @property
     def traces(self) -> int:
         """How many times the function has been traced (compiled) so far."""
-        return self._traces
+        return self._functions.traces
 
     @property
     def shape_polymorphic(self) -> bool:
@@ -73,23 +71,12 @@ class CompiledFunction:
         static = {i: args[i] for i in self._static}
         dynamic = [arg for i, arg in enumerate(args) if i not in static]
         signature = tf.nest.map_structure(lambda value: _batch_spec(tf, value), dynamic)
-        key = (tuple(static.items()), repr(signature))
-        if key not in self._functions:
 
-            def traced(*inputs):
-                self._traces += 1  # Python code runs only while tracing
-                full, rest = [], iter(inputs)
-                for i in range(len(args)):
-                    full.append(static[i] if i in static else next(rest))
-                return self._fn(*full)
+        def fill(*inputs):
+            rest = iter(inputs)
+            return self._fn(*(static[i] if i in static else next(rest) for i in range(len(args))))
 
-            # A partial has no code object of its own, so TensorFlow keeps the retracing
-            # statistics of each compiled function apart instead of pooling every
-            # function made here (they would share the code of ``traced``).
-            self._functions[key] = tf.function(
-                functools.partial(traced), input_signature=signature, jit_compile=self._jit_compile, autograph=False
-            )
-        return self._functions[key](*dynamic)
+        return self._functions.get((tuple(static.items()), repr(signature)), signature, fill)(*dynamic)
 
 
 class SharedTrace:
@@ -105,17 +92,18 @@ class SharedTrace:
     replica reads its own copy of the variables), ``fn`` runs inline.
 
     The tensors must have a rank of at least 1; their leading axis may differ between calls.
+    An argument may be ``None`` (an absent optional input): it is passed on as ``None``,
+    and each pattern of absent arguments has traces of its own.
     """
 
     def __init__(self, fn: Callable):
         self._fn = fn
-        self._traces = 0
-        self._functions: dict[str, Callable] = {}
+        self._functions = _FunctionPerSignature()
 
     @property
     def traces(self) -> int:
         """How many nested functions have been traced so far."""
-        return self._traces
+        return self._functions.traces
 
     def __call__(self, *tensors):
         if backend_name() != "tensorflow":
@@ -124,16 +112,43 @@ class SharedTrace:
 
         if not tf.inside_function() or tf.distribute.has_strategy():
             return self._fn(*tensors)
-        signature = [_batch_spec(tf, tensor) for tensor in tensors]
-        key = repr(signature)
+        present = [tensor for tensor in tensors if tensor is not None]
+        signature = [_batch_spec(tf, tensor) for tensor in present]
+        absent = tuple(i for i, tensor in enumerate(tensors) if tensor is None)
+
+        def fill(*inputs):
+            rest = iter(inputs)
+            return self._fn(*(None if i in absent else next(rest) for i in range(len(tensors))))
+
+        return self._functions.get((absent, repr(signature)), signature, fill)(*present)
+
+
+class _FunctionPerSignature:
+    """TensorFlow: one ``tf.function`` per key (static values and input signature), made
+    on first use; ``traces`` counts the traces of all of them (and of a JAX owner's
+    ``jax.jit``, which adds to it itself)."""
+
+    def __init__(self, *, jit_compile: bool = False):
+        self.traces = 0
+        self._jit_compile = bool(jit_compile)
+        self._functions: dict[Any, Callable] = {}
+
+    def get(self, key: Any, signature: list, fn: Callable) -> Callable:
+        """The function of ``key``; ``fn`` and ``signature`` make it when it is new."""
         if key not in self._functions:
+            import tensorflow as tf
 
             def traced(*inputs):
-                self._traces += 1  # Python code runs only while tracing
-                return self._fn(*inputs)
+                self.traces += 1  # Python code runs only while tracing
+                return fn(*inputs)
 
-            self._functions[key] = tf.function(functools.partial(traced), input_signature=signature, autograph=False)
-        return self._functions[key](*tensors)
+            # A partial has no code object of its own, so TensorFlow keeps the retracing
+            # statistics of each compiled function apart instead of pooling every
+            # function made here (they would share the code of ``traced``).
+            self._functions[key] = tf.function(
+                functools.partial(traced), input_signature=signature, jit_compile=self._jit_compile, autograph=False
+            )
+        return self._functions[key]
 
 
 def _batch_spec(tf, value):

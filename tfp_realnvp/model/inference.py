@@ -164,7 +164,7 @@ class InferenceMixin:
             float32 latents ``[N, H, W, C]`` (batch norm in inference mode).
         """
         x = self._pixels(images, training=False)
-        return self._inverse_pass(*([x] if labels is None else [x, self.context(labels)]))[0]
+        return self._inverse_pass(x, None if labels is None else self.context(labels))[0]
 
     def decode_tensor(self, z, labels=None):
         """uint8 images ``clip(floor(g(z)), 0, 255)`` on backend tensors (see ``decode``).
@@ -174,7 +174,7 @@ class InferenceMixin:
             labels: int32 ``[N]`` for a conditional model, else ``None``.
         """
         z = ops.cast(z, "float32")
-        x = self._forward_pass(*([z] if labels is None else [z, self.context(labels)]))
+        x = self._forward_pass(z, None if labels is None else self.context(labels))
         return ops.cast(ops.clip(ops.floor(x), 0.0, 255.0), "uint8")
 
     def encode(self, images, labels=None, *, batch_size: int = 256) -> np.ndarray:

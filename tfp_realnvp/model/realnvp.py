@@ -343,7 +343,7 @@ class RealNVP(
     def _log_prob_of(self, x, context, *, training: bool):
         """``log p(x)`` or ``log p(x | c)`` of continuous pixels ``x``, float32."""
         if not training:
-            return self._inverse_pass(*([x] if context is None else [x, context]))[1]
+            return self._inverse_pass(x, context)[1]
         if context is None:
             log_p = self._distribution.log_prob(x, bijector_kwargs={"training": training})
         else:
