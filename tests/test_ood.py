@@ -109,7 +109,7 @@ def test_every_method_is_finite_batch_independent_and_flags_noise(trained):
     for method in tfp_realnvp.OOD_METHODS:
         # The orientation score is about the set's way up: its synthetic set is the
         # upside-down blobs (noise has no way up).
-        if method in ("orientation", "orientation_odds"):
+        if method in ("orientation", "orientation_odds", "pixel_orientation_odds"):
             noise = synthetic_ood_images("vflip", inside, seed=1)
         scores_in = model.ood_scores(inside, method=method)
         scores_out = model.ood_scores(noise, method=method)
@@ -178,6 +178,41 @@ def test_the_default_adds_the_tails_of_its_two_tests(trained):
                 model.ood_scores(x, method=method)
         assert np.all(np.isfinite(model.ood_scores(x, method="dose_complexity")))
         assert np.all(np.isfinite(model.ood_scores(x, method="orientation")))
+    finally:
+        model._set_ood_statistics(statistics)
+
+
+def test_fisher_adds_the_tails_of_the_pixel_tests_to_the_two_flow_tests(trained):
+    model, _ = trained
+    x = np.concatenate([blobs(20, 14), synthetic_ood_images("vflip", blobs(12, 15), seed=0)])
+    names = ("fisher", "dose_orientation", "pixel_orientation_odds", "coarse_density")
+    table = model.ood_score_table(x, methods=names)
+    pixels = model.ood_statistics.pixels
+    # 8x8 images: the coarse image is the image itself, the orientation inputs its pixels.
+    rows = x.reshape(len(x), -1).astype(np.float64) / 255
+    np.testing.assert_allclose(
+        table["pixel_orientation_odds"],
+        rows @ pixels.orientation.weights + pixels.orientation.bias,
+        rtol=1e-4,
+        atol=1e-4,
+    )
+    fitted = blobs(256, 2).reshape(256, -1).astype(np.float64) / 255
+    covariance = np.cov(fitted, rowvar=False)
+    covariance += 1e-4 * np.mean(np.diag(covariance)) * np.eye(64)
+    centred = rows - fitted.mean(axis=0)
+    density = 0.5 * np.einsum("nf,nf->n", centred, np.linalg.solve(covariance, centred.T).T)
+    density += 0.5 * np.linalg.slogdet(2 * np.pi * covariance)[1]
+    np.testing.assert_allclose(table["coarse_density"], density, rtol=1e-4, atol=1e-3)
+    expected = table["dose_orientation"] + independent_tail(pixels.train_orientation, table["pixel_orientation_odds"])
+    expected += independent_tail(pixels.train_coarse, table["coarse_density"])
+    np.testing.assert_allclose(table["fisher"], expected, rtol=1e-4, atol=1e-4)
+    statistics = model.ood_statistics
+    model._set_ood_statistics(statistics._replace(pixels=None))  # saved before the pixel tests
+    try:
+        for method in ("fisher", "pixel_orientation_odds", "coarse_density"):
+            with pytest.raises(ValueError, match="fit_ood"):
+                model.ood_scores(x, method=method)
+        np.testing.assert_array_equal(model.ood_scores(x, method="dose_orientation"), table["dose_orientation"])
     finally:
         model._set_ood_statistics(statistics)
 
@@ -260,7 +295,7 @@ def independent_tail(reference, values):
     width = 0.05 * reference.std()
 
     def empirical(v):
-        kernel = 1 / (1 + np.exp(-(reference[None, :] - np.reshape(v, (-1, 1))) / width))
+        kernel = np.exp(-np.logaddexp(0.0, -(reference[None, :] - np.reshape(v, (-1, 1))) / width))  # sigmoid
         return -np.log((kernel.sum(axis=1) + 1) / (len(reference) + 1))
 
     count = max(int(round(0.05 * len(reference))), 2)
@@ -303,8 +338,8 @@ def test_the_tail_probabilities():
 def test_the_default_is_the_first_method_and_bad_arguments_name_what_was_received(trained):
     model, _ = trained
     images = blobs(4, 6)
-    np.testing.assert_array_equal(model.ood_scores(images), model.ood_scores(images, method="dose_orientation"))
-    assert tfp_realnvp.OOD_METHODS[0] == "dose_orientation"
+    np.testing.assert_array_equal(model.ood_scores(images), model.ood_scores(images, method="fisher"))
+    assert tfp_realnvp.OOD_METHODS[0] == "fisher"
     with pytest.raises(ValueError, match="'likelihood'"):
         model.ood_scores(images, method="likelihood")
     with pytest.raises(ValueError, match="'gzip'"):
@@ -353,6 +388,9 @@ def test_the_synthetic_sets():
         assert made.shape == images.shape and made.dtype == np.uint8
     np.testing.assert_array_equal(synthetic_ood_images("vflip", images), images[:, ::-1])
     np.testing.assert_array_equal(synthetic_ood_images("inverted", images), 255 - images)
+    np.testing.assert_array_equal(synthetic_ood_images("rot90", images)[:, :, 0], images[:, 0, ::-1])
+    with pytest.raises(ValueError, match=r"\[3, 8, 4, 1\]"):
+        synthetic_ood_images("rot90", images[:, :, :4])
     assert np.all(synthetic_ood_images("constant", images).std(axis=(1, 2, 3)) == 0)
     with pytest.raises(ValueError, match="'blur'"):
         synthetic_ood_images("blur", images)

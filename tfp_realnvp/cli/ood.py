@@ -8,7 +8,7 @@ per set and method (``hist_<set>_<method>.png``: blue in distribution, orange ou
 ``--output-dir``, and prints a table.
 
 An ``--ood`` set is any source ``--data`` takes (its ``all`` split) or the name of a
-set made from the test images (``noise``, ``constant``, ``vflip``, ``inverted``, ``letters``).
+set made from the test images (``noise``, ``constant``, ``vflip``, ``inverted``, ``rot90``, ``letters``).
 A model without OOD statistics gets them from the training split of ``--data``
 (``RealNVP.fit_ood``); ``--save-model`` writes the model with them.
 """

@@ -5,16 +5,21 @@ detector: a flow trained on Fashion-MNIST gives MNIST digits *higher* likelihood
 its own test images (Nalisnick et al. 2019). The scores here (``OOD_METHODS``, higher =
 more anomalous, one float per image, independent of the other images of the batch):
 
-* ``"dose_orientation"`` (the default): Fisher's combination of two tests of the image,
+* ``"fisher"`` (the default): Fisher's combination of four tests of the image,
+  ``-sum_k log p_k(x)``, ``p_k`` the tail probability of test ``k``'s score against the
+  ``fit_ood`` images' own scores (``ood_features.calibrated_log_tail``: their smoothed
+  empirical tail, exponential beyond its top 5%): the two of ``"dose_orientation"``
+  and the two pixel tests of ``ood_pixels``, ``"coarse_density"`` (a Gaussian density
+  of the image at about 7 x 7 pixels: its global layout) and ``"pixel_orientation_odds"``
+  (upside down or not, from the pixels). The flow's tests see what likelihood and code
+  length say together and how the flow's view changes with the way up; the pixel tests
+  see the layout that a likelihood of local statistics misses.
+* ``"dose_orientation"``: Fisher's combination of two tests,
   ``-log p_c(x) - log p_o(x)``: ``p_c`` the tail probability of ``"dose_complexity"``'s
-  squared Mahalanobis distance, ``p_o`` that of the ``"orientation_odds"`` score, both
-  against the ``fit_ood`` images' own values (``ood_features.calibrated_log_tail``:
-  their smoothed empirical tail, exponential beyond its top 5%). The first flags
-  images whose likelihood and code lengths do not fit together, the second images the
-  flow finds likelier upside down. Fisher's sum needs each ``-log p`` to be ``Exp(1)``
-  for in-distribution images; the distance's chi-square tail is not (held-out Fashion-
-  MNIST images put 1% of their ``-log p_c`` above 10.9, not 4.6: the complexity scores
-  have heavier tails than a Gaussian), so the tails are the training images' own.
+  squared Mahalanobis distance, ``p_o`` that of the ``"orientation_odds"`` score, tails
+  as above. Fisher's sum needs each ``-log p`` to be ``Exp(1)`` for in-distribution
+  images; the distance's chi-square tail is not (held-out Fashion-MNIST images put 1% of
+  their ``-log p_c`` above 10.9, not 4.6), so the tails are the training images' own.
 * ``"dose_complexity"``: the DoSE density on the complexity scores of two
   lossless coders and their code lengths,
   ``-log N((bpd - L_png, bpd - L_lzma, log L_png, log L_lzma); mu, Sigma)`` (``L`` in bits
@@ -53,6 +58,7 @@ more anomalous, one float per image, independent of the other images of the batc
   dimension of that scale: ``log p(x)`` minus the terms of the finer scales and the
   logit step, a likelihood ratio of the whole flow against its local (fine-scale) part
   in the spirit of Schirrmeister et al. 2020; needs no second data set.
+* ``"coarse_density"``, ``"pixel_orientation_odds"``: the pixel tests of ``ood_pixels``.
 
 ``fit_ood`` stores what the scores need; ``save``/``load_model``, the training
 checkpoints (``.keras`` files) and ``save_weights`` carry it (``save_own_variables``),
@@ -63,7 +69,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tfp_realnvp.internal.arguments import check_int, check_number
+from tfp_realnvp.internal.arguments import check_int
 from tfp_realnvp.model.ood_features import (
     GaussianFit,
     LogisticFit,
@@ -76,11 +82,14 @@ from tfp_realnvp.model.ood_features import (
     statistic_names,
     upside_down,
 )
+from tfp_realnvp.model.ood_pixels import fit_pixel_tests, pixel_scores
 from tfp_realnvp.model.ood_statistics import OodStatistics, read_statistics, write_statistics
+from tfp_realnvp.model.ood_typicality import TypicalityTestMixin
 
 #: The scores of ``RealNVP.ood_scores``; the first is the default (the best measured,
 #: see the README's out-of-distribution table).
 OOD_METHODS = (
+    "fisher",
     "dose_orientation",
     "dose_complexity",
     "dose",
@@ -90,15 +99,28 @@ OOD_METHODS = (
     "last_scale",
     "orientation",
     "orientation_odds",
+    "pixel_orientation_odds",
+    "coarse_density",
 )
 #: The methods that need the statistics of ``fit_ood``.
-FITTED_METHODS = ("dose_orientation", "dose_complexity", "dose", "typicality", "orientation_odds")
+FITTED_METHODS = (
+    "fisher",
+    "dose_orientation",
+    "dose_complexity",
+    "dose",
+    "typicality",
+    "orientation_odds",
+    "pixel_orientation_odds",
+    "coarse_density",
+)
+#: The methods that need the pixel tests of ``fit_ood`` (``ood_pixels``).
+PIXEL_METHODS = ("fisher", "pixel_orientation_odds", "coarse_density")
 #: The lossless coders of ``"dose_complexity"``.
 DOSE_COMPRESSORS = ("png", "lzma")
 #: The methods computed in the graph (the SavedModel's ``ood_score`` signature).
 GRAPH_METHODS = ("dose", "bits_per_dim", "typicality", "last_scale", "orientation", "orientation_odds")
 #: The methods that compare each image with its ``upside_down`` copies.
-TURNING_METHODS = ("orientation", "orientation_odds", "dose_orientation")
+TURNING_METHODS = ("orientation", "orientation_odds", "dose_orientation", "fisher")
 
 
 def complexity_rows(images: np.ndarray, bits_per_dim: np.ndarray) -> np.ndarray:
@@ -115,7 +137,7 @@ def check_method(method: str) -> str:
     return method
 
 
-class OutOfDistributionMixin:
+class OutOfDistributionMixin(TypicalityTestMixin):
     """``RealNVP`` methods that score how far images lie from the training distribution.
 
     The model provides the flow, ``_image_batch``, ``_batched``, ``check_labels``,
@@ -161,8 +183,8 @@ class OutOfDistributionMixin:
         """Measures and stores what the ``FITTED_METHODS`` and ``ood_test`` need: the
         bits/dim of the training images, a Gaussian fitted to their ``ood_features``,
         one fitted to their complexity scores, the logistic regression of
-        ``"orientation_odds"`` (the images upright against their vertical flips) and
-        the images' ``"orientation_odds"``.
+        ``"orientation_odds"`` (the images upright against their vertical flips), the
+        pixel tests of ``ood_pixels``, and the images' scores under each test.
 
         Args:
             images: in-distribution images, ``[N, H, W, C]`` in ``[0, 256)``, ``N >= 2``:
@@ -205,6 +227,7 @@ class OutOfDistributionMixin:
             orientation,
             orientation.log_odds(upright),
             _squared_distance(complexity, complexity.negative_log_density(rows)).astype(np.float32),
+            fit_pixel_tests(images, seed=seed),
         )
         self._set_ood_statistics(statistics)
         return {
@@ -281,16 +304,7 @@ class OutOfDistributionMixin:
         for method in methods:
             if method in FITTED_METHODS:
                 self._require_ood_statistics(f"method={method!r}")
-        for method in ("dose_orientation", "orientation_odds"):
-            statistics = self.ood_statistics
-            if method in methods and (
-                statistics.orientation is None
-                or (method == "dose_orientation" and statistics.train_complexity_distance is None)
-            ):
-                raise ValueError(
-                    f"method={method!r} needs statistics of fit_ood that these ones "
-                    "(saved by an earlier version) lack: call model.fit_ood(train_images) again."
-                )
+        _check_statistics_version(self.ood_statistics, methods)
         images = self._image_batch(images)
         features = self.ood_features(images, labels, batch_size=batch_size)
         table, density = {}, None
@@ -300,15 +314,21 @@ class OutOfDistributionMixin:
             table["orientation"] = np.asarray(posterior, dtype=np.float32)
             if self.ood_statistics is not None and self.ood_statistics.orientation is not None:
                 table["orientation_odds"] = self.ood_statistics.orientation.log_odds(orientation_rows(features, turned))
-        if {"dose_complexity", "dose_orientation"} & set(methods):  # the coders run once for both
+        if {"dose_complexity", "dose_orientation", "fisher"} & set(methods):  # the coders run once for all
             rows = complexity_rows(images, features[:, 0])
             density = self.ood_statistics.complexity.negative_log_density(rows)
+            table["dose_complexity"] = density
+            if {"dose_orientation", "fisher"} & set(methods):
+                table["dose_orientation"] = self._fisher(density, table["orientation_odds"])
+        if set(PIXEL_METHODS) & set(methods):
+            pixels = self.ood_statistics.pixels
+            table["pixel_orientation_odds"], table["coarse_density"] = pixel_scores(pixels, images)
+            tails = calibrated_log_tail(pixels.train_orientation, table["pixel_orientation_odds"])
+            tails += calibrated_log_tail(pixels.train_coarse, table["coarse_density"])
+            if "fisher" in methods:
+                table["fisher"] = (table["dose_orientation"] + tails).astype(np.float32)
         for method in methods:
-            if method in ("dose_complexity", "dose_orientation"):
-                table[method] = (
-                    density if method == "dose_complexity" else self._fisher(density, table["orientation_odds"])
-                )
-            elif method in ("orientation", "orientation_odds"):
+            if method in table:
                 continue  # computed above
             elif method == "complexity":
                 code = compressed_bits_per_dim(images, compressor)
@@ -350,52 +370,6 @@ class OutOfDistributionMixin:
                 scores[method] = self.scores_from_features(features, method)
         return {"ood_score": scores[GRAPH_METHODS[0]], **scores}
 
-    def ood_test(
-        self, images, labels=None, *, alpha: float = 0.01, num_bootstrap: int = 2000, seed: int = 0, batch_size=256
-    ) -> dict:
-        """The typicality test of a batch (Nalisnick et al. 2019b): is the batch as a
-        whole out of distribution?
-
-        The statistic is ``|mean(bits_per_dim(images)) - m|`` with ``m`` the mean bits/dim
-        of the images given to ``fit_ood``. Its null distribution is bootstrapped:
-        ``num_bootstrap`` batches of ``M = len(images)`` drawn with replacement from the
-        fitted bits/dim; the threshold is its ``1 - alpha`` quantile and the p-value the
-        fraction of bootstrap batches at least as far from ``m`` (with the usual +1 in
-        numerator and denominator).
-
-        Args:
-            images: the batch, ``[M, H, W, C]`` in ``[0, 256)``.
-            labels: labels for a class-conditional model.
-            alpha: false-positive rate of the test, in ``(0, 1)``.
-            num_bootstrap: bootstrap batches.
-            seed: seed of the bootstrap.
-            batch_size: images per compiled call.
-
-        Returns:
-            ``{"statistic", "threshold", "p_value", "out_of_distribution", "batch_size",
-            "mean_bits_per_dim"}``.
-        """
-        alpha = check_number(alpha, name="alpha", low=0.0, high=1.0)
-        if alpha >= 1.0 or alpha <= 0.0:
-            raise ValueError(f"alpha must lie strictly between 0 and 1; received {alpha!r}.")
-        num_bootstrap = check_int(num_bootstrap, name="num_bootstrap")
-        statistics = self._require_ood_statistics("ood_test")
-        bits = self.ood_features(images, labels, batch_size=batch_size)[:, 0]
-        reference = statistics.mean_bits_per_dim
-        statistic = abs(float(np.mean(bits)) - reference)
-        rng = np.random.default_rng(seed)
-        draws = rng.choice(statistics.train_bits_per_dim, size=(num_bootstrap, len(bits)), replace=True)
-        null = np.abs(draws.astype(np.float64).mean(axis=1) - reference)
-        threshold = float(np.quantile(null, 1.0 - alpha))
-        return {
-            "statistic": statistic,
-            "threshold": threshold,
-            "p_value": float((1 + np.sum(null >= statistic)) / (1 + num_bootstrap)),
-            "out_of_distribution": bool(statistic > threshold),
-            "batch_size": len(bits),
-            "mean_bits_per_dim": float(np.mean(bits)),
-        }
-
     # Saving ---------------------------------------------------------------------
     def save_own_variables(self, store):
         """Saves the ``fit_ood`` statistics (when present) beside the weights."""
@@ -408,6 +382,23 @@ class OutOfDistributionMixin:
         if statistics is not None:
             self._set_ood_statistics(statistics)
         super().load_own_variables(rest)
+
+
+def _check_statistics_version(statistics: OodStatistics | None, methods) -> None:
+    """A ``ValueError`` when a method needs statistics that ``statistics`` (saved by an
+    earlier version) lack."""
+    if statistics is None:
+        return
+    for method in methods:
+        if (
+            (method in ("orientation_odds", "dose_orientation", "fisher") and statistics.orientation is None)
+            or (method in ("dose_orientation", "fisher") and statistics.train_complexity_distance is None)
+            or (method in PIXEL_METHODS and statistics.pixels is None)
+        ):
+            raise ValueError(
+                f"method={method!r} needs statistics of fit_ood that these ones "
+                "(saved by an earlier version) lack: call model.fit_ood(train_images) again."
+            )
 
 
 def _squared_distance(fit: GaussianFit, negative_log_density) -> np.ndarray:

@@ -6,6 +6,7 @@ Each set has the shape of the images it is made from, uint8 ``[N, H, W, C]``:
 * ``"constant"``: each image one uniform gray level (per channel);
 * ``"vflip"``: the images upside down;
 * ``"inverted"``: ``255 - x``;
+* ``"rot90"``: the images turned a quarter anticlockwise (``np.rot90``; square images);
 * ``"letters"``: Latin letters (``A-Z``, ``a-z``), light on a dark ground like MNIST's
   digits, rendered in Pillow's built-in scalable font at a random size (55-85% of the
   height), stroke width (up to a tenth of the size), shift (up to a tenth of the size) and
@@ -19,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 #: The names ``synthetic_ood_images`` makes.
-SYNTHETIC_OOD_SETS = ("noise", "constant", "vflip", "inverted", "letters")
+SYNTHETIC_OOD_SETS = ("noise", "constant", "vflip", "inverted", "rot90", "letters")
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
@@ -52,6 +53,10 @@ def synthetic_ood_images(name: str, images, *, seed: int = 0) -> np.ndarray:
         return np.ascontiguousarray(images[:, ::-1]).astype(np.uint8)
     if name == "inverted":
         return (255 - images.astype(np.int64)).astype(np.uint8)
+    if name == "rot90":
+        if images.shape[1] != images.shape[2]:
+            raise ValueError(f"rot90 needs square images; received shape {list(images.shape)}.")
+        return np.ascontiguousarray(np.rot90(images, 1, axes=(1, 2))).astype(np.uint8)
     if name == "letters":
         return _letters(images.shape, rng)
     raise ValueError(f"name must be one of {list(SYNTHETIC_OOD_SETS)}; received {name!r}.")

@@ -14,6 +14,7 @@ from typing import NamedTuple
 import numpy as np
 
 from tfp_realnvp.model.ood_features import GaussianFit, LogisticFit
+from tfp_realnvp.model.ood_pixels import PixelTests
 
 # Keys of the statistics in the model's saved variables (save_own_variables).
 _STORE_KEYS = ("ood_train_bits_per_dim", "ood_mean", "ood_precision", "ood_log_normalizer")
@@ -24,6 +25,16 @@ _ORIENTATION_KEYS = ("ood_orientation_weights", "ood_orientation_bias", "ood_tra
 _FORMER_KEYS = ("ood_train_orientation",)
 # Added with the calibrated tails of "dose_orientation".
 _DISTANCE_KEY = "ood_train_complexity_distance"
+# Added with "fisher": the pixel tests (ood_pixels).
+_PIXEL_KEYS = (
+    "ood_pixel_orientation_weights",
+    "ood_pixel_orientation_bias",
+    "ood_coarse_mean",
+    "ood_coarse_precision",
+    "ood_coarse_log_normalizer",
+    "ood_train_pixel_orientation",
+    "ood_train_coarse",
+)
 
 
 class OodStatistics(NamedTuple):
@@ -40,6 +51,8 @@ class OodStatistics(NamedTuple):
         train_complexity_distance: float32 ``[n]``, the images' squared Mahalanobis
             distances under ``complexity`` (``None`` in statistics saved before
             ``"dose_orientation"`` calibrated its tails on them).
+        pixels: the ``ood_pixels.PixelTests`` (``None`` in statistics saved before
+            ``"fisher"`` existed).
     """
 
     train_bits_per_dim: np.ndarray
@@ -48,6 +61,7 @@ class OodStatistics(NamedTuple):
     orientation: LogisticFit | None = None
     train_orientation_odds: np.ndarray | None = None
     train_complexity_distance: np.ndarray | None = None
+    pixels: PixelTests | None = None
 
     @property
     def mean_bits_per_dim(self) -> float:
@@ -73,6 +87,12 @@ def write_statistics(store, statistics: OodStatistics | None) -> None:
         store[_ORIENTATION_KEYS[2]] = np.asarray(statistics.train_orientation_odds, dtype=np.float32)
     if statistics.train_complexity_distance is not None:
         store[_DISTANCE_KEY] = np.asarray(statistics.train_complexity_distance, dtype=np.float32)
+    pixels = statistics.pixels
+    if pixels is not None:
+        values = (pixels.orientation.weights, [pixels.orientation.bias], pixels.coarse.mean, pixels.coarse.precision)
+        values += ([pixels.coarse.log_normalizer], pixels.train_orientation, pixels.train_coarse)
+        for key, value in zip(_PIXEL_KEYS, values):
+            store[key] = np.asarray(value, dtype=np.float32 if key.startswith("ood_train") else np.float64)
 
 
 def read_statistics(store) -> tuple[OodStatistics | None, dict]:
@@ -91,6 +111,19 @@ def read_statistics(store) -> tuple[OodStatistics | None, dict]:
             orientation = LogisticFit(weights, float(np.reshape(bias, [-1])[0]))
             odds = odds.astype(np.float32)
         distance = np.asarray(store[_DISTANCE_KEY]).astype(np.float32) if _DISTANCE_KEY in keys else None
-        statistics = OodStatistics(values[0].astype(np.float32), gaussian, complexity, orientation, odds, distance)
-    own += _ORIENTATION_KEYS + _FORMER_KEYS + (_DISTANCE_KEY,)
+        pixels = _read_pixel_tests(store) if all(key in keys for key in _PIXEL_KEYS) else None
+        statistics = OodStatistics(
+            values[0].astype(np.float32), gaussian, complexity, orientation, odds, distance, pixels
+        )
+    own += _ORIENTATION_KEYS + _FORMER_KEYS + (_DISTANCE_KEY,) + _PIXEL_KEYS
     return statistics, {key: store[key] for key in keys if key not in own}
+
+
+def _read_pixel_tests(store) -> PixelTests:
+    weights, bias, mean, precision, normalizer, orientation, coarse = (np.asarray(store[k]) for k in _PIXEL_KEYS)
+    return PixelTests(
+        LogisticFit(weights, float(np.reshape(bias, [-1])[0])),
+        GaussianFit(mean, precision, float(np.reshape(normalizer, [-1])[0])),
+        orientation.astype(np.float32),
+        coarse.astype(np.float32),
+    )

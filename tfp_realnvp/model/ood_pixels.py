@@ -1,0 +1,114 @@
+"""Two out-of-distribution tests on the pixels themselves, for what a flow's likelihood misses.
+
+A flow's ``log p(x)`` is dominated by local pixel statistics, which images of other
+sets share (Kirichenko et al. 2020), so the likelihood scores of ``ood.OOD_METHODS``
+see little of an image's global layout. These two tests look at the layout directly,
+each fitted by ``RealNVP.fit_ood`` to the training images:
+
+* ``"coarse_density"``: ``-log N(c(x); mu, Sigma)``, a Gaussian density of the image
+  averaged down to about 7 pixels a side (``coarse_rows``). At that resolution no local
+  texture is left, and the density is a plain likelihood test of where the image's mass
+  lies (strokes against filled silhouettes, a digit's centre against a garment's).
+* ``"pixel_orientation_odds"``: the log-odds that the image is upside down, ``w . p(x) + b``
+  on its pixels (``orientation_pixels``), a logistic regression fitted to the training
+  images (upright) against their vertical flips. It is the pixel-level twin of
+  ``"orientation_odds"``, which fits the same question on the flow's per-scale
+  statistics of the image and its turned copies.
+
+The scores the training images get are kept for the calibrated tails of ``"fisher"``.
+They are out-of-fold (two folds, each scored by the fit to the other): a fit's scores of
+its own images are optimistic, and held-out images would look unusual against them.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from tfp_realnvp.model.ood_features import GaussianFit, LogisticFit
+
+#: Side length, in pixels, that ``coarse_rows`` averages an image down to (about).
+COARSE_SIDE = 7
+#: At most this many inputs per image for ``orientation_pixels`` (larger images are averaged).
+MAX_ORIENTATION_INPUTS = 1024
+#: The L2 penalty of the pixel orientation fit, on standardised pixels.
+ORIENTATION_L2 = 1e-2
+
+
+class PixelTests(NamedTuple):
+    """The fitted pixel tests and the training images' out-of-fold scores.
+
+    Attributes:
+        orientation: the ``LogisticFit`` of ``"pixel_orientation_odds"``.
+        coarse: the ``GaussianFit`` of ``"coarse_density"``.
+        train_orientation: float32 ``[n]``, the fitted images' orientation log-odds.
+        train_coarse: float32 ``[n]``, their coarse negative log-densities.
+    """
+
+    orientation: LogisticFit
+    coarse: GaussianFit
+    train_orientation: np.ndarray
+    train_coarse: np.ndarray
+
+
+def _pooled(images: np.ndarray, factor: int) -> np.ndarray:
+    """``[N, H // f * W // f * C]``: pixels in ``[0, 1]`` averaged over ``f x f`` blocks
+    (the last rows and columns that do not fill a block are left out)."""
+    x = np.asarray(images, dtype=np.float64) / 255.0
+    n, height, width, channels = x.shape
+    if factor > 1:
+        rows, cols = height // factor, width // factor
+        x = x[:, : rows * factor, : cols * factor].reshape(n, rows, factor, cols, factor, channels).mean(axis=(2, 4))
+    return x.reshape(n, -1)
+
+
+def coarse_rows(images: np.ndarray) -> np.ndarray:
+    """The images averaged over ``f x f`` blocks, ``f = max(1, min(H, W) // COARSE_SIDE)``
+    (28 x 28 images: 4, giving 7 x 7), flattened: ``[N, H // f * W // f * C]``."""
+    factor = max(1, min(images.shape[1:3]) // COARSE_SIDE)
+    return _pooled(images, factor)
+
+
+def orientation_pixels(images: np.ndarray) -> np.ndarray:
+    """The images' pixels, flattened, averaged over the smallest ``f x f`` blocks that
+    leave at most ``MAX_ORIENTATION_INPUTS`` values (28 x 28 x 1: none; 32 x 32 x 3: 2 x 2)."""
+    height, width, channels = images.shape[1:]
+    factor = 1
+    while (height // factor) * (width // factor) * channels > MAX_ORIENTATION_INPUTS and factor < min(height, width):
+        factor += 1
+    return _pooled(images, factor)
+
+
+def _fit_orientation(images: np.ndarray) -> LogisticFit:
+    upright = orientation_pixels(images)
+    flipped = orientation_pixels(np.ascontiguousarray(images[:, ::-1]))
+    targets = np.r_[np.zeros(len(images)), np.ones(len(images))]
+    return LogisticFit.fit(np.concatenate([upright, flipped]), targets, l2=ORIENTATION_L2)
+
+
+def _fit_coarse(images: np.ndarray) -> GaussianFit:
+    return GaussianFit.fit(coarse_rows(images))
+
+
+def pixel_scores(tests: PixelTests, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``("pixel_orientation_odds", "coarse_density")`` scores of uint8 images, float32 ``[N]`` each."""
+    return tests.orientation.log_odds(orientation_pixels(images)), tests.coarse.negative_log_density(
+        coarse_rows(images)
+    )
+
+
+def fit_pixel_tests(images: np.ndarray, *, seed: int = 0) -> PixelTests:
+    """Fits both tests to in-distribution images ``[N, H, W, C]`` (``N >= 2``) and scores
+    them out of fold (in sample when ``N < 4``, too few for two folds of two)."""
+    images = np.asarray(images)
+    orientation, coarse = _fit_orientation(images), _fit_coarse(images)
+    if len(images) < 4:
+        return PixelTests(orientation, coarse, *pixel_scores(PixelTests(orientation, coarse, None, None), images))
+    fold = np.random.default_rng(seed).permutation(len(images)) % 2
+    train_orientation, train_coarse = np.empty(len(images), np.float32), np.empty(len(images), np.float32)
+    for k in (0, 1):
+        other = images[fold != k]
+        held_out = PixelTests(_fit_orientation(other), _fit_coarse(other), None, None)
+        train_orientation[fold == k], train_coarse[fold == k] = pixel_scores(held_out, images[fold == k])
+    return PixelTests(orientation, coarse, train_orientation, train_coarse)
