@@ -217,6 +217,42 @@ def test_fisher_adds_the_tails_of_the_pixel_tests_to_the_two_flow_tests(trained)
         model._set_ood_statistics(statistics)
 
 
+def test_the_graph_scores_equal_the_numpy_ones_and_fisher_graph_adds_four_tails(trained):
+    from tfp_realnvp.model.ood import GRAPH_METHODS
+
+    model, _ = trained
+    x = np.concatenate([blobs(20, 14), synthetic_ood_images("vflip", blobs(12, 15), seed=0)])
+    table = model.ood_score_table(x, methods=GRAPH_METHODS)
+    tensors = model.ood_score_tensor(keras.ops.convert_to_tensor(x))
+    assert list(tensors) == ["ood_score", *GRAPH_METHODS]
+    np.testing.assert_array_equal(to_numpy(tensors["ood_score"]), to_numpy(tensors["fisher_graph"]))
+    for method in GRAPH_METHODS:
+        # orientation: D ln 2 (44 nats per bit/dim here) times float32 bits/dim
+        np.testing.assert_allclose(to_numpy(tensors[method]), table[method], rtol=1e-3, atol=2e-3, err_msg=method)
+    statistics = model.ood_statistics
+    train = statistics.train_bits_per_dim.astype(np.float64)
+    typicality = np.abs(train - train.mean()) / max(train.std(), 1e-6)
+    expected = independent_tail(typicality, table["typicality"])
+    expected += independent_tail(statistics.train_orientation_odds, table["orientation_odds"])
+    expected += independent_tail(statistics.pixels.train_orientation, table["pixel_orientation_odds"])
+    expected += independent_tail(statistics.pixels.train_coarse, table["coarse_density"])
+    np.testing.assert_allclose(table["fisher_graph"], expected, rtol=1e-4, atol=1e-3)
+    # Statistics saved before the pixel tests: the graph serves what they allow, dose first.
+    model._set_ood_statistics(statistics._replace(pixels=None))
+    try:
+        assert list(model.ood_score_tensor(keras.ops.convert_to_tensor(x[:4]))) == [
+            "ood_score",
+            "dose",
+            "bits_per_dim",
+            "typicality",
+            "last_scale",
+            "orientation",
+            "orientation_odds",
+        ]
+    finally:
+        model._set_ood_statistics(statistics)
+
+
 def test_orientation_odds_is_the_fitted_logistic_regression_on_the_turned_statistics(trained):
     model, _ = trained
     # 64 images: the batch size fit_ood and the other tests compiled (JAX).
@@ -457,9 +493,12 @@ def test_the_saved_model_serves_ood_scores(trained, tmp_path):
     path = tfp_realnvp.export_saved_model(model, tmp_path / "export", version=1)
     served = tf.saved_model.load(str(path))
     outputs = served.signatures["ood_score"](images=tf.constant(images))
-    dose = model.ood_scores(images, method="dose")
-    np.testing.assert_allclose(outputs["ood_score"].numpy(), dose, rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(outputs["dose"].numpy(), dose, rtol=1e-4, atol=1e-4)
+    graph_fisher = model.ood_scores(images, method="fisher_graph")
+    np.testing.assert_allclose(outputs["ood_score"].numpy(), graph_fisher, rtol=1e-3, atol=2e-3)
+    for method in ("dose", "pixel_orientation_odds", "coarse_density"):
+        np.testing.assert_allclose(
+            outputs[method].numpy(), model.ood_scores(images, method=method), rtol=1e-4, atol=1e-4
+        )
     for method in ("bits_per_dim", "typicality", "last_scale"):
         np.testing.assert_allclose(outputs[method].numpy(), model.ood_scores(images, method=method), rtol=1e-4)
     # D ln 2 (about 44 nats per bit/dim here) times float32 bits/dim: 1e-3 nats apart.

@@ -18,9 +18,9 @@ precision:
 * ``decode``: ``z`` float32 ``[N, H, W, C]`` -> ``images`` uint8 ``[N, H, W, C]``.
 
 A model with out-of-distribution statistics (``RealNVP.fit_ood``) adds ``ood_score``:
-``images`` uint8 -> ``ood_score`` float32 ``[N]`` (higher = more anomalous; the ``dose``
-score) and the other scores computed in the graph (``bits_per_dim``, ``typicality``,
-``last_scale``, ``orientation``, ``orientation_odds``), equal to :meth:`RealNVP.ood_scores` with those methods.
+``images`` uint8 -> ``ood_score`` float32 ``[N]`` (higher = more anomalous; the
+``fisher_graph`` score) and the other scores computed in the graph
+(``tfp_realnvp.model.ood.GRAPH_METHODS``), equal to :meth:`RealNVP.ood_scores` with those methods.
 
 Every signature that takes a batch refuses an empty one with an error that says so.
 

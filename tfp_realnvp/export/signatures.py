@@ -19,11 +19,12 @@ training precision:
   ``BOUND_CHUNK`` at a time, so memory does not grow with ``K``.
 
 * ``ood_score`` (models with ``fit_ood`` statistics only): ``images`` uint8 ->
-  ``ood_score`` float32 ``[N]`` (the ``dose`` score, the best one computed in the graph;
-  higher = more anomalous) and one float32 ``[N]`` output per in-graph method
-  (``tfp_realnvp.model.ood.GRAPH_METHODS``: ``dose``, ``bits_per_dim``, ``typicality``,
-  ``last_scale``, ``orientation``, ``orientation_odds``); the statistics are constants of
-  the graph.
+  ``ood_score`` float32 ``[N]`` (the ``fisher_graph`` score, the best one computed in the
+  graph; ``dose`` for statistics saved before its tests; higher = more anomalous) and one
+  float32 ``[N]`` output per in-graph method the statistics allow
+  (``tfp_realnvp.model.ood.GRAPH_METHODS``: ``fisher_graph``, ``dose``, ``bits_per_dim``,
+  ``typicality``, ``last_scale``, ``orientation``, ``orientation_odds``,
+  ``pixel_orientation_odds``, ``coarse_density``); the statistics are constants of the graph.
 
 A class-conditional model takes ``labels`` int32 ``[N]`` in every signature, and adds
 ``classify``: ``images`` uint8 -> ``probabilities`` and ``class_log_prob`` float32

@@ -11,15 +11,13 @@ more anomalous, one float per image, independent of the other images of the batc
   empirical tail, exponential beyond its top 5%): the two of ``"dose_orientation"``
   and the two pixel tests of ``ood_pixels``, ``"coarse_density"`` (a Gaussian density
   of the image at about 7 x 7 pixels: its global layout) and ``"pixel_orientation_odds"``
-  (upside down or not, from the pixels). The flow's tests see what likelihood and code
-  length say together and how the flow's view changes with the way up; the pixel tests
-  see the layout that a likelihood of local statistics misses.
-* ``"dose_orientation"``: Fisher's combination of two tests,
-  ``-log p_c(x) - log p_o(x)``: ``p_c`` the tail probability of ``"dose_complexity"``'s
-  squared Mahalanobis distance, ``p_o`` that of the ``"orientation_odds"`` score, tails
-  as above. Fisher's sum needs each ``-log p`` to be ``Exp(1)`` for in-distribution
-  images; the distance's chi-square tail is not (held-out Fashion-MNIST images put 1% of
-  their ``-log p_c`` above 10.9, not 4.6), so the tails are the training images' own.
+  (upside down or not, from the pixels): the layout a likelihood of local statistics misses.
+* ``"fisher_graph"``: the same combination of the tests that run in a graph (no lossless
+  coder): ``"typicality"``, ``"orientation_odds"`` and the two pixel tests; the
+  SavedModel's ``ood_score``.
+* ``"dose_orientation"``: Fisher's combination of ``"dose_complexity"``'s squared
+  Mahalanobis distance and ``"orientation_odds"``, tails as above (the distance's
+  chi-square tail is not ``Exp(1)`` on held-out images: the tails are the fitted ones).
 * ``"dose_complexity"``: the DoSE density on the complexity scores of two
   lossless coders and their code lengths,
   ``-log N((bpd - L_png, bpd - L_lzma, log L_png, log L_lzma); mu, Sigma)`` (``L`` in bits
@@ -90,6 +88,7 @@ from tfp_realnvp.model.ood_typicality import TypicalityTestMixin
 #: see the README's out-of-distribution table).
 OOD_METHODS = (
     "fisher",
+    "fisher_graph",
     "dose_orientation",
     "dose_complexity",
     "dose",
@@ -105,6 +104,7 @@ OOD_METHODS = (
 #: The methods that need the statistics of ``fit_ood``.
 FITTED_METHODS = (
     "fisher",
+    "fisher_graph",
     "dose_orientation",
     "dose_complexity",
     "dose",
@@ -114,13 +114,24 @@ FITTED_METHODS = (
     "coarse_density",
 )
 #: The methods that need the pixel tests of ``fit_ood`` (``ood_pixels``).
-PIXEL_METHODS = ("fisher", "pixel_orientation_odds", "coarse_density")
+PIXEL_METHODS = ("fisher", "fisher_graph", "pixel_orientation_odds", "coarse_density")
 #: The lossless coders of ``"dose_complexity"``.
 DOSE_COMPRESSORS = ("png", "lzma")
-#: The methods computed in the graph (the SavedModel's ``ood_score`` signature).
-GRAPH_METHODS = ("dose", "bits_per_dim", "typicality", "last_scale", "orientation", "orientation_odds")
+#: The methods computed in the graph (the SavedModel's ``ood_score`` signature); the
+#: first that the statistics allow is its ``ood_score``.
+GRAPH_METHODS = (
+    "fisher_graph",
+    "dose",
+    "bits_per_dim",
+    "typicality",
+    "last_scale",
+    "orientation",
+    "orientation_odds",
+    "pixel_orientation_odds",
+    "coarse_density",
+)
 #: The methods that compare each image with its ``upside_down`` copies.
-TURNING_METHODS = ("orientation", "orientation_odds", "dose_orientation", "fisher")
+TURNING_METHODS = ("orientation", "orientation_odds", "dose_orientation", "fisher", "fisher_graph")
 
 
 def complexity_rows(images: np.ndarray, bits_per_dim: np.ndarray) -> np.ndarray:
@@ -327,6 +338,8 @@ class OutOfDistributionMixin(TypicalityTestMixin):
             tails += calibrated_log_tail(pixels.train_coarse, table["coarse_density"])
             if "fisher" in methods:
                 table["fisher"] = (table["dose_orientation"] + tails).astype(np.float32)
+            if "fisher_graph" in methods:
+                table["fisher_graph"] = np.asarray(self._graph_fisher(features, table), dtype=np.float32)
         for method in methods:
             if method in table:
                 continue  # computed above
@@ -345,6 +358,18 @@ class OutOfDistributionMixin(TypicalityTestMixin):
         tails += calibrated_log_tail(statistics.train_orientation_odds, orientation)
         return tails.astype(np.float32)
 
+    def _graph_fisher(self, features, scores):
+        """``"fisher_graph"``: the calibrated tails of ``"typicality"``, ``"orientation_odds"``
+        and the two pixel tests, added; NumPy arrays or backend tensors (``scores`` holds
+        the last three)."""
+        statistics = self.ood_statistics
+        train_bits = statistics.train_bits_per_dim.astype(np.float64)
+        train_typicality = np.abs(train_bits - statistics.mean_bits_per_dim) / statistics.std_bits_per_dim
+        tails = calibrated_log_tail(train_typicality, self.scores_from_features(features, "typicality"))
+        tails += calibrated_log_tail(statistics.train_orientation_odds, scores["orientation_odds"])
+        tails += calibrated_log_tail(statistics.pixels.train_orientation, scores["pixel_orientation_odds"])
+        return tails + calibrated_log_tail(statistics.pixels.train_coarse, scores["coarse_density"])
+
     def _turned_features(self, images, labels, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
         """``ood_features`` of the ``upside_down`` versions of the images: flipped, half-turned."""
         images = self._image_batch(images)
@@ -353,22 +378,29 @@ class OutOfDistributionMixin(TypicalityTestMixin):
         )
 
     def ood_score_tensor(self, images, labels=None) -> dict:
-        """Every score of ``GRAPH_METHODS`` on backend tensors (for exported graphs);
-        ``"ood_score"`` is the first of them (``"dose"``), the best one that needs no
-        lossless coder. Needs ``fit_ood``."""
-        self._require_ood_statistics("ood_score_tensor")
+        """Every score of ``GRAPH_METHODS`` on backend tensors (for exported graphs) that
+        the statistics allow (those of earlier versions lack some tests); ``"ood_score"``
+        is the first of them: ``"fisher_graph"``, the best one that needs no lossless
+        coder (``"dose"`` for statistics without the orientation and pixel tests).
+        Needs ``fit_ood``."""
+        statistics = self._require_ood_statistics("ood_score_tensor")
         features = self._ood_statistics_tensor(images, labels)
         turned = [self._ood_statistics_tensor(version, labels) for version in upside_down(images)]
         scores = {}
-        for method in GRAPH_METHODS:
+        for method in GRAPH_METHODS[1:]:
             if method == "orientation":
                 scores[method] = orientation_score(features[:, 0], [t[:, 0] for t in turned], _num_dims(images))
             elif method == "orientation_odds":
-                if self.ood_statistics.orientation is not None:  # statistics of earlier versions lack it
-                    scores[method] = self.ood_statistics.orientation.log_odds(orientation_rows(features, turned))
+                if statistics.orientation is not None:
+                    scores[method] = statistics.orientation.log_odds(orientation_rows(features, turned))
+            elif method in PIXEL_METHODS:
+                if statistics.pixels is not None:
+                    scores[method] = pixel_scores(statistics.pixels, images)[method == "coarse_density"]
             else:
                 scores[method] = self.scores_from_features(features, method)
-        return {"ood_score": scores[GRAPH_METHODS[0]], **scores}
+        if statistics.orientation is not None and statistics.pixels is not None:
+            scores = {"fisher_graph": self._graph_fisher(features, scores), **scores}
+        return {"ood_score": next(iter(scores.values())), **scores}
 
     # Saving ---------------------------------------------------------------------
     def save_own_variables(self, store):
@@ -391,7 +423,10 @@ def _check_statistics_version(statistics: OodStatistics | None, methods) -> None
         return
     for method in methods:
         if (
-            (method in ("orientation_odds", "dose_orientation", "fisher") and statistics.orientation is None)
+            (
+                method in ("orientation_odds", "dose_orientation", "fisher", "fisher_graph")
+                and statistics.orientation is None
+            )
             or (method in ("dose_orientation", "fisher") and statistics.train_complexity_distance is None)
             or (method in PIXEL_METHODS and statistics.pixels is None)
         ):

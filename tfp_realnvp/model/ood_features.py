@@ -223,12 +223,12 @@ def empirical_log_tail(reference: np.ndarray, values: np.ndarray, *, bandwidth: 
     return -np.log((counts + 1.0) / (reference.shape[1] + 1.0))
 
 
-def calibrated_log_tail(
-    reference: np.ndarray, values: np.ndarray, *, tail_fraction: float = 0.05, bandwidth: float = 0.05
-) -> np.ndarray:
+def calibrated_log_tail(reference: np.ndarray, values, *, tail_fraction: float = 0.05, bandwidth: float = 0.05):
     """``-log P(R >= v)`` for each value ``v``, ``R`` distributed as the ``reference``
     sample: a p-value on the ``-log`` scale, which is ``Exp(1)`` for values drawn like the
-    reference, whatever the reference's distribution. float64 ``[N]``.
+    reference, whatever the reference's distribution. float64 ``[N]`` for NumPy
+    ``values``; float32 ``[N]`` for backend tensors (the reference becomes constants of
+    the graph, so an exported model computes it too).
 
     Up to the threshold ``u``, the reference's upper ``tail_fraction`` quantile, it is
     ``empirical_log_tail`` with a kernel of ``bandwidth`` reference standard deviations.
@@ -243,7 +243,6 @@ def calibrated_log_tail(
             ``(0, 1)``, naming them.
     """
     reference = np.sort(np.asarray(reference, dtype=np.float64).reshape(-1))
-    values = np.asarray(values, dtype=np.float64).reshape(-1)
     if len(reference) < 3:
         raise ValueError(f"calibrated_log_tail needs at least 3 reference values; received {len(reference)}.")
     if not 0.0 < tail_fraction < 1.0:
@@ -253,6 +252,13 @@ def calibrated_log_tail(
     threshold = reference[-count - 1]
     mean_excess = max(float(np.mean(reference[-count:] - threshold)), width)
     at_threshold = empirical_log_tail(reference, [threshold], bandwidth=width)[0]
+    if not isinstance(values, np.ndarray) and hasattr(values, "dtype"):  # a backend tensor
+        values = ops.reshape(ops.cast(values, "float32"), (-1,))
+        z = (ops.convert_to_tensor(reference.astype(np.float32))[None, :] - values[:, None]) / np.float32(width)
+        inside = -ops.log((ops.sum(ops.sigmoid(z), axis=1) + 1.0) / np.float32(len(reference) + 1))
+        beyond = np.float32(at_threshold) + (values - np.float32(threshold)) / np.float32(mean_excess)
+        return ops.where(values > np.float32(threshold), beyond, inside)
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
     inside = empirical_log_tail(reference, values, bandwidth=width)
     return np.where(values > threshold, at_threshold + (values - threshold) / mean_excess, inside)
 

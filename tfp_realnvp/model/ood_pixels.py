@@ -25,6 +25,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
+from keras import ops
 
 from tfp_realnvp.model.ood_features import GaussianFit, LogisticFit
 
@@ -52,28 +53,34 @@ class PixelTests(NamedTuple):
     train_coarse: np.ndarray
 
 
-def _pooled(images: np.ndarray, factor: int) -> np.ndarray:
+def _pooled(images, factor: int):
     """``[N, H // f * W // f * C]``: pixels in ``[0, 1]`` averaged over ``f x f`` blocks
-    (the last rows and columns that do not fill a block are left out)."""
-    x = np.asarray(images, dtype=np.float64) / 255.0
-    n, height, width, channels = x.shape
+    (the last rows and columns that do not fill a block are left out). NumPy images give
+    float64; backend tensors float32 (for exported graphs)."""
+    height, width, channels = (int(d) for d in images.shape[1:])
+    rows, cols = height // factor, width // factor
+    if not isinstance(images, np.ndarray) and hasattr(images, "dtype"):  # a backend tensor
+        x = ops.cast(images, "float32")[:, : rows * factor, : cols * factor] / np.float32(255.0)
+        if factor > 1:
+            x = ops.mean(ops.reshape(x, (-1, rows, factor, cols, factor, channels)), axis=(2, 4))
+        return ops.reshape(x, (-1, rows * cols * channels))
+    x = np.asarray(images, dtype=np.float64)[:, : rows * factor, : cols * factor] / 255.0
     if factor > 1:
-        rows, cols = height // factor, width // factor
-        x = x[:, : rows * factor, : cols * factor].reshape(n, rows, factor, cols, factor, channels).mean(axis=(2, 4))
-    return x.reshape(n, -1)
+        x = x.reshape(len(x), rows, factor, cols, factor, channels).mean(axis=(2, 4))
+    return x.reshape(len(x), -1)
 
 
-def coarse_rows(images: np.ndarray) -> np.ndarray:
+def coarse_rows(images):
     """The images averaged over ``f x f`` blocks, ``f = max(1, min(H, W) // COARSE_SIDE)``
     (28 x 28 images: 4, giving 7 x 7), flattened: ``[N, H // f * W // f * C]``."""
-    factor = max(1, min(images.shape[1:3]) // COARSE_SIDE)
+    factor = max(1, min(int(d) for d in images.shape[1:3]) // COARSE_SIDE)
     return _pooled(images, factor)
 
 
-def orientation_pixels(images: np.ndarray) -> np.ndarray:
+def orientation_pixels(images):
     """The images' pixels, flattened, averaged over the smallest ``f x f`` blocks that
     leave at most ``MAX_ORIENTATION_INPUTS`` values (28 x 28 x 1: none; 32 x 32 x 3: 2 x 2)."""
-    height, width, channels = images.shape[1:]
+    height, width, channels = (int(d) for d in images.shape[1:])
     factor = 1
     while (height // factor) * (width // factor) * channels > MAX_ORIENTATION_INPUTS and factor < min(height, width):
         factor += 1
@@ -91,8 +98,9 @@ def _fit_coarse(images: np.ndarray) -> GaussianFit:
     return GaussianFit.fit(coarse_rows(images))
 
 
-def pixel_scores(tests: PixelTests, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``("pixel_orientation_odds", "coarse_density")`` scores of uint8 images, float32 ``[N]`` each."""
+def pixel_scores(tests: PixelTests, images) -> tuple:
+    """``("pixel_orientation_odds", "coarse_density")`` scores of uint8 images, float32
+    ``[N]`` each: NumPy arrays for NumPy images, backend tensors for backend tensors."""
     return tests.orientation.log_odds(orientation_pixels(images)), tests.coarse.negative_log_density(
         coarse_rows(images)
     )
