@@ -101,35 +101,17 @@ OOD_METHODS = (
     "pixel_orientation_odds",
     "coarse_density",
 )
-#: The methods that need the statistics of ``fit_ood``.
-FITTED_METHODS = (
-    "fisher",
-    "fisher_graph",
-    "dose_orientation",
-    "dose_complexity",
-    "dose",
-    "typicality",
-    "orientation_odds",
-    "pixel_orientation_odds",
-    "coarse_density",
-)
+#: The methods that need the statistics of ``fit_ood``: all but four.
+FITTED_METHODS = tuple(m for m in OOD_METHODS if m not in ("bits_per_dim", "complexity", "last_scale", "orientation"))
 #: The methods that need the pixel tests of ``fit_ood`` (``ood_pixels``).
 PIXEL_METHODS = ("fisher", "fisher_graph", "pixel_orientation_odds", "coarse_density")
 #: The lossless coders of ``"dose_complexity"``.
 DOSE_COMPRESSORS = ("png", "lzma")
-#: The methods computed in the graph (the SavedModel's ``ood_score`` signature); the
-#: first that the statistics allow is its ``ood_score``.
-GRAPH_METHODS = (
-    "fisher_graph",
-    "dose",
-    "bits_per_dim",
-    "typicality",
-    "last_scale",
-    "orientation",
-    "orientation_odds",
-    "pixel_orientation_odds",
-    "coarse_density",
-)
+#: The methods computed in the graph (the SavedModel's ``ood_score`` signature): all
+#: that need no lossless coder, ``"fisher_graph"`` first; the first that the
+#: statistics allow is its ``ood_score``.
+_CODER_METHODS = ("fisher", "dose_orientation", "dose_complexity", "complexity")
+GRAPH_METHODS = ("fisher_graph", *(m for m in OOD_METHODS if m not in (*_CODER_METHODS, "fisher_graph")))
 #: The methods that compare each image with its ``upside_down`` copies.
 TURNING_METHODS = ("orientation", "orientation_odds", "dose_orientation", "fisher", "fisher_graph")
 
