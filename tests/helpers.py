@@ -302,6 +302,10 @@ def check_round_trips(bijector, x, y, *, atol: float, event_ndims: int = 3, dtyp
         assert np.all(np.isfinite(to_numpy(value)))
 
 
+#: Keyword arguments of a bijector's methods that may hold one row per example of the batch.
+PER_EXAMPLE_KWARGS = ("conditional_input",)
+
+
 def check_log_det(
     bijector,
     x,
@@ -339,10 +343,12 @@ def check_log_det(
         assert point is not None, f"no point given for the {direction} direction"
         transform = getattr(bijector, direction)
         log_det = getattr(bijector, f"{direction}_log_det_jacobian")
-        # Batch-shaped keyword arguments (a conditional input) belong to each example:
-        # they are repeated with the example's copies in the Jacobian's batch.
+        # A conditional input with a row per example ([B, K]; a [K] vector is broadcast to
+        # every example) is repeated with the example's copies in the Jacobian's batch.
         batch = int(point.shape[0])
-        per_example = [k for k, v in jac_kw.items() if _batch_leading(v, batch)]
+        per_example = [
+            k for k in PER_EXAMPLE_KWARGS if k in jac_kw and len(jac_kw[k].shape) >= 2 and jac_kw[k].shape[0] == batch
+        ]
         others = {k: v for k, v in jac_kw.items() if k not in per_example}
 
         def mapped(t, *values, transform=transform, per_example=per_example, others=others):
@@ -354,12 +360,6 @@ def check_log_det(
         assert_close(actual, expected, atol=atol, rtol=0.0, kind="log-det")
         checked[direction] = to_numpy(actual)
     return checked
-
-
-def _batch_leading(value, batch: int) -> bool:
-    """Whether ``value`` is an array or tensor whose leading axis has ``batch`` entries."""
-    shape = getattr(value, "shape", None)
-    return shape is not None and len(shape) > 0 and shape[0] is not None and int(shape[0]) == batch
 
 
 def count_calls(monkeypatch, obj, *names: str) -> list[int]:

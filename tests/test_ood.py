@@ -149,7 +149,7 @@ def test_orientation_is_the_posterior_of_the_upright_image_among_its_flips(train
     assert 0 < expected < 1e-4
 
 
-def test_the_default_adds_the_tails_of_its_two_tests(trained):
+def test_dose_orientation_adds_the_tails_of_its_two_tests(trained):
     model, _ = trained
     # 32 images: a batch size the batch typicality test compiles too (JAX).
     x = np.concatenate([blobs(20, 14), synthetic_ood_images("vflip", blobs(12, 15), seed=0)])
@@ -243,6 +243,9 @@ def test_the_graph_scores_equal_the_numpy_ones_and_fisher_graph_adds_four_tails(
         served = list(model.ood_score_tensor(keras.ops.convert_to_tensor(x[:4])))
         assert served == ["ood_score", *(m for m in GRAPH_METHODS if m not in PIXEL_METHODS)]
         assert served[1] == "dose"
+        model._set_ood_statistics(statistics._replace(pixels=None, orientation=None, train_orientation_odds=None))
+        served = list(model.ood_score_tensor(keras.ops.convert_to_tensor(x[:4])))
+        assert served == ["ood_score", "dose", "bits_per_dim", "typicality", "last_scale", "orientation"]
     finally:
         model._set_ood_statistics(statistics)
 

@@ -86,3 +86,40 @@ def test_the_models_files_carry_the_pixel_tests():
     np.testing.assert_array_equal(read.pixels.train_orientation, tests.train_orientation)
     without = {key: value for key, value in store.items() if "coarse" not in key and "pixel" not in key}
     assert read_statistics(without)[0].pixels is None
+
+
+def test_the_methods_that_statistics_of_earlier_versions_lack_and_the_command_refits_them(monkeypatch):
+    import argparse
+
+    from tfp_realnvp.cli import ood as ood_command
+    from tfp_realnvp.model.ood import OOD_METHODS, outdated_methods
+    from tfp_realnvp.model.ood_features import GaussianFit
+
+    gaussian = GaussianFit.fit(np.random.default_rng(8).normal(size=(10, 2)))
+    old = OodStatistics(np.ones(4, np.float32), gaussian, gaussian)  # before orientation_odds
+    assert outdated_methods(None, OOD_METHODS) == []
+    assert outdated_methods(old, OOD_METHODS) == [
+        "fisher",
+        "fisher_graph",
+        "dose_orientation",
+        "orientation_odds",
+        "pixel_orientation_odds",
+        "coarse_density",
+    ]
+    assert outdated_methods(old, ("dose", "typicality", "complexity")) == []
+
+    class Model:
+        ood_statistics = old
+        fitted = []
+
+        def fit_ood(self, images, **kwargs):
+            self.fitted.append(len(images))
+            return {"num_images": len(images)}
+
+    monkeypatch.setattr(ood_command, "load_split", lambda source, split: shapes(6, 9, size=8))
+    args = argparse.Namespace(fit_images=10, batch_size=4, save_model=None)
+    lines = []
+    model = Model()
+    assert ood_command._statistics(model, None, args, ("dose",), lines.append) is None  # has what it needs
+    assert ood_command._statistics(model, None, args, ("fisher", "dose"), lines.append) == {"num_images": 6}
+    assert model.fitted == [6] and "without the tests of fisher" in lines[-1]

@@ -9,7 +9,8 @@ per set and method (``hist_<set>_<method>.png``: blue in distribution, orange ou
 
 An ``--ood`` set is any source ``--data`` takes (its ``all`` split) or the name of a
 set made from the test images (``noise``, ``constant``, ``vflip``, ``inverted``, ``rot90``, ``letters``).
-A model without OOD statistics gets them from the training split of ``--data``
+A model without OOD statistics, or with statistics of an earlier version that lack a
+test a ``--method`` needs, gets them from the training split of ``--data``
 (``RealNVP.fit_ood``); ``--save-model`` writes the model with them.
 """
 
@@ -29,7 +30,7 @@ from tfp_realnvp.cli.parser import positive_int
 from tfp_realnvp.internal import atomic
 from tfp_realnvp.internal.visualize import save_png
 from tfp_realnvp.model.files import load_realnvp, save_realnvp
-from tfp_realnvp.model.ood import OOD_METHODS
+from tfp_realnvp.model.ood import OOD_METHODS, outdated_methods
 from tfp_realnvp.model.ood_features import COMPRESSORS
 from tfp_realnvp.model.ood_histogram import histogram_image
 from tfp_realnvp.model.ood_metrics import detection_metrics
@@ -86,12 +87,15 @@ def _set_name(spec: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)
 
 
-def _statistics(model, source: DataSource, args, log) -> dict | None:
-    """Fits the OOD statistics on the training split when the model has none."""
-    if model.ood_statistics is not None:
+def _statistics(model, source: DataSource, args, methods, log) -> dict | None:
+    """Fits the OOD statistics on the training split when the model has none, or has
+    statistics of an earlier version that lack a test one of ``methods`` needs."""
+    outdated = outdated_methods(model.ood_statistics, methods)
+    if model.ood_statistics is not None and not outdated:
         return None
     train_images = load_split(source, "train")
-    log(f"the model has no OOD statistics: fitting them on {min(len(train_images), args.fit_images)} training images")
+    why = "has no OOD statistics" if not outdated else f"has OOD statistics without the tests of {', '.join(outdated)}"
+    log(f"the model {why}: fitting them on {min(len(train_images), args.fit_images)} training images")
     summary = model.fit_ood(train_images, max_images=args.fit_images, batch_size=args.batch_size)
     if args.save_model:
         save_realnvp(model, args.save_model)
@@ -114,8 +118,8 @@ def run_ood(args) -> dict:
     def log(message: str) -> None:
         print(f"[ood {time.time() - started:6.1f}s] {message}", flush=True)
 
-    fitted = _statistics(model, source, args, log)
     methods = tuple(dict.fromkeys(args.method or OOD_METHODS))
+    fitted = _statistics(model, source, args, methods, log)
     test_images = load_split(source, "test")[: args.ood_images]
     log(f"scoring {len(test_images)} test images of --data {args.data!r}")
     table = {"in_distribution": model.ood_score_table(test_images, methods=methods, compressor=args.compressor)}

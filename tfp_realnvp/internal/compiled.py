@@ -36,7 +36,7 @@ class CompiledFunction:
         self._fn = fn
         self._static = tuple(static_argnums)
         self._backend = backend_name()
-        self._functions = _FunctionPerSignature(jit_compile=jit_compile)
+        self._functions = _FunctionPerSignature(jit_compile=bool(jit_compile))
         if self._backend != "tensorflow":
             import jax
 
@@ -126,15 +126,29 @@ class SharedTrace:
 class _FunctionPerSignature:
     """TensorFlow: one ``tf.function`` per key (static values and input signature), made
     on first use; ``traces`` counts the traces of all of them (and of a JAX owner's
-    ``jax.jit``, which adds to it itself)."""
+    ``jax.jit``, which adds to it itself).
 
-    def __init__(self, *, jit_compile: bool = False):
+    Args:
+        jit_compile: the functions' ``jit_compile``; ``None`` leaves it to TensorFlow
+            (a function nested in an XLA-compiled one is compiled with it).
+    """
+
+    def __init__(self, *, jit_compile: bool | None = None):
         self.traces = 0
-        self._jit_compile = bool(jit_compile)
+        self._jit_compile = jit_compile
         self._functions: dict[Any, Callable] = {}
 
     def get(self, key: Any, signature: list, fn: Callable) -> Callable:
-        """The function of ``key``; ``fn`` and ``signature`` make it when it is new."""
+        """The function of ``key``, made from ``fn`` and ``signature`` when it is new.
+
+        Args:
+            key: hashable; equal keys share one function.
+            signature: the ``tf.TensorSpec`` list of its inputs.
+            fn: what it traces.
+
+        Returns:
+            The ``tf.function``.
+        """
         if key not in self._functions:
             import tensorflow as tf
 

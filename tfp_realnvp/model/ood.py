@@ -240,8 +240,9 @@ class OutOfDistributionMixin(TypicalityTestMixin):
         return statistics
 
     def scores_from_features(self, features, method: str):
-        """The score ``method`` (one of ``GRAPH_METHODS``) from ``ood_features`` rows,
-        on NumPy arrays or backend tensors."""
+        """The score ``method`` from ``ood_features`` rows alone, on NumPy arrays or
+        backend tensors: one of ``"bits_per_dim"``, ``"last_scale"``, ``"typicality"``
+        and ``"dose"`` (the others need the images or their turned copies)."""
         if method == "bits_per_dim":
             return features[:, 0]
         if method == "last_scale":
@@ -252,7 +253,9 @@ class OutOfDistributionMixin(TypicalityTestMixin):
             return abs(centred) / np.float32(statistics.std_bits_per_dim)
         if method == "dose":
             return statistics.gaussian.negative_log_density(features)
-        raise ValueError(f"method must be one of {list(GRAPH_METHODS)}; received {method!r}.")
+        raise ValueError(
+            f"method must be one of ['bits_per_dim', 'last_scale', 'typicality', 'dose']; received {method!r}."
+        )
 
     def ood_scores(
         self,
@@ -297,7 +300,12 @@ class OutOfDistributionMixin(TypicalityTestMixin):
         for method in methods:
             if method in FITTED_METHODS:
                 self._require_ood_statistics(f"method={method!r}")
-        _check_statistics_version(self.ood_statistics, methods)
+        lacking = outdated_methods(self.ood_statistics, methods)
+        if lacking:
+            raise ValueError(
+                f"method={lacking[0]!r} needs statistics of fit_ood that these ones "
+                "(saved by an earlier version) lack: call model.fit_ood(train_images) again."
+            )
         images = self._image_batch(images)
         features = self.ood_features(images, labels, batch_size=batch_size)
         table, density = {}, None
@@ -316,9 +324,9 @@ class OutOfDistributionMixin(TypicalityTestMixin):
         if set(PIXEL_METHODS) & set(methods):
             pixels = self.ood_statistics.pixels
             table["pixel_orientation_odds"], table["coarse_density"] = pixel_scores(pixels, images)
-            tails = calibrated_log_tail(pixels.train_orientation, table["pixel_orientation_odds"])
-            tails += calibrated_log_tail(pixels.train_coarse, table["coarse_density"])
             if "fisher" in methods:
+                tails = calibrated_log_tail(pixels.train_orientation, table["pixel_orientation_odds"])
+                tails += calibrated_log_tail(pixels.train_coarse, table["coarse_density"])
                 table["fisher"] = (table["dose_orientation"] + tails).astype(np.float32)
             if "fisher_graph" in methods:
                 table["fisher_graph"] = np.asarray(self._graph_fisher(features, table), dtype=np.float32)
@@ -341,9 +349,11 @@ class OutOfDistributionMixin(TypicalityTestMixin):
         return tails.astype(np.float32)
 
     def _graph_fisher(self, features, scores):
-        """``"fisher_graph"``: the calibrated tails of ``"typicality"``, ``"orientation_odds"``
-        and the two pixel tests, added; NumPy arrays or backend tensors (``scores`` holds
-        the last three)."""
+        """``"fisher_graph"``: ``-sum_k log P_k(s_k(x))`` over the tests ``k`` of
+        ``"typicality"``, ``"orientation_odds"``, ``"pixel_orientation_odds"`` and
+        ``"coarse_density"``, ``P_k`` the calibrated tail of the ``fit_ood`` images' own
+        scores (``calibrated_log_tail``). NumPy arrays or backend tensors: ``features``
+        are ``ood_features`` rows, ``scores`` holds the last three scores."""
         statistics = self.ood_statistics
         train_bits = statistics.train_bits_per_dim.astype(np.float64)
         train_typicality = np.abs(train_bits - statistics.mean_bits_per_dim) / statistics.std_bits_per_dim
@@ -375,9 +385,11 @@ class OutOfDistributionMixin(TypicalityTestMixin):
             elif method == "orientation_odds":
                 if statistics.orientation is not None:
                     scores[method] = statistics.orientation.log_odds(orientation_rows(features, turned))
-            elif method in PIXEL_METHODS:
+            elif method == "pixel_orientation_odds":  # the first of the two pixel tests
                 if statistics.pixels is not None:
-                    scores[method] = pixel_scores(statistics.pixels, images)[method == "coarse_density"]
+                    scores[method], scores["coarse_density"] = pixel_scores(statistics.pixels, images)
+            elif method == "coarse_density":
+                continue  # with the pixel orientation test
             else:
                 scores[method] = self.scores_from_features(features, method)
         if statistics.orientation is not None and statistics.pixels is not None:
@@ -398,24 +410,27 @@ class OutOfDistributionMixin(TypicalityTestMixin):
         super().load_own_variables(rest)
 
 
-def _check_statistics_version(statistics: OodStatistics | None, methods) -> None:
-    """A ``ValueError`` when a method needs statistics that ``statistics`` (saved by an
-    earlier version) lack."""
+def outdated_methods(statistics: OodStatistics | None, methods) -> list[str]:
+    """The ``methods`` that need a test which ``statistics`` (saved by an earlier version
+    of ``fit_ood``) lack; empty for ``None`` statistics (which lack everything alike).
+
+    Args:
+        statistics: ``RealNVP.ood_statistics``.
+        methods: names of ``OOD_METHODS``.
+
+    Returns:
+        The methods, in the order given, that ``fit_ood`` must be run again for.
+    """
     if statistics is None:
-        return
-    for method in methods:
-        if (
-            (
-                method in ("orientation_odds", "dose_orientation", "fisher", "fisher_graph")
-                and statistics.orientation is None
-            )
-            or (method in ("dose_orientation", "fisher") and statistics.train_complexity_distance is None)
-            or (method in PIXEL_METHODS and statistics.pixels is None)
-        ):
-            raise ValueError(
-                f"method={method!r} needs statistics of fit_ood that these ones "
-                "(saved by an earlier version) lack: call model.fit_ood(train_images) again."
-            )
+        return []
+    orientation = ("orientation_odds", "dose_orientation", "fisher", "fisher_graph")
+    return [
+        method
+        for method in methods
+        if (method in orientation and statistics.orientation is None)
+        or (method in ("dose_orientation", "fisher") and statistics.train_complexity_distance is None)
+        or (method in PIXEL_METHODS and statistics.pixels is None)
+    ]
 
 
 def _squared_distance(fit: GaussianFit, negative_log_density) -> np.ndarray:

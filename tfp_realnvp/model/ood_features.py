@@ -252,7 +252,7 @@ def calibrated_log_tail(reference: np.ndarray, values, *, tail_fraction: float =
     threshold = reference[-count - 1]
     mean_excess = max(float(np.mean(reference[-count:] - threshold)), width)
     at_threshold = empirical_log_tail(reference, [threshold], bandwidth=width)[0]
-    if not isinstance(values, np.ndarray) and hasattr(values, "dtype"):  # a backend tensor
+    if ops.is_tensor(values):  # a backend tensor: graph-friendly ops
         values = ops.reshape(ops.cast(values, "float32"), (-1,))
         z = (ops.convert_to_tensor(reference.astype(np.float32))[None, :] - values[:, None]) / np.float32(width)
         inside = -ops.log((ops.sum(ops.sigmoid(z), axis=1) + 1.0) / np.float32(len(reference) + 1))

@@ -17,7 +17,9 @@ each fitted by ``RealNVP.fit_ood`` to the training images:
 
 The scores the training images get are kept for the calibrated tails of ``"fisher"``.
 They are out-of-fold (two folds, each scored by the fit to the other): a fit's scores of
-its own images are optimistic, and held-out images would look unusual against them.
+its own images are optimistic, and held-out images would look unusual against them. New
+images are scored by the fit to all the images, a little better than the half-data fits
+that scored the reference: the tails err towards calling an image typical.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ def _pooled(images, factor: int):
     float64; backend tensors float32 (for exported graphs)."""
     height, width, channels = (int(d) for d in images.shape[1:])
     rows, cols = height // factor, width // factor
-    if not isinstance(images, np.ndarray) and hasattr(images, "dtype"):  # a backend tensor
+    if ops.is_tensor(images):
         x = ops.cast(images, "float32")[:, : rows * factor, : cols * factor] / np.float32(255.0)
         if factor > 1:
             x = ops.mean(ops.reshape(x, (-1, rows, factor, cols, factor, channels)), axis=(2, 4))
@@ -71,15 +73,30 @@ def _pooled(images, factor: int):
 
 
 def coarse_rows(images):
-    """The images averaged over ``f x f`` blocks, ``f = max(1, min(H, W) // COARSE_SIDE)``
-    (28 x 28 images: 4, giving 7 x 7), flattened: ``[N, H // f * W // f * C]``."""
+    """The input of ``"coarse_density"``: the images averaged over ``f x f`` blocks,
+    ``f = max(1, min(H, W) // COARSE_SIDE)`` (28 x 28 images: 4, giving 7 x 7).
+
+    Args:
+        images: ``[N, H, W, C]`` in ``[0, 256)``, NumPy or a backend tensor.
+
+    Returns:
+        ``[N, H // f * W // f * C]`` in ``[0, 1]``: float64 NumPy or float32 tensors.
+    """
     factor = max(1, min(int(d) for d in images.shape[1:3]) // COARSE_SIDE)
     return _pooled(images, factor)
 
 
 def orientation_pixels(images):
-    """The images' pixels, flattened, averaged over the smallest ``f x f`` blocks that
-    leave at most ``MAX_ORIENTATION_INPUTS`` values (28 x 28 x 1: none; 32 x 32 x 3: 2 x 2)."""
+    """The input of ``"pixel_orientation_odds"``: the images' pixels averaged over the
+    smallest ``f x f`` blocks that leave at most ``MAX_ORIENTATION_INPUTS`` values
+    (28 x 28 x 1: ``f = 1``; 32 x 32 x 3: ``f = 2``).
+
+    Args:
+        images: ``[N, H, W, C]`` in ``[0, 256)``, NumPy or a backend tensor.
+
+    Returns:
+        ``[N, H // f * W // f * C]`` in ``[0, 1]``: float64 NumPy or float32 tensors.
+    """
     height, width, channels = (int(d) for d in images.shape[1:])
     factor = 1
     while (height // factor) * (width // factor) * channels > MAX_ORIENTATION_INPUTS and factor < min(height, width):
@@ -99,16 +116,34 @@ def _fit_coarse(images: np.ndarray) -> GaussianFit:
 
 
 def pixel_scores(tests: PixelTests, images) -> tuple:
-    """``("pixel_orientation_odds", "coarse_density")`` scores of uint8 images, float32
-    ``[N]`` each: NumPy arrays for NumPy images, backend tensors for backend tensors."""
+    """The two pixel tests' scores of images.
+
+    Args:
+        tests: the fitted ``PixelTests``.
+        images: ``[N, H, W, C]`` in ``[0, 256)``, NumPy or a backend tensor.
+
+    Returns:
+        ``(pixel_orientation_odds, coarse_density)``: ``w . p(x) + b`` and
+        ``-log N(c(x); mu, Sigma)``, float32 ``[N]`` each, NumPy arrays for NumPy
+        images and backend tensors for tensors.
+    """
     return tests.orientation.log_odds(orientation_pixels(images)), tests.coarse.negative_log_density(
         coarse_rows(images)
     )
 
 
 def fit_pixel_tests(images: np.ndarray, *, seed: int = 0) -> PixelTests:
-    """Fits both tests to in-distribution images ``[N, H, W, C]`` (``N >= 2``) and scores
-    them out of fold (in sample when ``N < 4``, too few for two folds of two)."""
+    """Fits both tests to in-distribution images and scores those images out of fold.
+
+    Args:
+        images: uint8 ``[N, H, W, C]``, ``N >= 2``. With ``N < 4`` (too few for two folds
+            of two) the images are scored in sample.
+        seed: seed of the split into two folds.
+
+    Returns:
+        The ``PixelTests``: the fits to all the images, and each image's scores under
+        the fits to the other fold.
+    """
     images = np.asarray(images)
     orientation, coarse = _fit_orientation(images), _fit_coarse(images)
     if len(images) < 4:
