@@ -123,3 +123,19 @@ def test_the_methods_that_statistics_of_earlier_versions_lack_and_the_command_re
     assert ood_command._statistics(model, None, args, ("dose",), lines.append) is None  # has what it needs
     assert ood_command._statistics(model, None, args, ("fisher", "dose"), lines.append) == {"num_images": 6}
     assert model.fitted == [6] and "without the tests of fisher" in lines[-1]
+
+
+def test_the_calibrated_tail_of_backend_tensors_equals_the_numpy_one():
+    import keras
+
+    from tfp_realnvp.model.ood_features import calibrated_log_tail
+
+    rng = np.random.default_rng(10)
+    reference = rng.gamma(2.0, size=3000)  # three chunks of the reference in the graph
+    values = np.r_[rng.gamma(2.0, size=50), [-1.0, 0.0, 30.0]].astype(np.float32)
+    expected = calibrated_log_tail(reference, values)
+    tensor = calibrated_log_tail(reference, keras.ops.convert_to_tensor(values))
+    assert keras.ops.is_tensor(tensor)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(tensor), expected, rtol=1e-4, atol=1e-4)
+    # A NumPy scalar is NumPy: a float64 array back.
+    assert isinstance(calibrated_log_tail(reference, np.float64(2.0)), np.ndarray)

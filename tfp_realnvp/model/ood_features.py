@@ -254,8 +254,11 @@ def calibrated_log_tail(reference: np.ndarray, values, *, tail_fraction: float =
     at_threshold = empirical_log_tail(reference, [threshold], bandwidth=width)[0]
     if ops.is_tensor(values):  # a backend tensor: graph-friendly ops
         values = ops.reshape(ops.cast(values, "float32"), (-1,))
-        z = (ops.convert_to_tensor(reference.astype(np.float32))[None, :] - values[:, None]) / np.float32(width)
-        inside = -ops.log((ops.sum(ops.sigmoid(z), axis=1) + 1.0) / np.float32(len(reference) + 1))
+        counts = ops.zeros_like(values)
+        for start in range(0, len(reference), 1024):  # [N, 1024] at a time, as in NumPy
+            chunk = ops.convert_to_tensor(reference[start : start + 1024].astype(np.float32))
+            counts = counts + ops.sum(ops.sigmoid((chunk[None, :] - values[:, None]) / np.float32(width)), axis=1)
+        inside = -ops.log((counts + 1.0) / np.float32(len(reference) + 1))
         beyond = np.float32(at_threshold) + (values - np.float32(threshold)) / np.float32(mean_excess)
         return ops.where(values > np.float32(threshold), beyond, inside)
     values = np.asarray(values, dtype=np.float64).reshape(-1)
