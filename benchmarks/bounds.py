@@ -1,7 +1,7 @@
 """How the bits/dim bound of trained models tightens with the number of importance samples.
 
-    python -m benchmarks.bounds --model uniform=/tmp/vd/shipped_uniform/model.keras \\
-        --model variational=/tmp/vd/shipped_variational/model.keras --data shipped --output bounds.json
+    python -m benchmarks.bounds --model uniform=shipped_uniform/model.keras \\
+        --model variational=shipped_variational/model.keras --data shipped --output bounds.json
 
 For each saved model and each ``K`` of ``--samples`` this reports the mean over the test
 images of the importance-weighted bound ``-log (1/K) sum_k p(x + u_k) / q(u_k | x)`` in
