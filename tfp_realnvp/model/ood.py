@@ -324,12 +324,12 @@ class OutOfDistributionMixin(TypicalityTestMixin):
         if set(PIXEL_METHODS) & set(methods):
             pixels = self.ood_statistics.pixels
             table["pixel_orientation_odds"], table["coarse_density"] = pixel_scores(pixels, images)
+        if {"fisher", "fisher_graph"} & set(methods):  # the pixel tests' tails, once for both
+            pixel_tails = self._pixel_tails(table)
             if "fisher" in methods:
-                tails = calibrated_log_tail(pixels.train_orientation, table["pixel_orientation_odds"])
-                tails += calibrated_log_tail(pixels.train_coarse, table["coarse_density"])
-                table["fisher"] = (table["dose_orientation"] + tails).astype(np.float32)
+                table["fisher"] = (table["dose_orientation"] + pixel_tails).astype(np.float32)
             if "fisher_graph" in methods:
-                table["fisher_graph"] = np.asarray(self._graph_fisher(features, table), dtype=np.float32)
+                table["fisher_graph"] = np.asarray(self._graph_fisher(features, table, pixel_tails), np.float32)
         for method in methods:
             if method in table:
                 continue  # computed above
@@ -348,19 +348,25 @@ class OutOfDistributionMixin(TypicalityTestMixin):
         tails += calibrated_log_tail(statistics.train_orientation_odds, orientation)
         return tails.astype(np.float32)
 
-    def _graph_fisher(self, features, scores):
+    def _pixel_tails(self, scores):
+        """``-log P(s(x))`` of the two pixel tests added, each against the fitted images'
+        out-of-fold scores (``calibrated_log_tail``); NumPy arrays or backend tensors."""
+        pixels = self.ood_statistics.pixels
+        tails = calibrated_log_tail(pixels.train_orientation, scores["pixel_orientation_odds"])
+        return tails + calibrated_log_tail(pixels.train_coarse, scores["coarse_density"])
+
+    def _graph_fisher(self, features, scores, pixel_tails):
         """``"fisher_graph"``: ``-sum_k log P_k(s_k(x))`` over the tests ``k`` of
         ``"typicality"``, ``"orientation_odds"``, ``"pixel_orientation_odds"`` and
         ``"coarse_density"``, ``P_k`` the calibrated tail of the ``fit_ood`` images' own
         scores (``calibrated_log_tail``). NumPy arrays or backend tensors: ``features``
-        are ``ood_features`` rows, ``scores`` holds the last three scores."""
+        are ``ood_features`` rows, ``scores`` holds ``"orientation_odds"``, and
+        ``pixel_tails`` is ``_pixel_tails`` of the last two tests."""
         statistics = self.ood_statistics
         train_bits = statistics.train_bits_per_dim.astype(np.float64)
         train_typicality = np.abs(train_bits - statistics.mean_bits_per_dim) / statistics.std_bits_per_dim
         tails = calibrated_log_tail(train_typicality, self.scores_from_features(features, "typicality"))
-        tails += calibrated_log_tail(statistics.train_orientation_odds, scores["orientation_odds"])
-        tails += calibrated_log_tail(statistics.pixels.train_orientation, scores["pixel_orientation_odds"])
-        return tails + calibrated_log_tail(statistics.pixels.train_coarse, scores["coarse_density"])
+        return tails + calibrated_log_tail(statistics.train_orientation_odds, scores["orientation_odds"]) + pixel_tails
 
     def _turned_features(self, images, labels, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
         """``ood_features`` of the ``upside_down`` versions of the images: flipped, half-turned."""
@@ -393,7 +399,7 @@ class OutOfDistributionMixin(TypicalityTestMixin):
             else:
                 scores[method] = self.scores_from_features(features, method)
         if statistics.orientation is not None and statistics.pixels is not None:
-            scores = {"fisher_graph": self._graph_fisher(features, scores), **scores}
+            scores = {"fisher_graph": self._graph_fisher(features, scores, self._pixel_tails(scores)), **scores}
         return {"ood_score": next(iter(scores.values())), **scores}
 
     # Saving ---------------------------------------------------------------------
@@ -423,11 +429,11 @@ def outdated_methods(statistics: OodStatistics | None, methods) -> list[str]:
     """
     if statistics is None:
         return []
-    orientation = ("orientation_odds", "dose_orientation", "fisher", "fisher_graph")
     return [
         method
         for method in methods
-        if (method in orientation and statistics.orientation is None)
+        # every turning method but the posterior, which needs no fit
+        if (method in TURNING_METHODS and method != "orientation" and statistics.orientation is None)
         or (method in ("dose_orientation", "fisher") and statistics.train_complexity_distance is None)
         or (method in PIXEL_METHODS and statistics.pixels is None)
     ]

@@ -103,12 +103,12 @@ def read_statistics(store) -> tuple[OodStatistics | None, dict]:
     statistics = None
     if all(key in keys for key in own):
         values = [np.asarray(store[key]) for key in own]
-        gaussian = GaussianFit(values[1], values[2], float(np.reshape(values[3], [-1])[0]))
-        complexity = GaussianFit(values[4], values[5], float(np.reshape(values[6], [-1])[0]))
+        gaussian = GaussianFit(values[1], values[2], _scalar(values[3]))
+        complexity = GaussianFit(values[4], values[5], _scalar(values[6]))
         orientation, odds = None, None
         if all(key in keys for key in _ORIENTATION_KEYS):
             weights, bias, odds = (np.asarray(store[key]) for key in _ORIENTATION_KEYS)
-            orientation = LogisticFit(weights, float(np.reshape(bias, [-1])[0]))
+            orientation = LogisticFit(weights, _scalar(bias))
             odds = odds.astype(np.float32)
         distance = np.asarray(store[_DISTANCE_KEY]).astype(np.float32) if _DISTANCE_KEY in keys else None
         pixels = _read_pixel_tests(store) if all(key in keys for key in _PIXEL_KEYS) else None
@@ -122,8 +122,13 @@ def read_statistics(store) -> tuple[OodStatistics | None, dict]:
 def _read_pixel_tests(store) -> PixelTests:
     weights, bias, mean, precision, normalizer, orientation, coarse = (np.asarray(store[k]) for k in _PIXEL_KEYS)
     return PixelTests(
-        LogisticFit(weights, float(np.reshape(bias, [-1])[0])),
-        GaussianFit(mean, precision, float(np.reshape(normalizer, [-1])[0])),
+        LogisticFit(weights, _scalar(bias)),
+        GaussianFit(mean, precision, _scalar(normalizer)),
         orientation.astype(np.float32),
         coarse.astype(np.float32),
     )
+
+
+def _scalar(value) -> float:
+    """The one number a store holds as a ``[1]`` array (or a scalar)."""
+    return float(np.reshape(np.asarray(value), [-1])[0])
